@@ -1,0 +1,11 @@
+/** Per-epoch metrics under Keras's History keys, as written to history.json. */
+export interface History {
+  loss: number[];
+  accuracy: number[];
+  val_loss: number[];
+  val_accuracy: number[];
+}
+
+export function emptyHistory(): History {
+  return { loss: [], accuracy: [], val_loss: [], val_accuracy: [] };
+}
