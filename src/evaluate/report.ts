@@ -1,0 +1,95 @@
+import { join } from 'node:path';
+import { writeFileAtomic } from '../util/atomic.js';
+import { GraftError } from '../util/errors.js';
+import type { EvaluationMetrics } from './metrics.js';
+
+export interface EvaluationContext {
+  /** Class names, in class-index order. */
+  classes: string[];
+  /** The evaluated files, in the order of the metrics' items (for naming misclassified ones). */
+  files?: string[];
+}
+
+/** How many misclassified items report.txt and the console list. */
+export const MAX_LISTED_MISTAKES = 20;
+
+const fixed = (v: number) => v.toFixed(4);
+
+/** Left-aligned text columns, two spaces apart. */
+function table(rows: string[][], indent = '  '): string[] {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return rows.map((r) => indent + r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ').trimEnd());
+}
+
+function checkClasses(metrics: EvaluationMetrics, ctx: EvaluationContext): void {
+  if (ctx.classes.length !== metrics.numClasses) {
+    throw new GraftError(`evaluation: ${ctx.classes.length} class names for ${metrics.numClasses} classes`);
+  }
+  if (ctx.files && ctx.files.length !== metrics.count) {
+    throw new GraftError(`evaluation: ${ctx.files.length} file names for ${metrics.count} evaluated items`);
+  }
+}
+
+/** The evaluation as text: what `graft evaluate` prints and report.txt holds. */
+export function formatEvaluation(metrics: EvaluationMetrics, ctx: EvaluationContext): string {
+  checkClasses(metrics, ctx);
+  const { classes } = ctx;
+  const lines: string[] = [];
+  lines.push(`Evaluated ${metrics.count} images in ${metrics.numClasses} classes (${classes.join(', ')})`);
+  const summary = [['accuracy', fixed(metrics.accuracy)], ['loss', fixed(metrics.loss)]];
+  if (metrics.auc !== null) summary.push(['ROC AUC', fixed(metrics.auc)]);
+  lines.push(...table(summary, ''), '');
+
+  lines.push('Confusion matrix (rows: true class, columns: predicted class)');
+  const right = (rows: string[][]) => {
+    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+    return rows.map((r) => '  ' + r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  '));
+  };
+  lines.push(...right([['', ...classes], ...metrics.confusion.map((row, i) => [classes[i]!, ...row.map(String)])]), '');
+
+  lines.push('Per class');
+  lines.push(
+    ...table([
+      ['class', 'precision', 'recall', 'f1', 'support'],
+      ...metrics.perClass.map((m, i) => [classes[i]!, fixed(m.precision), fixed(m.recall), fixed(m.f1), String(m.support)]),
+      ['macro avg', fixed(metrics.macro.precision), fixed(metrics.macro.recall), fixed(metrics.macro.f1), String(metrics.count)],
+    ]),
+    '',
+  );
+
+  const mistakes = [...metrics.misclassified].sort((a, b) => b.probability - a.probability || a.index - b.index);
+  const shown = mistakes.slice(0, MAX_LISTED_MISTAKES);
+  lines.push(
+    `Misclassified: ${mistakes.length}` +
+      (mistakes.length === 0 ? '' : mistakes.length > shown.length ? ` (the ${shown.length} most confident shown)` : ' (most confident first)'),
+  );
+  if (shown.length > 0) {
+    lines.push(
+      ...table([
+        ['file', 'true', 'predicted', 'p(predicted)'],
+        ...shown.map((m) => [ctx.files?.[m.index] ?? `#${m.index}`, classes[m.trueLabel]!, classes[m.predicted]!, fixed(m.probability)]),
+      ]),
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** metrics.json: the metrics with class names, and misclassified items with their files. */
+export function evaluationJson(metrics: EvaluationMetrics, ctx: EvaluationContext): Record<string, unknown> {
+  checkClasses(metrics, ctx);
+  return {
+    classes: ctx.classes,
+    ...metrics,
+    perClass: metrics.perClass.map((m, i) => ({ class: ctx.classes[i], ...m })),
+    misclassified: metrics.misclassified.map((m) => ({ ...(ctx.files ? { file: ctx.files[m.index] } : {}), ...m })),
+  };
+}
+
+/** Writes metrics.json and report.txt into `dir` (atomically each). Returns their paths. */
+export async function writeEvaluation(dir: string, metrics: EvaluationMetrics, ctx: EvaluationContext): Promise<{ metricsFile: string; reportFile: string }> {
+  const metricsFile = join(dir, 'metrics.json');
+  const reportFile = join(dir, 'report.txt');
+  await writeFileAtomic(metricsFile, JSON.stringify(evaluationJson(metrics, ctx), null, 2) + '\n');
+  await writeFileAtomic(reportFile, formatEvaluation(metrics, ctx));
+  return { metricsFile, reportFile };
+}
