@@ -31,9 +31,21 @@ export async function readModelFolder(dir: string): Promise<{ json: ModelJson; s
   return { json, specs, data: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer };
 }
 
+/**
+ * Loads a layers-model folder through tfjs's own HTTP loader, as a browser would (model.json, then
+ * the shards its manifest names, relative to it), with fetch answered from the folder.
+ */
 export async function loadLayersModelFromDir(dir: string): Promise<tf.LayersModel> {
-  const { json, specs, data } = await readModelFolder(dir);
-  return tf.loadLayersModel(tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: specs, weightData: data }));
+  const base = 'http://model.test/';
+  const fetchFunc = async (url: string): Promise<Response> => {
+    const file = join(dir, decodeURIComponent(new URL(url).pathname.slice(1)));
+    try {
+      return new Response(await readFile(file), { status: 200 });
+    } catch {
+      return new Response('not found', { status: 404 });
+    }
+  };
+  return tf.loadLayersModel(tf.io.http(`${base}model.json`, { fetchFunc }));
 }
 
 /** The weights of an unquantised float32 TF.js model as a WeightMap. */
