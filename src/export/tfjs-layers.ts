@@ -174,6 +174,9 @@ export async function writeTfjsLayersModel(
   const target = resolve(dir);
   const shardBytes = opts.shardBytes ?? DEFAULT_SHARD_BYTES;
   if (!Number.isInteger(shardBytes) || shardBytes < 1) throw new GraftError(`TF.js export to ${target}: shard size must be a positive integer, got ${shardBytes}`);
+  if (opts.quantize !== undefined && opts.quantize !== 'float16' && opts.quantize !== 'uint8') {
+    throw new GraftError(`TF.js export to ${target}: unknown quantization "${String(opts.quantize)}" (use float16 or uint8)`);
+  }
   const input = graph.layers.find((l) => l.name === graph.inputs[0]);
   const channels = Number((input?.config.batch_input_shape as unknown[] | undefined)?.[3] ?? 3) || 3;
   const inputShape: [number, number, number] = opts.inputSize
@@ -212,7 +215,12 @@ export async function writeTfjsLayersModel(
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       hadOld = false;
     }
-    await rename(staging, target);
+    try {
+      await rename(staging, target);
+    } catch (err) {
+      if (hadOld) await rename(old, target).catch(() => {}); // put the previous export back
+      throw err;
+    }
     if (hadOld) await rm(old, { recursive: true, force: true });
   } catch (err) {
     await rm(staging, { recursive: true, force: true }).catch(() => {});
