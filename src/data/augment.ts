@@ -376,9 +376,9 @@ export function applyTransform(
       const p01 = ya * rowLen + xb * 3;
       const p10 = yb * rowLen + xa * 3;
       const p11 = yb * rowLen + xb * 3;
-      for (let ch = 0; ch < 3; ch++) {
-        out[d + ch] = (src[p00 + ch]! * w00 + src[p01 + ch]! * w01 + src[p10 + ch]! * w10 + src[p11 + ch]! * w11) * scale + bias;
-      }
+      out[d] = (src[p00]! * w00 + src[p01]! * w01 + src[p10]! * w10 + src[p11]! * w11) * scale + bias;
+      out[d + 1] = (src[p00 + 1]! * w00 + src[p01 + 1]! * w01 + src[p10 + 1]! * w10 + src[p11 + 1]! * w11) * scale + bias;
+      out[d + 2] = (src[p00 + 2]! * w00 + src[p01 + 2]! * w01 + src[p10 + 2]! * w10 + src[p11 + 2]! * w11) * scale + bias;
     }
   }
 }
