@@ -4,3 +4,22 @@ export { Random } from './util/random.js';
 export type { KerasGraph, KerasLayer, WeightMap, WeightTensor } from './backbone/keras-graph.js';
 export { LAB_HEAD } from './model/head-spec.js';
 export type { HeadSpec, HeadLayerSpec, Activation } from './model/head-spec.js';
+export {
+  LAB_AUGMENTATION,
+  NO_AUGMENTATION,
+  IDENTITY_TRANSFORM,
+  applyTransform,
+  randomTransform,
+  affineMatrix,
+  isAffineIdentity,
+  fromKerasOptions,
+  validateAugmentConfig,
+  zoomBounds,
+} from './data/augment.js';
+export type { AugmentConfig, TransformParams, FillMode, ShiftRange, PixelAffine, KerasAugmentOptions } from './data/augment.js';
+export { AugmentPool, sharedFloat32, sharedImageStore } from './data/augment-pool.js';
+export type { ImageStore, AugmentBatchOptions } from './data/augment-pool.js';
+export { augmentPreview } from './data/augment-preview.js';
+export type { AugmentPreviewOptions } from './data/augment-preview.js';
+export { preprocessParams, isPreprocessName, PREPROCESS_NAMES } from './data/preprocess.js';
+export type { PreprocessName, PreprocessParams } from './data/preprocess.js';
