@@ -318,6 +318,9 @@ test('the worker pool gives bit-identical output to the single-threaded path', a
     const out2 = sharedFloat32(indices.length * size);
     await pool.augmentBatch({ views, h, w }, indices, ps, out2, { fillMode: cfg.fillMode, cval: cfg.cval, pre });
     assert.deepEqual(out2, expected);
+    const out3 = sharedFloat32(indices.length * size);
+    await pool.augmentBatch({ views, h, w }, indices, ps, out3, { fillMode: cfg.fillMode, cval: cfg.cval, pre, useCallingThread: true });
+    assert.deepEqual(out3, expected);
     await assert.rejects(pool.augmentBatch({ views, h, w }, [9], [ps[0]!], out2, { fillMode: 'nearest', cval: 0, pre }), GraftError);
   } finally {
     await pool.close();
@@ -347,4 +350,41 @@ test('augmentPreview writes a PNG grid: the original first, then n tiles', async
     }
   }
   assert.deepEqual([data[0], data[1], data[2]], [255, 255, 255], 'gaps are white');
+});
+
+test('graft augment-preview DIR --out FILE.png: first image of the folder, grid PNG; bad paths are one-line errors', async () => {
+  const { mkdtemp, mkdir, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { main } = await import('../src/cli/main.js');
+  const dir = await mkdtemp(join(tmpdir(), 'graft-augment-'));
+  try {
+    await mkdir(join(dir, 'cats'));
+    await sharp(Buffer.from(gradient(20, 30)), { raw: { width: 30, height: 20, channels: 3 } }).png().toFile(join(dir, 'cats', 'a.png'));
+    const out = join(dir, 'preview.png');
+    const log = console.log;
+    console.log = () => {};
+    let code: number;
+    try {
+      code = await main(['node', 'graft', 'augment-preview', dir, '--out', out, '--n', '2', '--seed', '4', '--size', '50']);
+    } finally {
+      console.log = log;
+    }
+    assert.equal(code, 0);
+    const meta = await sharp(out).metadata();
+    // 3 tiles of 50x50 -> 2 x 2 grid with 4-pixel gaps: 2*50 + 3*4 = 112.
+    assert.equal(meta.width, 112);
+    assert.equal(meta.height, 112);
+    const err = console.error;
+    const lines: string[] = [];
+    console.error = (...a: unknown[]) => void lines.push(a.join(' '));
+    try {
+      assert.equal(await main(['node', 'graft', 'augment-preview', join(dir, 'missing'), '--out', out]), 1);
+    } finally {
+      console.error = err;
+    }
+    assert.match(lines.join('\n'), /cannot read .*missing: no such file or folder/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

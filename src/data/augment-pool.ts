@@ -6,7 +6,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { GraftError } from '../util/errors.js';
-import type { FillMode, PixelAffine, TransformParams } from './augment.js';
+import { applyTransform, type FillMode, type PixelAffine, type TransformParams } from './augment.js';
 
 /** N images of h x w x 3 uint8 (HWC), one after another, in one buffer (best: on a SharedArrayBuffer). */
 export interface ImageStore {
@@ -21,6 +21,11 @@ export interface AugmentBatchOptions {
   pre: PixelAffine;
   /** Where the batch's first image goes in `out` (in floats); image k goes k*h*w*3 further. */
   outOffset?: number;
+  /**
+   * Also work on the calling thread (one more share than there are workers). Faster when the
+   * caller would only wait; leave it off to overlap augmentation with work on the main thread.
+   */
+  useCallingThread?: boolean;
 }
 
 /** A message to a worker: its chunk of the batch. */
@@ -154,7 +159,8 @@ export class AugmentPool {
       }
     }
 
-    const chunk = Math.ceil(count / this.workers.length);
+    const shares = this.workers.length + (opts.useCallingThread ? 1 : 0);
+    const chunk = Math.ceil(count / shares);
     const jobs: Promise<void>[] = [];
     this.acquire();
     try {
@@ -182,6 +188,13 @@ export class AugmentPool {
         };
         jobs.push(new Promise<void>((resolve, reject) => this.pending.set(id, { resolve, reject })));
         this.workers[t]!.postMessage(task);
+      }
+      if (opts.useCallingThread) {
+        const cfg = { fillMode: opts.fillMode, cval: opts.cval };
+        for (let k = this.workers.length * chunk; k < count; k++) {
+          const s = srcOffsets[k]!;
+          applyTransform(src.subarray(s, s + size), h, w, params[k]!, cfg, out, outOffset + k * size, opts.pre);
+        }
       }
       await Promise.all(jobs);
     } finally {
