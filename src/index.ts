@@ -12,3 +12,22 @@ export type { EvaluationMetrics, ClassMetrics, Misclassified, Probabilities } fr
 export { writeEvaluation, formatEvaluation, evaluationJson } from './evaluate/report.js';
 export type { EvaluationContext } from './evaluate/report.js';
 export { plotHistory } from './evaluate/plots.js';
+export {
+  LAB_AUGMENTATION,
+  NO_AUGMENTATION,
+  IDENTITY_TRANSFORM,
+  applyTransform,
+  randomTransform,
+  affineMatrix,
+  isAffineIdentity,
+  fromKerasOptions,
+  validateAugmentConfig,
+  zoomBounds,
+} from './data/augment.js';
+export type { AugmentConfig, TransformParams, FillMode, ShiftRange, PixelAffine, KerasAugmentOptions } from './data/augment.js';
+export { AugmentPool, sharedFloat32, sharedImageStore } from './data/augment-pool.js';
+export type { ImageStore, AugmentBatchOptions } from './data/augment-pool.js';
+export { augmentPreview } from './data/augment-preview.js';
+export type { AugmentPreviewOptions } from './data/augment-preview.js';
+export { preprocessParams, isPreprocessName, PREPROCESS_NAMES } from './data/preprocess.js';
+export type { PreprocessName, PreprocessParams } from './data/preprocess.js';
