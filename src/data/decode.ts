@@ -16,7 +16,7 @@
  *   differ slightly). 16-bit PNGs are scaled to 8 bits (v/257), where PIL keeps the high byte.
  */
 import { readFile } from 'node:fs/promises';
-import sharp, { type Metadata, type Sharp } from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { GraftError, describeFsError } from '../util/errors.js';
 import { BitmapFormatError, bmpSize, decodeBmp, decodeNetpbm, isBmp, isNetpbm, netpbmSize, type RgbImage } from './bitmap-formats.js';
 
@@ -98,12 +98,26 @@ export function sniffFormat(buf: Uint8Array, path: string): SniffedFormat {
 function sharpReason(err: unknown): string {
   const msg = String((err as Error)?.message ?? err);
   const first = msg.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
-  if (/pixel limit/i.test(msg)) return 'too many pixels (over the decoder limit)';
-  if (/unsupported image format/i.test(msg)) return 'not a known image format';
+    if (/unsupported image format/i.test(msg)) return 'not a known image format';
   if (/premature end|truncat|corrupt|bogus|not enough data|read error|invalid|unexpected end/i.test(msg)) {
     return `truncated or corrupt image data (${first.slice(-1)[0] ?? msg})`;
   }
   return `cannot decode: ${first[0] ?? msg}`;
+}
+
+/**
+ * The reason for a failed sharp decode. Decoding starts without a separate header read (it costs
+ * a thread-pool round trip per image); only when sharp refuses the pixel count is the header
+ * read again, without the limit, to name the size.
+ */
+async function sharpFailure(err: unknown, buf: Buffer, path: string, maxPixels: number): Promise<BadImageError> {
+  if (err instanceof BadImageError) return err;
+  if (/pixel limit/i.test(String((err as Error)?.message))) {
+    const meta = await sharp(buf, { limitInputPixels: false }).metadata().catch(() => undefined);
+    const size = meta?.width && meta.height ? `${meta.width}x${meta.height} is ` : '';
+    return new BadImageError(path, `too many pixels: ${size}over the limit of ${maxPixels}`, err);
+  }
+  return new BadImageError(path, sharpReason(err), err);
 }
 
 /** Full-size RGB decode of an image file's bytes, alpha dropped. */
@@ -123,15 +137,13 @@ export async function decodeFullRgb(
     }
   }
   let img = openSharp(buf, path, maxPixels);
-  await checkHeader(img, path, maxPixels);
   if (opts.orientation === 'exif') img = img.autoOrient();
   try {
     const { data, info } = await img.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new BadImageError(path, `decoded to ${info.channels} channels, expected 3`);
     return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
   } catch (err) {
-    if (err instanceof BadImageError) throw err;
-    throw new BadImageError(path, sharpReason(err), err);
+    throw await sharpFailure(err, buf, path, maxPixels);
   }
 }
 
@@ -142,21 +154,6 @@ function openSharp(buf: Buffer, path: string, maxPixels: number): Sharp {
   } catch (err) {
     throw new BadImageError(path, sharpReason(err), err);
   }
-}
-
-/** Header check before decoding: a readable header and a pixel count within the limit. */
-async function checkHeader(img: Sharp, path: string, maxPixels: number): Promise<Metadata> {
-  let meta: Metadata;
-  try {
-    meta = await img.metadata();
-  } catch (err) {
-    throw new BadImageError(path, sharpReason(err), err);
-  }
-  const { width = 0, height = 0 } = meta;
-  if (width * height > maxPixels) {
-    throw new BadImageError(path, `too many pixels: ${width}x${height} is over the limit of ${maxPixels}`);
-  }
-  return meta;
 }
 
 /** Image size from the header only (fast; a header can lie, decoding is the real test). */
@@ -283,7 +280,6 @@ export async function decodeImageInto(path: string, opts: DecodeOptions, out: Ui
 
   if (opts.fast && interpolation === 'nearest' && sniffFormat(buf, path) === 'jpeg') {
     let img = openSharp(buf, path, maxPixels);
-    await checkHeader(img, path, maxPixels);
     if (opts.orientation === 'exif') img = img.autoOrient();
     try {
       const { data } = await img
@@ -295,7 +291,7 @@ export async function decodeImageInto(path: string, opts: DecodeOptions, out: Ui
       out.set(data);
       return;
     } catch (err) {
-      throw new BadImageError(path, sharpReason(err), err);
+      throw await sharpFailure(err, buf, path, maxPixels);
     }
   }
 
