@@ -151,14 +151,20 @@ test('decodes the formats a dataset holds into RGB HWC', async () => {
   await writeFile(ppm, Buffer.concat([Buffer.from('P6\n# comment\n2 1\n255\n'), Buffer.from([1, 2, 3, 4, 5, 6])]));
   assert.deepEqual([...(await decodeImage(ppm, { width: 2, height: 1 }))], [1, 2, 3, 4, 5, 6]);
 
-  // Area and bilinear give a size-exact result; area of a 2x2 block is its mean.
+  // Area (PIL BOX) of a 2x2 block is its mean.
   const mean = await decodeImage(grey, { width: 1, height: 1, interpolation: 'area' });
   assert.deepEqual([...mean], [75, 75, 75]);
-  const bil = await decodeImage(pp(), { width: 3, height: 3, interpolation: 'bilinear' });
-  assert.equal(bil.length, 27);
-  function pp() {
-    return join(dir, 'pattern.png');
-  }
+});
+
+test('bilinear and area resize give the bytes PIL gives', async () => {
+  const p = join(dir, 'five.png');
+  const pixels = [0, 10, 20, 50, 60, 70, 100, 110, 120, 200, 210, 220, 255, 1, 2, 9, 8, 7, 30, 40, 50, 90, 80, 70, 130, 140, 150, 250, 240, 230];
+  await raw(pixels, 5, 2, 3).png().toFile(p);
+  // Pillow 12: Image.frombytes('RGB', (5, 2), pixels).resize(size, filter).tobytes()
+  assert.deepEqual([...(await decodeImage(p, { width: 3, height: 1, interpolation: 'bilinear' }))], [20, 27, 33, 99, 103, 107, 215, 144, 146]);
+  assert.deepEqual([...(await decodeImage(p, { width: 3, height: 1, interpolation: 'area' }))], [23, 30, 37, 95, 95, 95, 209, 148, 151]);
+  const up = await decodeImage(p, { width: 7, height: 3, interpolation: 'bilinear' });
+  assert.deepEqual([...up.subarray(0, 21)], [0, 10, 20, 29, 39, 49, 64, 74, 84, 100, 110, 120, 171, 181, 191, 224, 120, 127, 255, 1, 2]);
 });
 
 test('EXIF orientation is ignored by default (like Keras) and honoured on request', async () => {

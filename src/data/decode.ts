@@ -10,17 +10,19 @@
  *   samples source column trunc(x0) with x0 = scale/2 accumulated by += scale (scale = in/out) in
  *   doubles, which we replicate step for step. sharp's nearest kernel (libvips shrink + reduce)
  *   picks other pixels, so it is only used with `fast: true` (JPEG shrink-on-load, faster, not exact).
- * - 'bilinear' uses sharp's linear kernel (antialiased like PIL's BILINEAR, not bit-exact).
- * - 'area' is a box filter with fractional coverage (PIL BOX / TF 'area'), computed here.
+ * - 'bilinear' and 'area' (PIL BOX) are PIL's convolution resize, replicated in pil-resample.ts
+ *   (bit-exact with Pillow 12 on the lab's images).
  * - CMYK JPEGs go through sharp's colour management to sRGB (PIL uses a naive formula; colours
  *   differ slightly). 16-bit PNGs are scaled to 8 bits (v/257), where PIL keeps the high byte.
  */
 import { readFile } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
 import { GraftError, describeFsError } from '../util/errors.js';
+import { resizePil } from './pil-resample.js';
 import { BitmapFormatError, bmpSize, decodeBmp, decodeNetpbm, isBmp, isNetpbm, netpbmSize, type RgbImage } from './bitmap-formats.js';
 
-export type Interpolation = 'nearest' | 'bilinear' | 'area';
+/** 'area' is PIL's BOX filter (Keras interpolation='box'); 'box' is accepted as its other name. */
+export type Interpolation = 'nearest' | 'bilinear' | 'area' | 'box';
 
 export interface DecodeOptions {
   width: number;
@@ -204,72 +206,6 @@ export function resizeNearest(src: RgbImage, width: number, height: number, out:
   }
 }
 
-/** Box-filter weights: output i averages input [i*scale, (i+1)*scale) with fractional edges. */
-function areaWeights(inSize: number, outSize: number): { start: Int32Array; count: Int32Array; w: Float32Array; span: number } {
-  const scale = inSize / outSize;
-  const span = Math.ceil(scale) + 1;
-  const start = new Int32Array(outSize);
-  const count = new Int32Array(outSize);
-  const w = new Float32Array(outSize * span);
-  for (let i = 0; i < outSize; i++) {
-    const lo = i * scale;
-    const hi = Math.min(inSize, (i + 1) * scale);
-    if (scale <= 1) {
-      // Upscaling: a box no wider than a pixel is a nearest pick (centre rule).
-      start[i] = Math.min(inSize - 1, Math.floor((i + 0.5) * scale));
-      count[i] = 1;
-      w[i * span] = 1;
-      continue;
-    }
-    const s = Math.floor(lo);
-    start[i] = s;
-    let n = 0;
-    for (let j = s; j < hi && n < span; j++, n++) w[i * span + n] = (Math.min(hi, j + 1) - Math.max(lo, j)) / scale;
-    count[i] = n;
-  }
-  return { start, count, w, span };
-}
-
-/** Area (box) resize of RGB HWC into `out`, separable: rows then columns. */
-export function resizeArea(src: RgbImage, width: number, height: number, out: Uint8Array): void {
-  const xw = areaWeights(src.width, width);
-  const yw = areaWeights(src.height, height);
-  const tmp = new Float32Array(src.height * width * 3);
-  for (let y = 0; y < src.height; y++) {
-    const row = y * src.width * 3;
-    for (let x = 0; x < width; x++) {
-      let r = 0, g = 0, b = 0;
-      for (let k = 0; k < xw.count[x]!; k++) {
-        const p = row + (xw.start[x]! + k) * 3;
-        const wt = xw.w[x * xw.span + k]!;
-        r += src.data[p]! * wt;
-        g += src.data[p + 1]! * wt;
-        b += src.data[p + 2]! * wt;
-      }
-      const t = (y * width + x) * 3;
-      tmp[t] = r;
-      tmp[t + 1] = g;
-      tmp[t + 2] = b;
-    }
-  }
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      let r = 0, g = 0, b = 0;
-      for (let k = 0; k < yw.count[y]!; k++) {
-        const t = ((yw.start[y]! + k) * width + x) * 3;
-        const wt = yw.w[y * yw.span + k]!;
-        r += tmp[t]! * wt;
-        g += tmp[t + 1]! * wt;
-        b += tmp[t + 2]! * wt;
-      }
-      const o = (y * width + x) * 3;
-      out[o] = Math.min(255, Math.round(r));
-      out[o + 1] = Math.min(255, Math.round(g));
-      out[o + 2] = Math.min(255, Math.round(b));
-    }
-  }
-}
-
 /** Decodes and resizes the image at `path` into `out` (height*width*3 bytes). */
 export async function decodeImageInto(path: string, opts: DecodeOptions, out: Uint8Array): Promise<void> {
   const { width, height } = opts;
@@ -300,15 +236,8 @@ export async function decodeImageInto(path: string, opts: DecodeOptions, out: Ui
     out.set(full.data); // Keras skips the resize when the size already matches.
   } else if (interpolation === 'nearest') {
     resizeNearest(full, width, height, out);
-  } else if (interpolation === 'area') {
-    resizeArea(full, width, height, out);
   } else {
-    // Alpha is already gone, so sharp's premultiplication cannot change colours here.
-    const data = await sharp(full.data, { raw: { width: full.width, height: full.height, channels: 3 } })
-      .resize(width, height, { fit: 'fill', kernel: 'linear', fastShrinkOnLoad: false })
-      .raw()
-      .toBuffer();
-    out.set(data);
+    resizePil(full, width, height, interpolation === 'bilinear' ? 'bilinear' : 'box', out);
   }
 }
 
