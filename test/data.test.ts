@@ -336,6 +336,16 @@ test('image store: decoded once, bad files skipped or fatal, streaming matches m
   assert.deepEqual(report.bad.map((x) => x.reason).sort(), ['a text file, not an image', 'empty file (0 bytes)']);
   assert.deepEqual(report.splits[0]!.usable, { cats: 3, dogs: 4, empty: 0 });
   assert.deepEqual(report.width, { min: 2, median: 2, max: 2 });
+  const errors: string[] = [];
+  const logError = console.error;
+  console.error = (s: string) => errors.push(s);
+  try {
+    assert.equal(await main(['node', 'graft', 'data', root, '--on-bad-image', 'error']), 1);
+  } finally {
+    console.error = logError;
+  }
+  assert.equal(errors.length, 1);
+  assert.match(errors[0]!, /^graft: error: bad image .*cats\/bad\.jpg: a text file, not an image \(2 bad files in all\)$/);
 });
 
 test('batch order: per-epoch deterministic shuffle, partial last batch, label encodings', async () => {

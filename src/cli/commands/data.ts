@@ -14,10 +14,12 @@ export function registerData(program: Command): void {
     .option('--seed <n>', 'seed of a shuffled split', '0')
     .option('--headers-only', 'read image headers only (fast; misses corrupt pixel data)')
     .option('--follow-symlinks', 'descend into linked folders')
-    .action(async (dir: string, o: { json?: boolean; validationSplit?: string; splitOrder: string; seed: string; headersOnly?: boolean; followSymlinks?: boolean }) => {
+    .option('--on-bad-image <mode>', "'skip' (list bad files) or 'error' (fail on the first one, as training would)", 'skip')
+    .action(async (dir: string, o: { json?: boolean; validationSplit?: string; splitOrder: string; seed: string; headersOnly?: boolean; followSymlinks?: boolean; onBadImage: string }) => {
       const split = o.validationSplit === undefined ? undefined : Number(o.validationSplit);
       if (split !== undefined && !Number.isFinite(split)) throw new GraftError(`--validation-split must be a number, got ${o.validationSplit}`);
       if (o.splitOrder !== 'keras' && o.splitOrder !== 'shuffled') throw new GraftError(`--split-order must be keras or shuffled, got ${o.splitOrder}`);
+      if (o.onBadImage !== 'skip' && o.onBadImage !== 'error') throw new GraftError(`--on-bad-image must be skip or error, got ${o.onBadImage}`);
       const seed = Number(o.seed);
       if (!Number.isInteger(seed)) throw new GraftError(`--seed must be an integer, got ${o.seed}`);
       const report = await inspectDataset(dir, {
@@ -27,6 +29,10 @@ export function registerData(program: Command): void {
         decode: !o.headersOnly,
         followSymlinks: o.followSymlinks,
       });
+      const first = report.bad[0];
+      if (o.onBadImage === 'error' && first) {
+        throw new GraftError(`bad image ${first.path}: ${first.reason} (${report.bad.length} bad file${report.bad.length === 1 ? '' : 's'} in all)`, { file: first.path });
+      }
       console.log(o.json ? JSON.stringify(report) : formatDatasetReport(report));
     });
 }
