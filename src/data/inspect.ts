@@ -5,7 +5,7 @@
  */
 import { DEFAULT_MAX_PIXELS, BadImageError, decodeFullRgb, readImageFile, readImageSize, sniffFormat } from './decode.js';
 import { runPool, defaultDecodeConcurrency } from './image-store.js';
-import { classCounts, resolveDataset, type DatasetListing, type ResolveOptions } from './listing.js';
+import { classCounts, countLooseImages, resolveDataset, type DatasetListing, type ResolveOptions } from './listing.js';
 
 export interface SizeStats {
   min: number;
@@ -108,7 +108,10 @@ export async function inspectDataset(root: string, opts: InspectOptions = {}): P
   ];
   const problems: string[] = [];
   const trainUsable = Object.values(splits[0]!.usable).filter((n) => n > 0).length;
-  if (trainUsable < 2) {
+  const loose = classes.length === 0 ? await countLooseImages(resolved.train.root) : 0;
+  if (loose > 0) {
+    problems.push(`${resolved.train.root} holds ${loose} images but no class sub-folders; graft expects one sub-folder per class`);
+  } else if (trainUsable < 2) {
     problems.push(`${resolved.train.root} has ${trainUsable} class${trainUsable === 1 ? '' : 'es'} with usable images; training needs at least 2`);
   }
   return {
@@ -132,7 +135,7 @@ export function formatDatasetReport(r: DatasetReport): string {
   lines.push(`dataset ${r.root} (${r.layout === 'lab' ? 'train/ + validation/ layout' : 'one folder per class'})`);
   lines.push(`classes: ${r.classes.map((c, i) => `${i}=${c}`).join(', ') || '(none)'}`);
   for (const s of r.splits) {
-    const per = r.classes.map((c) => `${c} ${s.usable[c]}${s.usable[c] !== s.counts[c] ? `/${s.counts[c]}` : ''}`).join(', ');
+    const per = r.classes.map((c) => `${c} ${s.usable[c]}${s.usable[c] !== s.counts[c] ? ` of ${s.counts[c]}` : ''}`).join(', ');
     const usable = Object.values(s.usable).reduce((a, b) => a + b, 0);
     lines.push(`${s.name}: ${usable} images (${per})  ${s.root}`);
   }

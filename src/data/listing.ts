@@ -217,6 +217,15 @@ export async function listImageFolder(root: string, opts: ListOptions = {}): Pro
   return { root: absRoot, classes, files, skipped: state.skipped, ignoredCount: state.ignored, warnings };
 }
 
+/** Image files directly inside `dir` (not in class folders). */
+export async function countLooseImages(dir: string): Promise<number> {
+  try {
+    return (await readdir(dir)).filter(isImageFileName).length;
+  } catch {
+    return 0;
+  }
+}
+
 /** Per-class counts of a listing, in class order. */
 export function classCounts(listing: DatasetListing): number[] {
   const counts = new Array<number>(listing.classes.length).fill(0);
@@ -266,17 +275,21 @@ export async function resolveDataset(root: string, opts: ResolveOptions = {}): P
   const minClasses = opts.minClasses ?? 2;
   const listOpts: ListOptions = { followSymlinks: opts.followSymlinks, classes: opts.classes };
 
-  const checkClasses = (l: DatasetListing) => {
+  const checkClasses = async (l: DatasetListing) => {
     const nonEmpty = classCounts(l).filter((c) => c > 0).length;
     if (l.classes.length < minClasses || nonEmpty < minClasses) {
-      const what = l.classes.length === 0 ? 'no class sub-folders' : `${nonEmpty} class${nonEmpty === 1 ? '' : 'es'} with images (${l.classes.join(', ')})`;
+      let what = `${nonEmpty} class${nonEmpty === 1 ? '' : 'es'} with images (${l.classes.join(', ')})`;
+      if (l.classes.length === 0) {
+        const loose = await countLooseImages(l.root);
+        what = loose > 0 ? `${loose} images but no class sub-folders (is it one class? point graft at the folder above)` : 'no class sub-folders';
+      }
       throw new GraftError(`${l.root} has ${what}; training needs at least ${minClasses} sub-folders of images, one per class`, { file: l.root });
     }
   };
 
   if (await isReadableDir(join(absRoot, 'train'))) {
     const train = await listImageFolder(join(absRoot, 'train'), listOpts);
-    checkClasses(train);
+    await checkClasses(train);
     let validation: DatasetListing | undefined;
     for (const name of VALIDATION_FOLDER_NAMES) {
       const dir = join(absRoot, name);
@@ -306,7 +319,7 @@ export async function resolveDataset(root: string, opts: ResolveOptions = {}): P
   }
 
   const all = await listImageFolder(absRoot, listOpts);
-  checkClasses(all);
+  await checkClasses(all);
   if (split === undefined) return { train: all, layout: 'classes' };
   const parts = splitListing(all, split, opts.splitOrder ?? 'keras', opts.seed ?? 0);
   return { ...parts, layout: 'classes' };
