@@ -13,7 +13,8 @@
  * - 'bilinear' and 'area' (PIL BOX) are PIL's convolution resize, replicated in pil-resample.ts
  *   (bit-exact with Pillow 12 on the lab's images).
  * - CMYK JPEGs go through sharp's colour management to sRGB (PIL uses a naive formula; colours
- *   differ slightly). 16-bit PNGs are scaled to 8 bits (v/257), where PIL keeps the high byte.
+ *   differ slightly). 16-bit RGB PNGs give PIL's bytes (the high byte); 16-bit grey PNGs are
+ *   scaled to 8 bits, where PIL (mode I;16 -> RGB) clips every value above 255 to white.
  */
 import { readFile } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
