@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { execFileSync } from 'node:child_process';
 import sharp from 'sharp';
 import { GraftError } from '../src/util/errors.js';
 import { listImageFolder, resolveDataset, classCounts, splitListing } from '../src/data/listing.js';
@@ -251,9 +252,14 @@ test('symlink loops do not hang, broken links are skipped with a reason', async 
   await makeClassTree(root);
   await symlink(join(root, 'dogs'), join(root, 'dogs', 'sub', 'loop'));
   await symlink(join(root, 'nowhere.png'), join(root, 'cats', 'broken.png'));
+  execFileSync('mkfifo', [join(root, 'dogs', 'pipe.jpg')]);
   const plain = await listImageFolder(root);
   assert.equal(plain.files.length, 7); // folder links not followed by default, like Keras
-  assert.deepEqual(plain.skipped.map((s) => [s.path.slice(root.length + 1), s.reason]), [['cats/broken.png', 'broken symbolic link']]);
+  assert.deepEqual(plain.skipped.map((s) => [s.path.slice(root.length + 1), s.reason]), [
+    ['cats/broken.png', 'broken symbolic link'],
+    ['dogs/pipe.jpg', 'not a regular file'],
+  ]);
+  await expectBad(join(root, 'dogs', 'pipe.jpg'), /not a regular file/);
   const followed = await listImageFolder(root, { followSymlinks: true });
   assert.equal(followed.files.length, 7);
   assert.ok(followed.skipped.some((s) => s.path.endsWith('loop') && /already visited/.test(s.reason)));

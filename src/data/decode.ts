@@ -16,7 +16,7 @@
  *   differ slightly). 16-bit RGB PNGs give PIL's bytes (the high byte); 16-bit grey PNGs are
  *   scaled to 8 bits, where PIL (mode I;16 -> RGB) clips every value above 255 to white.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
 import { GraftError, describeFsError } from '../util/errors.js';
 import { resizePil } from './pil-resample.js';
@@ -42,6 +42,8 @@ export interface DecodeOptions {
 }
 
 export const DEFAULT_MAX_PIXELS = 100_000_000;
+/** Image files above this size are refused before reading (no sane training image is this big). */
+export const MAX_FILE_BYTES = 1 << 30;
 
 /** A file that cannot be used as an image; `reason` is a short phrase ("empty file (0 bytes)"). */
 export class BadImageError extends GraftError {
@@ -61,8 +63,13 @@ sharp.cache(false);
 export async function readImageFile(path: string): Promise<Buffer> {
   let buf: Buffer;
   try {
+    // A FIFO or device named .jpg would block or never end; a giant file would fill memory.
+    const st = await stat(path);
+    if (!st.isFile()) throw new BadImageError(path, 'not a regular file');
+    if (st.size > MAX_FILE_BYTES) throw new BadImageError(path, `file too large (${st.size} bytes; the limit is ${MAX_FILE_BYTES})`);
     buf = await readFile(path);
   } catch (err) {
+    if (err instanceof BadImageError) throw err;
     throw new BadImageError(path, `unreadable: ${describeFsError(err, path).message.replace(/^cannot read [^:]*: /, '')}`, err);
   }
   if (buf.length === 0) throw new BadImageError(path, 'empty file (0 bytes)');

@@ -142,9 +142,13 @@ async function walkClassFolder(top: string, state: WalkState): Promise<[string, 
         }
         if (target.isDirectory()) {
           if (state.followSymlinks) subdirs.push(full);
-        } else files.push(e.name);
-      } else {
+        } else if (target.isFile()) files.push(e.name);
+        else if (isImageFileName(e.name)) state.skipped.push({ path: full, reason: 'not a regular file' });
+      } else if (e.isFile()) {
         files.push(e.name);
+      } else if (isImageFileName(e.name)) {
+        // Sockets, FIFOs, devices: reading one could block forever.
+        state.skipped.push({ path: full, reason: 'not a regular file' });
       }
     }
     out.push([dir, files]);
