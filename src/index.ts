@@ -14,7 +14,7 @@ export {
   VALIDATION_FOLDER_NAMES,
 } from './data/listing.js';
 export type { DatasetListing, LabelledFile, SkippedFile, ListOptions, ResolveOptions, ResolvedDataset } from './data/listing.js';
-export { decodeImage, decodeImageInto, decodeFullRgb, readImageSize, BadImageError, DEFAULT_MAX_PIXELS, pilNearestIndices } from './data/decode.js';
+export { decodeImage, decodeImageInto, decodeFullRgb, readImageSize, BadImageError, DEFAULT_MAX_PIXELS, INTERPOLATIONS, pilNearestIndices } from './data/decode.js';
 export type { DecodeOptions, Interpolation } from './data/decode.js';
 export { buildImageStore, DEFAULT_MEMORY_BUDGET } from './data/image-store.js';
 export type { ImageStore, BuildStoreOptions } from './data/image-store.js';

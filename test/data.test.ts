@@ -157,7 +157,7 @@ test('decodes the formats a dataset holds into RGB HWC', async () => {
   assert.deepEqual([...mean], [75, 75, 75]);
 });
 
-test('bilinear and area resize give the bytes PIL gives', async () => {
+test('bilinear, box/area, bicubic and lanczos resize give the bytes PIL gives', async () => {
   const p = join(dir, 'five.png');
   const pixels = [0, 10, 20, 50, 60, 70, 100, 110, 120, 200, 210, 220, 255, 1, 2, 9, 8, 7, 30, 40, 50, 90, 80, 70, 130, 140, 150, 250, 240, 230];
   await raw(pixels, 5, 2, 3).png().toFile(p);
@@ -166,6 +166,9 @@ test('bilinear and area resize give the bytes PIL gives', async () => {
   assert.deepEqual([...(await decodeImage(p, { width: 3, height: 1, interpolation: 'area' }))], [23, 30, 37, 95, 95, 95, 209, 148, 151]);
   const up = await decodeImage(p, { width: 7, height: 3, interpolation: 'bilinear' });
   assert.deepEqual([...up.subarray(0, 21)], [0, 10, 20, 29, 39, 49, 64, 74, 84, 100, 110, 120, 171, 181, 191, 224, 120, 127, 255, 1, 2]);
+  assert.deepEqual([...(await decodeImage(p, { width: 3, height: 1, interpolation: 'bicubic' }))], [16, 22, 29, 96, 106, 111, 220, 147, 149]);
+  const lz = await decodeImage(p, { width: 8, height: 3, interpolation: 'lanczos' });
+  assert.deepEqual([...lz.subarray(0, 24)], [0, 6, 18, 16, 27, 38, 55, 66, 76, 82, 85, 97, 130, 169, 181, 203, 226, 237, 246, 74, 79, 255, 0, 0]);
 });
 
 test('EXIF orientation is ignored by default (like Keras) and honoured on request', async () => {

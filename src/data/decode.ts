@@ -10,8 +10,8 @@
  *   samples source column trunc(x0) with x0 = scale/2 accumulated by += scale (scale = in/out) in
  *   doubles, which we replicate step for step. sharp's nearest kernel (libvips shrink + reduce)
  *   picks other pixels, so it is only used with `fast: true` (JPEG shrink-on-load, faster, not exact).
- * - 'bilinear' and 'area' (PIL BOX) are PIL's convolution resize, replicated in pil-resample.ts
- *   (bit-exact with Pillow 12 on the lab's images).
+ * - 'bilinear', 'bicubic', 'hamming', 'lanczos' and 'box' (= 'area') are PIL's convolution
+ *   resize, replicated in pil-resample.ts (bit-exact with Pillow 12 in our checks).
  * - CMYK JPEGs go through sharp's colour management to sRGB (PIL uses a naive formula; colours
  *   differ slightly). 16-bit RGB PNGs give PIL's bytes (the high byte); 16-bit grey PNGs are
  *   scaled to 8 bits, where PIL (mode I;16 -> RGB) clips every value above 255 to white.
@@ -22,8 +22,12 @@ import { GraftError, describeFsError } from '../util/errors.js';
 import { resizePil } from './pil-resample.js';
 import { BitmapFormatError, bmpSize, decodeBmp, decodeNetpbm, isBmp, isNetpbm, netpbmSize, type RgbImage } from './bitmap-formats.js';
 
-/** 'area' is PIL's BOX filter (Keras interpolation='box'); 'box' is accepted as its other name. */
-export type Interpolation = 'nearest' | 'bilinear' | 'area' | 'box';
+/**
+ * Keras' interpolation names, each computed as PIL computes it. 'area' is another name for 'box'
+ * (PIL's BOX filter: the mean of the source pixels each output pixel covers).
+ */
+export type Interpolation = 'nearest' | 'bilinear' | 'bicubic' | 'hamming' | 'lanczos' | 'box' | 'area';
+export const INTERPOLATIONS: readonly Interpolation[] = ['nearest', 'bilinear', 'bicubic', 'hamming', 'lanczos', 'box', 'area'];
 
 export interface DecodeOptions {
   width: number;
@@ -220,6 +224,7 @@ export async function decodeImageInto(path: string, opts: DecodeOptions, out: Ui
   if (out.length !== width * height * 3) throw new Error(`decode target holds ${out.length} bytes, expected ${width * height * 3}`);
   const buf = await readImageFile(path);
   const interpolation = opts.interpolation ?? 'nearest';
+  if (!INTERPOLATIONS.includes(interpolation)) throw new GraftError(`unknown interpolation '${interpolation}' (one of ${INTERPOLATIONS.join(', ')})`);
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
 
   if (opts.fast && interpolation === 'nearest' && sniffFormat(buf, path) === 'jpeg') {
@@ -245,7 +250,7 @@ export async function decodeImageInto(path: string, opts: DecodeOptions, out: Ui
   } else if (interpolation === 'nearest') {
     resizeNearest(full, width, height, out);
   } else {
-    resizePil(full, width, height, interpolation === 'bilinear' ? 'bilinear' : 'box', out);
+    resizePil(full, width, height, interpolation === 'area' ? 'box' : interpolation, out);
   }
 }
 

@@ -6,12 +6,40 @@
  */
 import type { RgbImage } from './bitmap-formats.js';
 
-export type PilFilter = 'bilinear' | 'box';
+export type PilFilter = 'bilinear' | 'box' | 'bicubic' | 'hamming' | 'lanczos';
 
 const PRECISION_BITS = 32 - 8 - 2;
 
+function sinc(x: number): number {
+  if (x === 0) return 1;
+  const t = x * Math.PI;
+  return Math.sin(t) / t;
+}
+
+// The filters of Pillow's Resample.c (bicubic with a = -0.5, lanczos with a = 3).
 const filters: Record<PilFilter, { support: number; fn: (x: number) => number }> = {
   box: { support: 0.5, fn: (x) => (x > -0.5 && x <= 0.5 ? 1 : 0) },
+  hamming: {
+    support: 1,
+    fn: (x) => {
+      const a = x < 0 ? -x : x;
+      if (a === 0) return 1;
+      if (a >= 1) return 0;
+      const t = a * Math.PI;
+      return (Math.sin(t) / t) * (0.54 + 0.46 * Math.cos(t));
+    },
+  },
+  bicubic: {
+    support: 2,
+    fn: (x) => {
+      const a = -0.5;
+      const t = x < 0 ? -x : x;
+      if (t < 1) return ((a + 2) * t - (a + 3)) * t * t + 1;
+      if (t < 2) return (((t - 5) * t + 8) * t - 4) * a;
+      return 0;
+    },
+  },
+  lanczos: { support: 3, fn: (x) => (x >= -3 && x < 3 ? sinc(x) * sinc(x / 3) : 0) },
   bilinear: {
     support: 1,
     fn: (x) => {
