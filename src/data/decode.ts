@@ -16,7 +16,7 @@
  *   differ slightly). 16-bit RGB PNGs give PIL's bytes (the high byte); 16-bit grey PNGs are
  *   scaled to 8 bits, where PIL (mode I;16 -> RGB) clips every value above 255 to white.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
 import sharp, { type Sharp } from 'sharp';
 import { GraftError, describeFsError } from '../util/errors.js';
 import { resizePil } from './pil-resample.js';
@@ -68,10 +68,13 @@ export async function readImageFile(path: string): Promise<Buffer> {
   let buf: Buffer;
   try {
     // A FIFO or device named .jpg would block or never end; a giant file would fill memory.
-    const st = await stat(path);
+    // Synchronous on purpose: async readFile is four thread-pool jobs (open, fstat, read, close)
+    // queued behind sharp's decodes on libuv's 4 threads, which cut decode throughput ~1.4x;
+    // reading a 30 KB image from the page cache takes tens of microseconds.
+    const st = statSync(path);
     if (!st.isFile()) throw new BadImageError(path, 'not a regular file');
     if (st.size > MAX_FILE_BYTES) throw new BadImageError(path, `file too large (${st.size} bytes; the limit is ${MAX_FILE_BYTES})`);
-    buf = await readFile(path);
+    buf = readFileSync(path);
   } catch (err) {
     if (err instanceof BadImageError) throw err;
     throw new BadImageError(path, `unreadable: ${describeFsError(err, path).message.replace(/^cannot read [^:]*: /, '')}`, err);
