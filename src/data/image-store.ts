@@ -38,7 +38,7 @@ export interface BuildStoreOptions {
   orientation?: 'ignore' | 'exif';
   maxPixels?: number;
   fast?: boolean;
-  /** Decodes in flight at once (default 2 per core; sharp decodes on libuv's thread pool). */
+  /** Decodes in flight at once (default 3 per core; sharp decodes on libuv's thread pool). */
   concurrency?: number;
   /** Keep images in memory only if they fit in this many bytes (default 1 GiB). */
   memoryBudgetBytes?: number;
@@ -51,8 +51,13 @@ export interface BuildStoreOptions {
 
 export const DEFAULT_MEMORY_BUDGET = 1 << 30;
 
+/**
+ * Decodes in flight: 3 per core. sharp works on libuv's pool (4 threads by default); keeping a
+ * couple queued lets the pool stay busy while the main thread reads files and resizes (measured
+ * on the lab's JPEGs, 2 cores: 2 -> 277/s, 3 -> 313/s, 4 -> 418/s, 6 -> 481/s; shared machine).
+ */
 export function defaultDecodeConcurrency(): number {
-  return Math.max(2, 2 * availableParallelism());
+  return Math.max(2, 3 * availableParallelism());
 }
 
 /** Runs `task(i)` for i in [0, n) with at most `limit` running at once; stops at the first rejection. */
