@@ -31,3 +31,21 @@ export { augmentPreview } from './data/augment-preview.js';
 export type { AugmentPreviewOptions } from './data/augment-preview.js';
 export { preprocessParams, isPreprocessName, PREPROCESS_NAMES } from './data/preprocess.js';
 export type { PreprocessName, PreprocessParams } from './data/preprocess.js';
+export {
+  listImageFolder,
+  resolveDataset,
+  splitListing,
+  classCounts,
+  isImageFileName,
+  IMAGE_EXTENSIONS,
+  VALIDATION_FOLDER_NAMES,
+} from './data/listing.js';
+export type { DatasetListing, LabelledFile, SkippedFile, ListOptions, ResolveOptions, ResolvedDataset } from './data/listing.js';
+export { decodeImage, decodeImageInto, decodeFullRgb, readImageSize, BadImageError, DEFAULT_MAX_PIXELS, INTERPOLATIONS, pilNearestIndices } from './data/decode.js';
+export type { DecodeOptions, Interpolation } from './data/decode.js';
+export { buildImageStore, DEFAULT_MEMORY_BUDGET } from './data/image-store.js';
+export type { ImageStore, BuildStoreOptions } from './data/image-store.js';
+export { BatchOrder, batchIndices, epochOrder, stepsPerEpoch, encodeLabels, labelWidth, readBatches } from './data/batches.js';
+export type { ClassMode, OrderOptions, Batch } from './data/batches.js';
+export { inspectDataset, formatDatasetReport } from './data/inspect.js';
+export type { DatasetReport, SplitReport, SizeStats, InspectOptions } from './data/inspect.js';

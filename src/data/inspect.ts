@@ -1,0 +1,158 @@
+/**
+ * What graft sees in a dataset folder (`graft data DIR`): layout, classes and counts per split,
+ * image sizes and formats, and the files it would skip with why. Every image is actually decoded,
+ * since a header can lie; `decode: false` reads headers only (fast, misses corrupt pixel data).
+ */
+import { DEFAULT_MAX_PIXELS, BadImageError, decodeFullRgb, readImageFile, readImageSize, sniffFormat } from './decode.js';
+import { runPool, defaultDecodeConcurrency } from './image-store.js';
+import { classCounts, countLooseImages, resolveDataset, type DatasetListing, type ResolveOptions } from './listing.js';
+
+export interface SizeStats {
+  min: number;
+  median: number;
+  max: number;
+}
+
+export interface SplitReport {
+  name: 'train' | 'validation';
+  root: string;
+  total: number;
+  /** Images per class (class name -> count), before removing bad files. */
+  counts: Record<string, number>;
+  /** Images that decode, per class. */
+  usable: Record<string, number>;
+}
+
+export interface DatasetReport {
+  root: string;
+  layout: 'lab' | 'classes';
+  classes: string[];
+  splits: SplitReport[];
+  /** Over all decodable images; null when there are none. */
+  width: SizeStats | null;
+  height: SizeStats | null;
+  /** Decoded format -> count ('jpeg', 'png', ...). */
+  formats: Record<string, number>;
+  /** Files graft would leave out: unreadable at listing, or failing to decode. */
+  bad: { path: string; reason: string }[];
+  /** Files with extensions other than images, ignored. */
+  ignoredFiles: number;
+  warnings: string[];
+  /** Reasons training would refuse this folder (e.g. fewer than two classes). */
+  problems: string[];
+}
+
+export interface InspectOptions extends Pick<ResolveOptions, 'validationSplit' | 'splitOrder' | 'seed' | 'followSymlinks'> {
+  decode?: boolean;
+  maxPixels?: number;
+  concurrency?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+function stats(values: number[]): SizeStats | null {
+  if (values.length === 0) return null;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return { min: s[0]!, median: s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2, max: s[s.length - 1]! };
+}
+
+export async function inspectDataset(root: string, opts: InspectOptions = {}): Promise<DatasetReport> {
+  const resolved = await resolveDataset(root, {
+    validationSplit: opts.validationSplit,
+    splitOrder: opts.splitOrder,
+    seed: opts.seed,
+    followSymlinks: opts.followSymlinks,
+    minClasses: 0,
+  });
+  const parts: [SplitReport['name'], DatasetListing][] = [['train', resolved.train]];
+  if (resolved.validation) parts.push(['validation', resolved.validation]);
+
+  const files = parts.flatMap(([, l]) => l.files);
+  const sizes: ({ width: number; height: number; format: string } | null)[] = new Array(files.length).fill(null);
+  const badReason = new Map<string, string>();
+  let done = 0;
+  await runPool(files.length, opts.concurrency ?? defaultDecodeConcurrency(), async (i) => {
+    const path = files[i]!.path;
+    try {
+      if (opts.decode === false) {
+        sizes[i] = await readImageSize(path);
+      } else {
+        const buf = await readImageFile(path);
+        const img = await decodeFullRgb(buf, path, { maxPixels: opts.maxPixels ?? DEFAULT_MAX_PIXELS });
+        sizes[i] = { width: img.width, height: img.height, format: sniffFormat(buf, path) };
+      }
+    } catch (err) {
+      if (!(err instanceof BadImageError)) throw err;
+      badReason.set(path, err.reason);
+    }
+    opts.onProgress?.(++done, files.length);
+  });
+
+  const formats: Record<string, number> = {};
+  for (const s of sizes) if (s) formats[s.format] = (formats[s.format] ?? 0) + 1;
+  const good = sizes.filter((s): s is NonNullable<typeof s> => s !== null);
+
+  const classes = resolved.train.classes;
+  const splits: SplitReport[] = parts.map(([name, l]) => {
+    const counts: Record<string, number> = {};
+    const usable: Record<string, number> = {};
+    classCounts(l).forEach((c, k) => (counts[classes[k]!] = c));
+    for (const c of classes) usable[c] = 0;
+    for (const f of l.files) if (!badReason.has(f.path)) usable[classes[f.label]!]!++;
+    return { name, root: l.root, total: l.files.length, counts, usable };
+  });
+
+  const bad = [
+    ...parts.flatMap(([, l]) => l.skipped),
+    ...files.filter((f) => badReason.has(f.path)).map((f) => ({ path: f.path, reason: badReason.get(f.path)! })),
+  ];
+  const problems: string[] = [];
+  const trainUsable = Object.values(splits[0]!.usable).filter((n) => n > 0).length;
+  const loose = classes.length === 0 ? await countLooseImages(resolved.train.root) : 0;
+  if (loose > 0) {
+    problems.push(`${resolved.train.root} holds ${loose} images but no class sub-folders; graft expects one sub-folder per class`);
+  } else if (trainUsable < 2) {
+    problems.push(`${resolved.train.root} has ${trainUsable} class${trainUsable === 1 ? '' : 'es'} with usable images; training needs at least 2`);
+  }
+  return {
+    root: resolved.layout === 'lab' ? resolved.train.root.replace(/[/\\]train$/, '') : resolved.train.root,
+    layout: resolved.layout,
+    classes,
+    splits,
+    width: stats(good.map((s) => s.width)),
+    height: stats(good.map((s) => s.height)),
+    formats,
+    bad,
+    ignoredFiles: parts.reduce((n, [, l]) => n + l.ignoredCount, 0),
+    warnings: parts.flatMap(([, l]) => l.warnings),
+    problems,
+  };
+}
+
+/** The report as lines for a terminal. */
+export function formatDatasetReport(r: DatasetReport): string {
+  const lines: string[] = [];
+  lines.push(`dataset ${r.root} (${r.layout === 'lab' ? 'train/ + validation/ layout' : 'one folder per class'})`);
+  lines.push(`classes: ${r.classes.map((c, i) => `${i}=${c}`).join(', ') || '(none)'}`);
+  for (const s of r.splits) {
+    const per = r.classes.map((c) => `${c} ${s.usable[c]}${s.usable[c] !== s.counts[c] ? ` of ${s.counts[c]}` : ''}`).join(', ');
+    const usable = Object.values(s.usable).reduce((a, b) => a + b, 0);
+    lines.push(`${s.name}: ${usable} images (${per})  ${s.root}`);
+  }
+  if (r.width && r.height) {
+    lines.push(`width  min ${r.width.min}, median ${r.width.median}, max ${r.width.max}`);
+    lines.push(`height min ${r.height.min}, median ${r.height.median}, max ${r.height.max}`);
+  }
+  const formats = Object.entries(r.formats).map(([f, n]) => `${f} ${n}`).join(', ');
+  if (formats) lines.push(`formats: ${formats}`);
+  if (r.ignoredFiles > 0) lines.push(`${r.ignoredFiles} non-image files ignored`);
+  for (const w of r.warnings) lines.push(`warning: ${w}`);
+  if (r.bad.length > 0) {
+    lines.push(`${r.bad.length} bad files (skipped):`);
+    for (const b of r.bad) lines.push(`  ${b.path}: ${b.reason}`);
+  } else {
+    lines.push('no bad files');
+  }
+  for (const p of r.problems) lines.push(`problem: ${p}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,365 @@
+/**
+ * Image folders -> the list of (file, label) Keras' `flow_from_directory` would use.
+ *
+ * Keras 2.x semantics, kept on purpose so that graft sees the same images in the same order as the
+ * lab: one sub-folder per class, classes sorted by name (cats=0, dogs=1); inside a class folder
+ * every folder below it is walked (os.walk), the walk's folders visited in sorted path order and
+ * the files of each folder in sorted name order; classes follow one another in class order.
+ * Deliberate differences, each to survive junk that would crash or mislead Keras:
+ * - folders whose name starts with '.' (".ipynb_checkpoints", ".DS_Store" folders) are not classes;
+ * - extensions are matched as ".png" etc. (Keras 2.2 matched a bare "png" suffix);
+ * - broken links, unreadable files and unreadable folders are skipped with a reason instead of
+ *   failing later (or, for folders, silently vanishing as os.walk does);
+ * - with followSymlinks, folder links are followed once each (real paths are tracked), so a link
+ *   loop cannot hang the walk.
+ */
+import { constants } from 'node:fs';
+import { access, readdir, realpath, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { GraftError, describeFsError } from '../util/errors.js';
+import { Random } from '../util/random.js';
+
+/** Extensions Keras 2.x accepts (white_list_formats), matched case-insensitively. */
+export const IMAGE_EXTENSIONS = ['png', 'jpg', 'jpeg', 'bmp', 'ppm', 'tif', 'tiff'] as const;
+
+export interface LabelledFile {
+  path: string;
+  label: number;
+}
+
+export interface SkippedFile {
+  path: string;
+  reason: string;
+}
+
+export interface DatasetListing {
+  /** The folder the classes are sub-folders of (absolute). */
+  root: string;
+  /** Class names; a file's label is its class's index here. */
+  classes: string[];
+  /** Images in Keras order: class by class, sorted walk within each class. */
+  files: LabelledFile[];
+  /** Files or folders left out, with why (unreadable, broken link, link loop). */
+  skipped: SkippedFile[];
+  /** Files with other extensions, ignored as Keras ignores them. */
+  ignoredCount: number;
+  /** Things a user should hear about that do not stop training (empty class, hidden folders). */
+  warnings: string[];
+}
+
+export interface ListOptions {
+  /** Class folder names in label order (Keras `classes=`); default: every sub-folder, sorted. */
+  classes?: string[];
+  /** Descend into linked folders (Keras `follow_links`, default false). */
+  followSymlinks?: boolean;
+}
+
+const extensionPattern = new RegExp(`\\.(${IMAGE_EXTENSIONS.join('|')})$`, 'i');
+
+/** Whether a file name has one of the image extensions Keras accepts. */
+export function isImageFileName(name: string): boolean {
+  return extensionPattern.test(name);
+}
+
+// Python sorts str by code point; JS sort compares UTF-16 units. They agree except between
+// astral characters and U+E000..U+FFFF, so compare code points to be exact.
+function byCodePoint(a: string, b: string): number {
+  if (a === b) return 0;
+  const ai = a[Symbol.iterator]();
+  const bi = b[Symbol.iterator]();
+  for (;;) {
+    const x = ai.next();
+    const y = bi.next();
+    if (x.done) return y.done ? 0 : -1;
+    if (y.done) return 1;
+    const d = x.value.codePointAt(0)! - y.value.codePointAt(0)!;
+    if (d !== 0) return d;
+  }
+}
+
+/** Sort in Python's order (code points), which is what Keras' `sorted()` gives. */
+export function pythonSorted(names: Iterable<string>): string[] {
+  return [...names].sort(byCodePoint);
+}
+
+async function isReadableDir(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+interface WalkState {
+  followSymlinks: boolean;
+  /** Real paths of folders already walked (loop guard). */
+  seen: Set<string>;
+  skipped: SkippedFile[];
+  ignored: number;
+}
+
+/** os.walk(top) as a list of [folder, file names] pairs, then sorted by folder path like Keras. */
+async function walkClassFolder(top: string, state: WalkState): Promise<[string, string[]][]> {
+  const out: [string, string[]][] = [];
+  const visit = async (dir: string): Promise<void> => {
+    let real: string;
+    try {
+      real = await realpath(dir);
+    } catch (err) {
+      state.skipped.push({ path: dir, reason: describeFsError(err, dir).message.replace(/^cannot read [^:]*: /, '') });
+      return;
+    }
+    if (state.seen.has(real)) {
+      state.skipped.push({ path: dir, reason: `folder already visited through another link (${real}); link loop or duplicate` });
+      return;
+    }
+    state.seen.add(real);
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      state.skipped.push({ path: dir, reason: `unreadable folder: ${describeFsError(err, dir).message.replace(/^cannot read [^:]*: /, '')}` });
+      return;
+    }
+    const files: string[] = [];
+    const subdirs: string[] = [];
+    for (const e of entries) {
+      const full = join(dir, e.name);
+      if (e.isDirectory()) {
+        subdirs.push(full);
+      } else if (e.isSymbolicLink()) {
+        // os.walk classifies a link by its target: links to folders are folders (walked only with
+        // followlinks), everything else (including broken links) is a file.
+        let target;
+        try {
+          target = await stat(full);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (isImageFileName(e.name)) {
+            state.skipped.push({ path: full, reason: code === 'ELOOP' ? 'symbolic link loop' : 'broken symbolic link' });
+          } else state.ignored++;
+          continue;
+        }
+        if (target.isDirectory()) {
+          if (state.followSymlinks) subdirs.push(full);
+        } else if (target.isFile()) files.push(e.name);
+        else if (isImageFileName(e.name)) state.skipped.push({ path: full, reason: 'not a regular file' });
+      } else if (e.isFile()) {
+        files.push(e.name);
+      } else if (isImageFileName(e.name)) {
+        // Sockets, FIFOs, devices: reading one could block forever.
+        state.skipped.push({ path: full, reason: 'not a regular file' });
+      }
+    }
+    out.push([dir, files]);
+    for (const sub of subdirs) await visit(sub);
+  };
+  await visit(top);
+  out.sort((a, b) => byCodePoint(a[0], b[0]));
+  for (const entry of out) entry[1] = pythonSorted(entry[1]);
+  return out;
+}
+
+/** Lists an image-classification folder (one sub-folder per class) the way Keras does. */
+export async function listImageFolder(root: string, opts: ListOptions = {}): Promise<DatasetListing> {
+  const absRoot = resolve(root);
+  let rootStat;
+  try {
+    rootStat = await stat(absRoot);
+  } catch (err) {
+    throw describeFsError(err, absRoot);
+  }
+  if (!rootStat.isDirectory()) throw new GraftError(`${absRoot} is not a folder (expected one sub-folder per class)`, { file: absRoot });
+
+  const warnings: string[] = [];
+  let classes: string[];
+  if (opts.classes) {
+    classes = [...opts.classes];
+    for (const c of classes) {
+      if (!(await isReadableDir(join(absRoot, c)))) throw new GraftError(`class folder ${join(absRoot, c)} does not exist`, { file: absRoot });
+    }
+  } else {
+    let names: string[];
+    try {
+      names = await readdir(absRoot);
+    } catch (err) {
+      throw describeFsError(err, absRoot);
+    }
+    classes = [];
+    const hidden: string[] = [];
+    for (const name of pythonSorted(names)) {
+      if (!(await isReadableDir(join(absRoot, name)))) continue;
+      if (name.startsWith('.')) hidden.push(name);
+      else classes.push(name);
+    }
+    if (hidden.length > 0) warnings.push(`hidden folders in ${absRoot} are not classes: ${hidden.join(', ')}`);
+  }
+
+  const state: WalkState = { followSymlinks: opts.followSymlinks ?? false, seen: new Set(), skipped: [], ignored: 0 };
+  const files: LabelledFile[] = [];
+  for (let label = 0; label < classes.length; label++) {
+    const classDir = join(absRoot, classes[label]!);
+    const before = files.length;
+    for (const [dir, names] of await walkClassFolder(classDir, state)) {
+      for (const name of names) {
+        if (!isImageFileName(name)) {
+          state.ignored++;
+          continue;
+        }
+        const path = join(dir, name);
+        try {
+          await access(path, constants.R_OK);
+        } catch (err) {
+          state.skipped.push({ path, reason: `unreadable: ${describeFsError(err, path).message.replace(/^cannot read [^:]*: /, '')}` });
+          continue;
+        }
+        files.push({ path, label });
+      }
+    }
+    if (files.length === before) warnings.push(`class folder ${classDir} holds no images`);
+  }
+  return { root: absRoot, classes, files, skipped: state.skipped, ignoredCount: state.ignored, warnings };
+}
+
+/** Image files directly inside `dir` (not in class folders). */
+export async function countLooseImages(dir: string): Promise<number> {
+  try {
+    return (await readdir(dir)).filter(isImageFileName).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Per-class counts of a listing, in class order. */
+export function classCounts(listing: DatasetListing): number[] {
+  const counts = new Array<number>(listing.classes.length).fill(0);
+  for (const f of listing.files) counts[f.label]!++;
+  return counts;
+}
+
+export interface ResolveOptions extends ListOptions {
+  /**
+   * Fraction of each class held out for validation, from a single class-folder root (Keras
+   * `validation_split`). Not allowed when the root already has a validation folder.
+   */
+  validationSplit?: number;
+  /**
+   * 'keras' (default): the validation part is the FIRST fraction of each class in sorted order,
+   * exactly Keras' `subset='validation'` (split = (0, f); training gets (f, 1)); no randomness.
+   * 'shuffled': a per-class random draw from `seed`, both parts kept in sorted order.
+   */
+  splitOrder?: 'keras' | 'shuffled';
+  /** Seed of the 'shuffled' split. */
+  seed?: number;
+  /** Fewest classes training accepts (default 2). */
+  minClasses?: number;
+}
+
+export interface ResolvedDataset {
+  train: DatasetListing;
+  validation?: DatasetListing;
+  /** 'lab': root/train + root/validation (or val); 'classes': root is itself the class folders. */
+  layout: 'lab' | 'classes';
+}
+
+/** Folder names accepted as the held-out part of a lab layout, in order of preference. */
+export const VALIDATION_FOLDER_NAMES = ['validation', 'val'] as const;
+
+/**
+ * A training root in either layout. `root/train/` makes it the lab layout, with `validation/` (or
+ * `val/`) as validation data; `test/` is never used for validation (it is meant to stay unseen) and
+ * only mentioned in a warning. Otherwise the root's sub-folders are the classes.
+ */
+export async function resolveDataset(root: string, opts: ResolveOptions = {}): Promise<ResolvedDataset> {
+  const absRoot = resolve(root);
+  const split = opts.validationSplit;
+  if (split !== undefined && !(split > 0 && split < 1)) {
+    throw new GraftError(`validation split must be between 0 and 1 (exclusive), got ${split}`, { file: absRoot });
+  }
+  const minClasses = opts.minClasses ?? 2;
+  const listOpts: ListOptions = { followSymlinks: opts.followSymlinks, classes: opts.classes };
+
+  const checkClasses = async (l: DatasetListing) => {
+    const nonEmpty = classCounts(l).filter((c) => c > 0).length;
+    if (l.classes.length < minClasses || nonEmpty < minClasses) {
+      let what = `${nonEmpty} class${nonEmpty === 1 ? '' : 'es'} with images (${l.classes.join(', ')})`;
+      if (l.classes.length === 0) {
+        const loose = await countLooseImages(l.root);
+        what = loose > 0 ? `${loose} images but no class sub-folders (is it one class? point graft at the folder above)` : 'no class sub-folders';
+      }
+      throw new GraftError(`${l.root} has ${what}; training needs at least ${minClasses} sub-folders of images, one per class`, { file: l.root });
+    }
+  };
+
+  if (await isReadableDir(join(absRoot, 'train'))) {
+    const train = await listImageFolder(join(absRoot, 'train'), listOpts);
+    await checkClasses(train);
+    let validation: DatasetListing | undefined;
+    for (const name of VALIDATION_FOLDER_NAMES) {
+      const dir = join(absRoot, name);
+      if (!(await isReadableDir(dir))) continue;
+      if (split !== undefined) {
+        throw new GraftError(`${absRoot} already has a ${name}/ folder; a validation split only applies to a single class-folder root`, { file: absRoot });
+      }
+      const own = await listImageFolder(dir, { followSymlinks: opts.followSymlinks });
+      // Labels must mean the same in both parts, so validation uses the training classes.
+      validation = await listImageFolder(dir, { ...listOpts, classes: train.classes.filter((c) => own.classes.includes(c)) });
+      validation.classes = train.classes;
+      const extra = own.classes.filter((c) => !train.classes.includes(c));
+      if (extra.length > 0) validation.warnings.push(`${dir} has classes missing from training, ignored: ${extra.join(', ')}`);
+      const missing = train.classes.filter((c) => !own.classes.includes(c));
+      if (missing.length > 0) validation.warnings.push(`${dir} lacks classes present in training: ${missing.join(', ')}`);
+      // Re-map labels from the filtered class list onto the training class indices.
+      const present = train.classes.filter((c) => own.classes.includes(c));
+      for (const f of validation.files) f.label = train.classes.indexOf(present[f.label]!);
+      break;
+    }
+    if (await isReadableDir(join(absRoot, 'test'))) train.warnings.push(`${join(absRoot, 'test')} is not used (graft validates on validation/ or val/)`);
+    if (!validation && split !== undefined) {
+      const parts = splitListing(train, split, opts.splitOrder ?? 'keras', opts.seed ?? 0);
+      return { train: parts.train, validation: parts.validation, layout: 'lab' };
+    }
+    return { train, validation, layout: 'lab' };
+  }
+
+  const all = await listImageFolder(absRoot, listOpts);
+  await checkClasses(all);
+  if (split === undefined) return { train: all, layout: 'classes' };
+  const parts = splitListing(all, split, opts.splitOrder ?? 'keras', opts.seed ?? 0);
+  return { ...parts, layout: 'classes' };
+}
+
+/**
+ * Per-class split of a listing. 'keras': validation = files [0, floor(f*n)) of each class in
+ * listing order, training = the rest (Keras' DirectoryIterator with validation_split). 'shuffled':
+ * floor(f*n) files of each class drawn with a seeded generator; both parts keep listing order.
+ */
+export function splitListing(
+  listing: DatasetListing,
+  fraction: number,
+  order: 'keras' | 'shuffled' = 'keras',
+  seed = 0,
+): { train: DatasetListing; validation: DatasetListing } {
+  const byClass: LabelledFile[][] = listing.classes.map(() => []);
+  for (const f of listing.files) byClass[f.label]!.push(f);
+  const rng = new Random(seed);
+  const train: LabelledFile[] = [];
+  const validation: LabelledFile[] = [];
+  for (const files of byClass) {
+    const n = files.length;
+    const nVal = Math.floor(fraction * n);
+    const isVal = new Uint8Array(n);
+    if (order === 'keras') {
+      isVal.fill(1, 0, nVal);
+    } else {
+      const perm = rng.fork().permutation(n);
+      for (let i = 0; i < nVal; i++) isVal[perm[i]!] = 1;
+    }
+    files.forEach((f, i) => (isVal[i] ? validation : train).push({ ...f }));
+  }
+  const base = { root: listing.root, classes: listing.classes, skipped: [], ignoredCount: 0 };
+  return {
+    train: { ...base, files: train, skipped: listing.skipped, ignoredCount: listing.ignoredCount, warnings: listing.warnings },
+    validation: { ...base, files: validation, warnings: [] },
+  };
+}
