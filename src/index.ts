@@ -25,8 +25,8 @@ export {
   zoomBounds,
 } from './data/augment.js';
 export type { AugmentConfig, TransformParams, FillMode, ShiftRange, PixelAffine, KerasAugmentOptions } from './data/augment.js';
-export { AugmentPool, sharedFloat32, sharedImageStore } from './data/augment-pool.js';
-export type { ImageStore, AugmentBatchOptions } from './data/augment-pool.js';
+export { AugmentPool, sharedFloat32, sharedPackedImages } from './data/augment-pool.js';
+export type { PackedImages, AugmentBatchOptions } from './data/augment-pool.js';
 export { augmentPreview } from './data/augment-preview.js';
 export type { AugmentPreviewOptions } from './data/augment-preview.js';
 export { preprocessParams, isPreprocessName, PREPROCESS_NAMES } from './data/preprocess.js';

@@ -13,7 +13,7 @@ import {
   type FillMode,
   type TransformParams,
 } from '../src/data/augment.js';
-import { AugmentPool, sharedFloat32, sharedImageStore } from '../src/data/augment-pool.js';
+import { AugmentPool, sharedFloat32, sharedPackedImages } from '../src/data/augment-pool.js';
 import { augmentPreview } from '../src/data/augment-preview.js';
 import { preprocessParams } from '../src/data/preprocess.js';
 import { GraftError } from '../src/util/errors.js';
@@ -313,7 +313,7 @@ test('the worker pool gives bit-identical output to the single-threaded path', a
   const pool = AugmentPool.create({ threads: 2 });
   try {
     const out = sharedFloat32(indices.length * size + 3);
-    await pool.augmentBatch(sharedImageStore(views, h, w), indices, ps, out, { fillMode: cfg.fillMode, cval: cfg.cval, pre, outOffset: 3 });
+    await pool.augmentBatch(sharedPackedImages(views, h, w), indices, ps, out, { fillMode: cfg.fillMode, cval: cfg.cval, pre, outOffset: 3 });
     assert.deepEqual(out.subarray(3), expected);
     const out2 = sharedFloat32(indices.length * size);
     await pool.augmentBatch({ views, h, w }, indices, ps, out2, { fillMode: cfg.fillMode, cval: cfg.cval, pre });

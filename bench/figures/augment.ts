@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import type { Report } from '../bench.js';
 import { LAB_AUGMENTATION, applyTransform, randomTransform, type TransformParams } from '../../src/data/augment.js';
-import { AugmentPool, sharedFloat32, sharedImageStore } from '../../src/data/augment-pool.js';
+import { AugmentPool, sharedFloat32, sharedPackedImages } from '../../src/data/augment-pool.js';
 import { preprocessParams } from '../../src/data/preprocess.js';
 import { sharedLabDataDir } from '../../src/util/paths.js';
 import { Random } from '../../src/util/random.js';
@@ -63,7 +63,7 @@ export async function run(report: Report): Promise<void> {
   const pooled = async (threads: number, useCallingThread: boolean): Promise<number> => {
     const pool = AugmentPool.create({ threads });
     try {
-      const store = sharedImageStore(views, SIZE, SIZE);
+      const store = sharedPackedImages(views, SIZE, SIZE);
       const sout = sharedFloat32(BATCH * size);
       const step = (n: number) => {
         const idx = Array.from({ length: BATCH }, (_, k) => (n + k) % views.length);

@@ -9,7 +9,7 @@ import { GraftError } from '../util/errors.js';
 import { applyTransform, type FillMode, type PixelAffine, type TransformParams } from './augment.js';
 
 /** N images of h x w x 3 uint8 (HWC), one after another, in one buffer (best: on a SharedArrayBuffer). */
-export interface ImageStore {
+export interface PackedImages {
   data: Uint8Array;
   h: number;
   w: number;
@@ -113,11 +113,11 @@ export class AugmentPool {
 
   /**
    * Transforms images[indices[k]] with params[k] into out (a Float32Array on a SharedArrayBuffer),
-   * image k at outOffset + k*h*w*3. `images` is an ImageStore (copied to shared memory first when
+   * image k at outOffset + k*h*w*3. `images` is an PackedImages (copied to shared memory first when
    * it is not already there) or a list of h*w*3 views with (h, w) given.
    */
   async augmentBatch(
-    images: ImageStore | { views: readonly Uint8Array[]; h: number; w: number },
+    images: PackedImages | { views: readonly Uint8Array[]; h: number; w: number },
     indices: ArrayLike<number>,
     params: readonly TransformParams[],
     out: Float32Array,
@@ -233,8 +233,8 @@ export function sharedFloat32(length: number): Float32Array {
   return new Float32Array(new SharedArrayBuffer(length * 4));
 }
 
-/** Copies images into one ImageStore on a SharedArrayBuffer. */
-export function sharedImageStore(views: readonly Uint8Array[], h: number, w: number): ImageStore {
+/** Copies images into one PackedImages on a SharedArrayBuffer. */
+export function sharedPackedImages(views: readonly Uint8Array[], h: number, w: number): PackedImages {
   const size = h * w * 3;
   const data = new Uint8Array(new SharedArrayBuffer(Math.max(1, views.length * size)));
   views.forEach((v, i) => {

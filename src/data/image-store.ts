@@ -27,6 +27,8 @@ export interface ImageStore {
   readonly imageBytes: number;
   /** Image i as a view into the store (no copy). In-memory stores only. */
   get(i: number): Uint8Array;
+  /** In memory: every image back to back on a SharedArrayBuffer, so worker threads read them without copies. */
+  readonly pixels?: Uint8Array;
   /** Copies (or decodes) images `indices` one after another into `into` (indices.length * imageBytes). */
   load(indices: ArrayLike<number>, into: Uint8Array): Promise<void>;
 }
@@ -88,7 +90,7 @@ class MemoryImageStore implements ImageStore {
     readonly classes: string[],
     readonly bad: SkippedFile[],
     readonly imageBytes: number,
-    private readonly pixels: Uint8Array,
+    readonly pixels: Uint8Array,
   ) {}
 
   get(i: number): Uint8Array {
@@ -156,7 +158,8 @@ export async function buildImageStore(listing: DatasetListing, opts: BuildStoreO
   const onBad = opts.onBadImage ?? 'skip';
 
   // In memory: image i decodes straight into slot i. Streaming: into one scratch slot per worker.
-  const pixels = new Uint8Array(inMemory ? n * imageBytes : concurrency * imageBytes);
+  // Shared memory so that augmentation workers can read the images in place.
+  const pixels = new Uint8Array(new SharedArrayBuffer(inMemory ? n * imageBytes : concurrency * imageBytes));
   const ok = new Uint8Array(n);
   const badByIndex = new Map<number, string>();
   let done = 0;
