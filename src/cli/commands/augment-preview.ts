@@ -1,24 +1,12 @@
 import type { Command } from 'commander';
 import { readdir, stat } from 'node:fs/promises';
-import { extname, join } from 'node:path';
-import sharp from 'sharp';
+import { join } from 'node:path';
+import { decodeImage } from '../../data/decode.js';
+import { isImageFileName } from '../../data/listing.js';
 import { LAB_AUGMENTATION } from '../../data/augment.js';
 import { augmentPreview } from '../../data/augment-preview.js';
 import { GraftError, describeFsError } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/atomic.js';
-
-const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff']);
-
-/** Decodes one image to size x size RGB. (Stand-in: the integrator swaps in the shared decoder.) */
-async function decodeImage(file: string, size: number): Promise<Uint8Array> {
-  try {
-    const buf = await sharp(file).removeAlpha().resize(size, size, { kernel: 'nearest', fit: 'fill' }).raw().toBuffer();
-    return new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code) throw describeFsError(err, file);
-    throw new GraftError(`cannot decode ${file}: ${(err as Error).message}`, { file });
-  }
-}
 
 /** FILE itself, or the first image (by name, searching sub-folders) under a folder. */
 async function pickImage(path: string): Promise<string> {
@@ -30,7 +18,7 @@ async function pickImage(path: string): Promise<string> {
   }
   if (!st.isDirectory()) return path;
   const entries = (await readdir(path, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name));
-  for (const e of entries) if (e.isFile() && IMAGE_EXT.has(extname(e.name).toLowerCase())) return join(path, e.name);
+  for (const e of entries) if (e.isFile() && isImageFileName(e.name)) return join(path, e.name);
   for (const e of entries) {
     if (!e.isDirectory()) continue;
     try {
@@ -61,7 +49,7 @@ export function registerAugmentPreview(program: Command): void {
     .option('--size <pixels>', 'image size (square)', positiveInt('size', 1), 150)
     .action(async (path: string, opts: { out: string; n: number; seed: number; size: number }) => {
       const file = await pickImage(path);
-      const image = await decodeImage(file, opts.size);
+      const image = await decodeImage(file, { width: opts.size, height: opts.size });
       const png = await augmentPreview(image, opts.size, opts.size, LAB_AUGMENTATION, opts.n, opts.seed);
       await writeFileAtomic(opts.out, png);
       console.log(`wrote ${opts.out}: ${file} and ${opts.n} augmented versions (seed ${opts.seed})`);
