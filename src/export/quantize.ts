@@ -2,39 +2,10 @@
  * Weight quantisation as TF.js's weights manifest describes it (tensorflowjs_converter
  * --quantize_float16 / --quantize_uint8), so that tf.loadLayersModel dequantises on load.
  */
+import { float16Bits } from '../util/float16.js';
 
 /** The `quantization` entry of a manifest weight. */
 export type ManifestQuantization = { dtype: 'float16' } | { dtype: 'uint8'; min: number; scale: number };
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** IEEE 754 half-precision bits of `value`, rounded to nearest even (Node 20 has no Float16Array). */
-export function float16Bits(value: number): number {
-  f32[0] = value;
-  const x = u32[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0); // Inf / NaN
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00; // overflow -> Inf
-  if (e <= 0) {
-    // Subnormal half (or zero): shift the implicit 1 in, then round to nearest even.
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    const rest = mant & ((1 << shift) - 1);
-    let h = mant >>> shift;
-    if (rest > half || (rest === half && (h & 1) === 1)) h += 1;
-    return sign | h;
-  }
-  let h = (e << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (h & 1) === 1)) h += 1; // may carry into the exponent: still correct
-  return sign | h;
-}
 
 export function toFloat16(data: Float32Array): Uint16Array {
   const out = new Uint16Array(data.length);
