@@ -160,6 +160,13 @@ async function walkClassFolder(top: string, state: WalkState): Promise<[string, 
   return out;
 }
 
+/** Every image file under `dir` (recursively, sorted like Keras walks a class folder), e.g. for prediction. */
+export async function listImageFiles(dir: string, opts: { followSymlinks?: boolean } = {}): Promise<string[]> {
+  const state: WalkState = { followSymlinks: opts.followSymlinks ?? false, seen: new Set(), skipped: [], ignored: 0 };
+  const walked = await walkClassFolder(dir, state);
+  return walked.flatMap(([folder, names]) => names.filter(isImageFileName).map((n) => join(folder, n)));
+}
+
 /** Lists an image-classification folder (one sub-folder per class) the way Keras does. */
 export async function listImageFolder(root: string, opts: ListOptions = {}): Promise<DatasetListing> {
   const absRoot = resolve(root);

@@ -7,6 +7,7 @@ import { LAB_AUGMENTATION } from '../../data/augment.js';
 import { augmentPreview } from '../../data/augment-preview.js';
 import { GraftError, describeFsError } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/atomic.js';
+import { intOption } from '../options.js';
 
 /** FILE itself, or the first image (by name, searching sub-folders) under a folder. */
 async function pickImage(path: string): Promise<string> {
@@ -30,23 +31,15 @@ async function pickImage(path: string): Promise<string> {
   throw new GraftError(`no image found in ${path}`, { file: path });
 }
 
-function positiveInt(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new GraftError(`--${name} must be a whole number >= ${min}, found '${v}'`);
-    return n;
-  };
-}
-
 export function registerAugmentPreview(program: Command): void {
   program
     .command('augment-preview')
     .description("Shows the lab's augmentation: an image, then n randomly augmented versions, as a PNG grid")
     .argument('<path>', 'an image file, or a folder (its first image is used)')
     .requiredOption('--out <file>', 'the PNG to write')
-    .option('--n <count>', 'augmented versions to show', positiveInt('n', 1), 8)
-    .option('--seed <seed>', 'random seed', positiveInt('seed', 0), 0)
-    .option('--size <pixels>', 'image size (square)', positiveInt('size', 1), 150)
+    .option('--n <count>', 'augmented versions to show', intOption('n', 1), 8)
+    .option('--seed <seed>', 'random seed', intOption('seed', 0), 0)
+    .option('--size <pixels>', 'image size (square)', intOption('size', 1), 150)
     .action(async (path: string, opts: { out: string; n: number; seed: number; size: number }) => {
       const file = await pickImage(path);
       const image = await decodeImage(file, { width: opts.size, height: opts.size });

@@ -1,9 +1,16 @@
 import type { Command } from 'commander';
 import { registerAugmentPreview } from './augment-preview.js';
 import { registerData } from './data.js';
+import { registerEvaluate } from './evaluate.js';
+import { registerPredict } from './predict.js';
+import { registerLab, registerTrain } from './train.js';
 
 /** Every subcommand registers itself here; each lives in its own module beside this one. */
 export function registerCommands(program: Command): void {
+  registerLab(program);
+  registerTrain(program);
+  registerEvaluate(program);
+  registerPredict(program);
   registerData(program);
   registerAugmentPreview(program);
 }

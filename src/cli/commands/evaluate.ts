@@ -1,0 +1,28 @@
+import type { Command } from 'commander';
+import { evaluateFolder } from '../../evaluate/evaluate-folder.js';
+import { evaluationJson, formatEvaluation } from '../../evaluate/report.js';
+import { loadClassifier } from '../../model/saved-classifier.js';
+
+export function registerEvaluate(program: Command): void {
+  program
+    .command('evaluate')
+    .description('Accuracy, loss, confusion matrix, per-class precision/recall/F1, ROC AUC and the mistakes, on labelled folders')
+    .requiredOption('--model <path>', 'a training run folder (--out of graft train/lab), its model/ folder, or model.onnx')
+    .requiredOption('--data <dir>', "class folders named like the model's classes (a train/ + validation/ root: its validation part)")
+    .option('--json', 'print one JSON object')
+    .action(async (flags: { model: string; data: string; json?: boolean }) => {
+      const model = await loadClassifier(flags.model);
+      try {
+        const result = await evaluateFolder(model, flags.data);
+        const ctx = { classes: result.classes, files: result.files };
+        if (flags.json) {
+          console.log(JSON.stringify({ data: result.root, model: model.source, ...evaluationJson(result.metrics, ctx), skipped: result.skipped }));
+        } else {
+          for (const s of result.skipped) console.error(`warning: skipped ${s.path}: ${s.reason}`);
+          console.log(formatEvaluation(result.metrics, ctx));
+        }
+      } finally {
+        await model.dispose();
+      }
+    });
+}

@@ -1,0 +1,122 @@
+import type { Command } from 'commander';
+import { parseHeadSpec } from '../../model/head-spec-parse.js';
+import { LAB_RECIPE, trainClassifier, type TrainOptions } from '../../learner.js';
+import { parseFeedMode } from '../../train/feature-sources.js';
+import { NO_AUGMENTATION } from '../../data/augment.js';
+import { PREPROCESS_NAMES, type PreprocessName } from '../../data/preprocess.js';
+import { INTERPOLATIONS, type Interpolation } from '../../data/decode.js';
+import { sharedLabDataDir } from '../../util/paths.js';
+import { choiceOption, floatOption, interruptSignal, intOption, sizeOption } from '../options.js';
+
+interface TrainFlags {
+  data?: string;
+  val?: string;
+  validationSplit?: number;
+  out: string;
+  weights?: string;
+  cut: string;
+  inputSize: [number, number];
+  head?: string;
+  optimizer: 'rmsprop' | 'adam' | 'sgd';
+  lr: number;
+  momentum?: number;
+  epochs: number;
+  batchSize: number;
+  steps?: number;
+  validationSteps?: number;
+  mode: string;
+  augment: boolean;
+  preprocess: PreprocessName;
+  interpolation: Interpolation;
+  seed: number;
+  resume?: boolean;
+  onBadImage: 'skip' | 'error';
+  verbose?: boolean;
+  quiet?: boolean;
+}
+
+/** The knobs `graft train` and `graft lab` share, with the lab's values as defaults. */
+function addTrainingOptions(cmd: Command, defaults: { steps?: number; validationSteps?: number }): Command {
+  return cmd
+    .option('--out <dir>', 'where results, checkpoints and the model go', 'runs/graft')
+    .option('--weights <spec>', "backbone weights: 'imagenet', a Keras .h5 file or a TF.js model folder", 'imagenet')
+    .option('--cut <layer>', 'backbone layer the head sits on', LAB_RECIPE.cut)
+    .option('--input-size <HxW>', 'image size', sizeOption, LAB_RECIPE.inputSize)
+    .option('--head <spec>', "head layers, e.g. 'flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid' or 'gap,dense:1'; the output layer follows the number of classes")
+    .option('--optimizer <name>', 'rmsprop, adam or sgd', choiceOption('optimizer', ['rmsprop', 'adam', 'sgd'] as const), 'rmsprop')
+    .option('--lr <rate>', 'learning rate', floatOption('lr', 0, 10), 1e-4)
+    .option('--momentum <m>', 'SGD momentum', floatOption('momentum', 0, 1))
+    .option('--epochs <n>', 'epochs', intOption('epochs', 1), LAB_RECIPE.epochs)
+    .option('--batch-size <n>', 'batch size', intOption('batch-size', 1, 1024), LAB_RECIPE.batchSize)
+    .option('--steps <n>', 'batches per epoch (Keras steps_per_epoch; default: one pass)', intOption('steps', 1), defaults.steps)
+    .option('--validation-steps <n>', 'validation batches per epoch (default: all)', intOption('validation-steps', 1), defaults.validationSteps)
+    .option('--mode <mode>', 'faithful (fresh augmentation every step), cached (no augmentation, features once) or views=K', 'faithful')
+    .option('--no-augment', "train without the lab's augmentation")
+    .option('--preprocess <name>', `pixel scaling: ${PREPROCESS_NAMES.join(' (x/255, the lab) or ')} (x/127.5-1, InceptionV3's own)`, choiceOption('preprocess', PREPROCESS_NAMES), LAB_RECIPE.preprocess)
+    .option('--interpolation <name>', 'resize filter (nearest like Keras load_img)', choiceOption('interpolation', INTERPOLATIONS), LAB_RECIPE.interpolation)
+    .option('--seed <n>', 'random seed', intOption('seed', 0), 0)
+    .option('--resume', 'continue from the checkpoint in --out')
+    .option('--on-bad-image <what>', 'skip (warn and leave out) or error', choiceOption('on-bad-image', ['skip', 'error'] as const), 'skip')
+    .option('--verbose', 'also print memory use per epoch')
+    .option('--quiet', 'only epoch lines');
+}
+
+async function runTraining(flags: TrainFlags, data: string): Promise<void> {
+  const { signal, release } = interruptSignal(() =>
+    process.stderr.write('\nstopping after this step (Ctrl-C again to quit at once); the last checkpoint stays intact\n'),
+  );
+  const options: TrainOptions = {
+    data,
+    validationData: flags.val,
+    validationSplit: flags.validationSplit,
+    out: flags.out,
+    weights: flags.weights,
+    cut: flags.cut,
+    inputSize: flags.inputSize,
+    head: flags.head ? parseHeadSpec(flags.head) : undefined,
+    optimizer:
+      flags.optimizer === 'sgd' ? { kind: 'sgd', learningRate: flags.lr, momentum: flags.momentum ?? 0 }
+      : { kind: flags.optimizer, learningRate: flags.lr },
+    epochs: flags.epochs,
+    batchSize: flags.batchSize,
+    stepsPerEpoch: flags.steps,
+    validationSteps: flags.validationSteps,
+    mode: parseFeedMode(flags.mode),
+    augmentation: flags.augment ? undefined : NO_AUGMENTATION,
+    preprocess: flags.preprocess,
+    interpolation: flags.interpolation,
+    seed: flags.seed,
+    resume: flags.resume,
+    onBadImage: flags.onBadImage,
+    verbose: flags.quiet ? 2 : 1,
+    showMemory: flags.verbose,
+    signal,
+  };
+  try {
+    const result = await trainClassifier(options);
+    const last = result.history.val_accuracy.length - 1;
+    console.log(`final val_accuracy: ${result.history.val_accuracy[last]?.toFixed(4)} - val_loss: ${result.history.val_loss[last]?.toFixed(4)}`);
+  } finally {
+    release();
+  }
+}
+
+export function registerTrain(program: Command): void {
+  const cmd = program
+    .command('train')
+    .description('Train a classifier on any folder of labelled images (one sub-folder per class)')
+    .requiredOption('--data <dir>', 'class folders, or a folder with train/ and validation/')
+    .option('--val <dir>', 'validation class folders')
+    .option('--validation-split <f>', 'hold out this fraction of each class for validation', floatOption('validation-split', 0.01, 0.9));
+  addTrainingOptions(cmd, {}).action((flags: TrainFlags) => runTraining(flags, flags.data!));
+}
+
+export function registerLab(program: Command): void {
+  const cmd = program
+    .command('lab')
+    .description("Reproduce the Keras transfer-learning lab: InceptionV3 cut at mixed7, Flatten-1024-Dropout-sigmoid head, cats vs dogs")
+    .option('--data <dir>', 'the lab dataset (train/ + validation/); default $GRAFT_LAB_DATA or ../shared/datasets/cats_and_dogs_filtered');
+  addTrainingOptions(cmd, { steps: LAB_RECIPE.stepsPerEpoch, validationSteps: LAB_RECIPE.validationSteps }).action((flags: TrainFlags) =>
+    runTraining(flags, flags.data ?? sharedLabDataDir()),
+  );
+}

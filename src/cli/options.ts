@@ -1,0 +1,55 @@
+import { GraftError } from '../util/errors.js';
+
+/** Commander value parsers that fail with one clear line. */
+export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new GraftError(`--${name} must be a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}, found '${v}'`);
+    return n;
+  };
+}
+
+export function floatOption(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) throw new GraftError(`--${name} must be a number from ${min} to ${max}, found '${v}'`);
+    return n;
+  };
+}
+
+/** `150` or `150x150` (height x width). */
+export function sizeOption(v: string): [number, number] {
+  const m = /^(\d+)(?:x(\d+))?$/i.exec(v.trim());
+  if (!m) throw new GraftError(`--input-size must look like 150 or 150x150, found '${v}'`);
+  const h = Number(m[1]);
+  return [h, m[2] === undefined ? h : Number(m[2])];
+}
+
+export function choiceOption<T extends string>(name: string, choices: readonly T[]) {
+  return (v: string): T => {
+    if (!(choices as readonly string[]).includes(v)) throw new GraftError(`--${name} must be one of ${choices.join(', ')}, found '${v}'`);
+    return v as T;
+  };
+}
+
+/**
+ * An AbortSignal raised by the first Ctrl-C (SIGINT) or SIGTERM, so long jobs stop between steps
+ * and keep what they wrote; a second Ctrl-C quits at once.
+ */
+export function interruptSignal(onFirst?: () => void): { signal: AbortSignal; release: () => void } {
+  const controller = new AbortController();
+  const handler = () => {
+    if (controller.signal.aborted) process.exit(130);
+    onFirst?.();
+    controller.abort();
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    signal: controller.signal,
+    release: () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}

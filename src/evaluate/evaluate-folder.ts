@@ -1,0 +1,39 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { listImageFolder, VALIDATION_FOLDER_NAMES } from '../data/listing.js';
+import { predictFiles, type LoadedClassifier } from '../model/saved-classifier.js';
+import { GraftError } from '../util/errors.js';
+import { computeMetrics, type EvaluationMetrics } from './metrics.js';
+
+export interface FolderEvaluation {
+  metrics: EvaluationMetrics;
+  classes: string[];
+  /** The evaluated files, in the order the metrics index them. */
+  files: string[];
+  /** Files that could not be decoded, with why. */
+  skipped: { path: string; reason: string }[];
+  root: string;
+}
+
+/**
+ * Evaluates a classifier on labelled class folders (a lab-layout root means its validation part),
+ * with the model's class names deciding which folder is which label.
+ */
+export async function evaluateFolder(model: LoadedClassifier, root: string): Promise<FolderEvaluation> {
+  const val = VALIDATION_FOLDER_NAMES.map((n) => join(root, n)).find((d) => existsSync(join(root, 'train')) && existsSync(d));
+  const dir = val ?? root;
+  const classes = model.info.classes;
+  const listing = await listImageFolder(dir, { classes });
+  if (listing.files.length === 0) {
+    throw new GraftError(`${dir}: no images in class folders named ${classes.join(', ')} (the model's classes)`, { file: dir });
+  }
+  const skipped = [...listing.skipped];
+  const predictions = await predictFiles(model, listing.files.map((f) => f.path), {
+    onBadImage: (path, reason) => skipped.push({ path, reason }),
+  });
+  const label = new Map(listing.files.map((f) => [f.path, f.label]));
+  const probabilities = predictions.map((p) => (model.info.classMode === 'binary' ? p.probabilities[1]! : p.probabilities));
+  const labels = predictions.map((p) => label.get(p.file)!);
+  const metrics = computeMetrics(probabilities as Probabilities, labels, classes.length);
+  return { metrics, classes, files: predictions.map((p) => p.file), skipped, root: dir };
+}

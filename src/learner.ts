@@ -1,0 +1,267 @@
+/**
+ * The one call for the common path (like fastai's vision_learner + fine_tune): a folder of
+ * labelled pictures in, a trained, evaluated and exported classifier out. Every stage beneath it
+ * (backbone, data, augmentation, head, loop, evaluation, export) is usable on its own.
+ */
+import { join, resolve } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { loadBackbone, type Backbone } from './backbone/backbone.js';
+import { kerasToOnnx } from './backbone/onnx/convert.js';
+import { AugmentPool } from './data/augment-pool.js';
+import { LAB_AUGMENTATION, NO_AUGMENTATION, type AugmentConfig } from './data/augment.js';
+import type { ClassMode } from './data/batches.js';
+import type { Interpolation } from './data/decode.js';
+import { buildImageStore, type ImageStore } from './data/image-store.js';
+import { listImageFolder, resolveDataset, type DatasetListing } from './data/listing.js';
+import { preprocessParams, type PreprocessName } from './data/preprocess.js';
+import { computeMetrics, type EvaluationMetrics } from './evaluate/metrics.js';
+import { plotHistory } from './evaluate/plots.js';
+import { writeEvaluation } from './evaluate/report.js';
+import { writeHistory } from './export/history-io.js';
+import { writeTfjsLayersModel } from './export/tfjs-layers.js';
+import { buildClassifierGraph, headLayerNames } from './model/classifier-graph.js';
+import { headForClasses, headToWeightMap, initHead } from './model/head.js';
+import { LAB_HEAD, type HeadSpec } from './model/head-spec.js';
+import type { ClassifierInfo } from './model/classifier-info.js';
+import { cachedFeatures, faithfulSource, feedModeName, viewsSource, type FeedContext, type FeedMode } from './train/feature-sources.js';
+import { fit, arrayBatchSource, type ArrayData, type BatchSource, type EpochLogs } from './train/fit.js';
+import { HeadTrainer } from './train/head-trainer.js';
+import type { History } from './train/history.js';
+import type { OptimizerConfig } from './train/optimizers.js';
+import { writeFileAtomic } from './util/atomic.js';
+import { GraftError } from './util/errors.js';
+
+export interface TrainOptions {
+  /** A lab-layout root (train/ + validation/) or a folder of class folders. */
+  data: string;
+  /** Validation class folders, when not inside `data`. */
+  validationData?: string;
+  /** Hold out this fraction of each class of `data` for validation (Keras validation_split). */
+  validationSplit?: number;
+  /** Where history, plots, metrics, checkpoints and the exported model go. */
+  out: string;
+  /** 'imagenet' (default), a Keras .h5 weights file, or a TF.js layers-model folder. */
+  weights?: string;
+  cut?: string;
+  inputSize?: [number, number];
+  /** The head before its output layer is fitted to the number of classes. */
+  head?: HeadSpec;
+  optimizer?: OptimizerConfig;
+  epochs?: number;
+  batchSize?: number;
+  /** Batches per epoch (Keras steps_per_epoch); default: one pass over the training images. */
+  stepsPerEpoch?: number;
+  /** Validation batches per epoch (Keras validation_steps); default: all validation images. */
+  validationSteps?: number;
+  mode?: FeedMode;
+  augmentation?: AugmentConfig;
+  preprocess?: PreprocessName;
+  interpolation?: Interpolation;
+  seed?: number;
+  resume?: boolean;
+  onBadImage?: 'skip' | 'error';
+  /** 0 silent, 1 progress bars and epoch lines, 2 epoch lines only. */
+  verbose?: 0 | 1 | 2;
+  /** Print the resident memory with every epoch. */
+  showMemory?: boolean;
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+  onEpochEnd?: (epoch: number, logs: EpochLogs) => void | Promise<void>;
+}
+
+/** The Keras lab's recipe: what `graft lab` trains. */
+export const LAB_RECIPE = {
+  cut: 'mixed7',
+  inputSize: [150, 150] as [number, number],
+  head: LAB_HEAD,
+  optimizer: { kind: 'rmsprop', learningRate: 1e-4 } as OptimizerConfig,
+  epochs: 20,
+  batchSize: 20,
+  stepsPerEpoch: 100,
+  validationSteps: 50,
+  mode: { kind: 'faithful' } as FeedMode,
+  augmentation: LAB_AUGMENTATION,
+  preprocess: 'rescale' as PreprocessName,
+  interpolation: 'nearest' as Interpolation,
+} satisfies Partial<TrainOptions>;
+
+export interface TrainResult {
+  history: History;
+  metrics: EvaluationMetrics;
+  classes: string[];
+  out: string;
+  /** The TF.js layers-model folder and the ONNX file of the whole classifier. */
+  modelDir: string;
+  onnxFile: string;
+}
+
+/** Validation data as loaded: from a lab layout, a separate folder or a split. */
+async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; validation: DatasetListing }> {
+  const resolved = await resolveDataset(opts.data, { validationSplit: opts.validationSplit, seed: opts.seed });
+  let validation = resolved.validation;
+  if (opts.validationData) {
+    if (validation) throw new GraftError(`${opts.data} already has validation data; drop --val or --validation-split`, { file: opts.data });
+    validation = await listImageFolder(opts.validationData, { classes: resolved.train.classes });
+  }
+  if (!validation) {
+    throw new GraftError(`no validation data for ${opts.data}: give a folder with train/ and validation/, --val DIR, or --validation-split 0.2`, { file: opts.data });
+  }
+  if (validation.files.length === 0) throw new GraftError(`the validation folder ${validation.root} holds no images`, { file: validation.root });
+  return { train: resolved.train, validation };
+}
+
+/** The first `steps` batches' worth of samples, or all of them. */
+function limitSamples(data: ArrayData, samples: number): ArrayData {
+  if (samples >= data.count) return data;
+  const fsize = data.features.length / data.count;
+  const lsize = data.labels.length / data.count;
+  return { features: data.features.subarray(0, samples * fsize), labels: data.labels.subarray(0, samples * lsize), count: samples };
+}
+
+/** A source cut to `steps` batches per epoch, continuing across epochs like Keras's endless generator. */
+function limitSteps(source: BatchSource, steps: number | undefined): BatchSource {
+  if (steps === undefined || steps === source.stepsPerEpoch) return source;
+  if (steps > source.stepsPerEpoch) {
+    throw new GraftError(`steps per epoch ${steps} is more than the ${source.stepsPerEpoch} batches the training images make; leave it out to use them all`);
+  }
+  return {
+    stepsPerEpoch: steps,
+    async *batches(epoch) {
+      let step = 0;
+      for await (const b of source.batches(epoch)) {
+        if (step++ >= steps) break;
+        yield b;
+      }
+    },
+  };
+}
+
+/**
+ * Trains a classifier on a folder of labelled images and writes everything a user keeps into
+ * `opts.out`: history.json, accuracy.png, loss.png, metrics.json, report.txt, checkpoint/,
+ * model/ (TF.js layers model) and model.onnx.
+ */
+export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> {
+  const log = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const verbose = opts.verbose ?? 1;
+  const say = (line: string) => verbose > 0 && log(line);
+  const out = resolve(opts.out);
+  const seed = opts.seed ?? 0;
+  const inputSize = opts.inputSize ?? LAB_RECIPE.inputSize;
+  const batchSize = opts.batchSize ?? LAB_RECIPE.batchSize;
+  const mode = opts.mode ?? LAB_RECIPE.mode;
+  const preprocess = opts.preprocess ?? LAB_RECIPE.preprocess;
+  const interpolation = opts.interpolation ?? LAB_RECIPE.interpolation;
+  const augmentation = mode.kind === 'cached' ? NO_AUGMENTATION : (opts.augmentation ?? LAB_AUGMENTATION);
+
+  const { train, validation } = await listData(opts);
+  for (const w of [...train.warnings, ...validation.warnings]) say(`warning: ${w}`);
+  const classes = train.classes;
+  const classMode: ClassMode = classes.length === 2 ? 'binary' : 'categorical';
+  say(`Found ${train.files.length} images belonging to ${classes.length} classes.`);
+  say(`Found ${validation.files.length} images belonging to ${classes.length} classes.`);
+
+  const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
+  const trainStore = await buildImageStore(train, storeOptions);
+  const valStore = await buildImageStore(validation, storeOptions);
+  for (const [name, store] of [['training', trainStore], ['validation', valStore]] as const) {
+    if (store.count === 0) throw new GraftError(`no readable ${name} images in ${name === 'training' ? train.root : validation.root}`);
+  }
+
+  let backbone: Backbone | undefined;
+  let pool: AugmentPool | undefined;
+  let trainer: HeadTrainer | undefined;
+  try {
+    backbone = await loadBackbone({ weights: opts.weights, cut: opts.cut ?? LAB_RECIPE.cut, inputSize });
+    say(`Backbone: ${backbone.source}, cut at ${backbone.graph.outputs[0]} -> (None, ${backbone.outputShape.join(', ')})`);
+    pool = AugmentPool.create({ threads: Math.max(1, Math.min(2, availableParallelism())) });
+    const pre = preprocessParams(preprocess);
+    const context = (store: ImageStore): FeedContext => ({ store, extractor: backbone!.extractor, pool: pool!, augmentation, pre, classMode, seed });
+
+    const head = headForClasses(classes.length, opts.head ?? LAB_RECIPE.head);
+    const params = initHead(head, backbone.outputShape, seed);
+    trainer = await HeadTrainer.create(head, params, opts.optimizer ?? LAB_RECIPE.optimizer, { seed, featureShape: backbone.outputShape });
+
+    const t0 = performance.now();
+    const valData = await cachedFeatures(context(valStore));
+    say(`Validation features of ${valData.count} images computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
+    const valSamples = opts.validationSteps === undefined ? valData.count : opts.validationSteps * batchSize;
+    const valUsed = limitSamples(valData, valSamples);
+
+    let source: BatchSource;
+    if (mode.kind === 'faithful') {
+      source = faithfulSource(context(trainStore), batchSize);
+    } else if (mode.kind === 'cached') {
+      const t1 = performance.now();
+      const cached = await cachedFeatures(context(trainStore));
+      say(`Training features of ${cached.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
+      source = arrayBatchSource(cached, batchSize, { shuffle: true, seed });
+    } else {
+      const t1 = performance.now();
+      source = await viewsSource(context(trainStore), batchSize, mode.views);
+      say(`${mode.views} augmented views of ${trainStore.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
+    }
+    source = limitSteps(source, opts.stepsPerEpoch);
+
+    const history = await fit(trainer, source, valUsed, {
+      epochs: opts.epochs ?? LAB_RECIPE.epochs,
+      verbose,
+      showMemory: opts.showMemory,
+      signal: opts.signal,
+      log,
+      checkpoint: { dir: join(out, 'checkpoint'), resume: opts.resume },
+      callbacks: {
+        onEpochEnd: async (epoch, logs, soFar) => {
+          // history.json grows epoch by epoch, so a stopped run still shows its curves.
+          await writeHistory(join(out, 'history.json'), soFar);
+          await opts.onEpochEnd?.(epoch, logs);
+        },
+      },
+    });
+    await plotHistory(history, out);
+
+    const evaluation = await trainer.evaluate(valData.features, valData.labels, valData.count);
+    const trueLabels = Array.from(valStore.labels);
+    const metrics = computeMetrics(evaluation.probabilities, trueLabels, classes.length);
+    await writeEvaluation(out, metrics, { classes, files: valStore.paths });
+
+    const info: ClassifierInfo = {
+      format: 'graft-classifier',
+      version: 1,
+      classes,
+      classMode,
+      inputSize,
+      preprocess,
+      interpolation,
+      cut: backbone.graph.outputs[0]!,
+      head,
+      backbone: backbone.source,
+      trainingMode: feedModeName(mode),
+    };
+    const { modelDir, onnxFile } = await exportClassifier(backbone, head, await trainer.syncParams(), info, out);
+    say(`Saved the classifier to ${modelDir} (TF.js) and ${onnxFile} (ONNX); plots and metrics in ${out}`);
+    return { history, metrics, classes, out, modelDir, onnxFile };
+  } finally {
+    await trainer?.dispose();
+    await pool?.close();
+    await backbone?.dispose();
+  }
+}
+
+/** Writes the whole classifier (backbone up to the cut + trained head) as TF.js and ONNX. */
+export async function exportClassifier(
+  backbone: Backbone,
+  head: HeadSpec,
+  params: Awaited<ReturnType<HeadTrainer['syncParams']>>,
+  info: ClassifierInfo,
+  out: string,
+): Promise<{ modelDir: string; onnxFile: string }> {
+  const graph = buildClassifierGraph(backbone.graph, head);
+  const names = headLayerNames(head, new Set(backbone.graph.layers.map((l) => l.name)));
+  const weights = new Map([...backbone.weights, ...headToWeightMap(head, params, names.filter((_, i) => head.layers[i]!.kind === 'dense'))]);
+  const modelDir = join(out, 'model');
+  await writeTfjsLayersModel(graph, weights, modelDir, { inputSize: info.inputSize, metadata: { graft: info } });
+  const onnxFile = join(out, 'model.onnx');
+  await writeFileAtomic(onnxFile, kerasToOnnx(graph, weights, { outputName: 'probabilities', metadata: { graft: JSON.stringify(info) } }));
+  return { modelDir, onnxFile };
+}

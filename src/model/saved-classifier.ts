@@ -1,0 +1,156 @@
+/**
+ * A trained classifier loaded back for `graft predict` / `graft evaluate`: the run folder (model/
+ * and model.onnx), the TF.js model folder alone, or model.onnx alone; the whole network runs on
+ * onnxruntime.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import onnxProto from 'onnx-proto';
+import { kerasToOnnx } from '../backbone/onnx/convert.js';
+import { createOrtExtractor, type FeatureExtractor } from '../backbone/engine.js';
+import { loadTfjsLayersModel } from '../backbone/weights/tfjs-layers.js';
+import { decodeImageInto } from '../data/decode.js';
+import { preprocessParams } from '../data/preprocess.js';
+import { describeFsError, GraftError } from '../util/errors.js';
+import type { ClassifierInfo } from './classifier-info.js';
+
+export interface Prediction {
+  file: string;
+  /** Index and name of the most probable class. */
+  classIndex: number;
+  className: string;
+  /** Probability of the predicted class. */
+  probability: number;
+  /** One probability per class, in class order. */
+  probabilities: number[];
+}
+
+export interface LoadedClassifier {
+  info: ClassifierInfo;
+  source: string;
+  /** Class probabilities of one NHWC preprocessed batch: n rows of (1 for binary, else k) values. */
+  run(input: Float32Array, n: number): Promise<Float32Array>;
+  dispose(): Promise<void>;
+}
+
+function checkInfo(info: unknown, source: string): ClassifierInfo {
+  const i = info as Partial<ClassifierInfo> | undefined;
+  if (!i || i.format !== 'graft-classifier' || !Array.isArray(i.classes) || !Array.isArray(i.inputSize)) {
+    throw new GraftError(`${source}: not a classifier trained by graft (no graft metadata with classes and input size)`, { file: source });
+  }
+  return i as ClassifierInfo;
+}
+
+function readModelJsonInfo(file: string): ClassifierInfo {
+  let json: { userDefinedMetadata?: { graft?: unknown } };
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code) throw describeFsError(err, file);
+    throw new GraftError(`${file}: not valid JSON`, { file });
+  }
+  return checkInfo(json.userDefinedMetadata?.graft, file);
+}
+
+async function readOnnxInfo(file: string, bytes: Uint8Array): Promise<ClassifierInfo> {
+  let model;
+  try {
+    model = onnxProto.onnx.ModelProto.decode(bytes);
+  } catch {
+    throw new GraftError(`${file}: not an ONNX model`, { file });
+  }
+  const entry = model.metadataProps?.find((p) => p.key === 'graft');
+  if (!entry?.value) throw new GraftError(`${file}: this ONNX model has no graft metadata (class names, input size)`, { file });
+  return checkInfo(JSON.parse(entry.value), file);
+}
+
+/** Finds and loads a classifier from a run folder, a TF.js model folder or an .onnx file. */
+export async function loadClassifier(path: string, opts: { threads?: number } = {}): Promise<LoadedClassifier> {
+  const target = resolve(path);
+  if (!existsSync(target)) throw new GraftError(`${path}: no such model file or folder`, { file: path });
+  let info: ClassifierInfo;
+  let onnx: Uint8Array;
+  let source: string;
+  if (statSync(target).isDirectory()) {
+    const modelDir = existsSync(join(target, 'model', 'model.json')) ? join(target, 'model') : target;
+    const modelJson = join(modelDir, 'model.json');
+    if (!existsSync(modelJson)) {
+      throw new GraftError(`${path}: no classifier here (expected model/model.json from graft train, a TF.js model folder, or model.onnx)`, { file: path });
+    }
+    info = readModelJsonInfo(modelJson);
+    // A run folder has model.onnx beside model/; a bare TF.js folder is converted in memory.
+    const onnxFile = join(target, 'model.onnx');
+    onnx = existsSync(onnxFile) ? new Uint8Array(await readFile(onnxFile)) : await convertTfjs(modelDir, info);
+    source = existsSync(onnxFile) ? onnxFile : modelDir;
+  } else {
+    onnx = new Uint8Array(await readFile(target));
+    info = await readOnnxInfo(target, onnx);
+    source = target;
+  }
+  const [h, w] = info.inputSize;
+  const outputs = info.classMode === 'binary' ? 1 : info.classes.length;
+  const session: FeatureExtractor = await createOrtExtractor(onnx, [h, w, 3], [outputs], { threads: opts.threads });
+  return {
+    info,
+    source,
+    run: (input, n) => session.extract(input, n),
+    dispose: () => session.dispose(),
+  };
+}
+
+async function convertTfjs(dir: string, info: ClassifierInfo): Promise<Uint8Array> {
+  const { graph, weights } = await loadTfjsLayersModel(dir);
+  return kerasToOnnx(graph, weights, { inputSize: info.inputSize });
+}
+
+/** Per-class probabilities from the network's output row (sigmoid: [1-p, p]). */
+export function classProbabilities(info: ClassifierInfo, row: Float32Array): number[] {
+  return info.classMode === 'binary' ? [1 - row[0]!, row[0]!] : Array.from(row);
+}
+
+/**
+ * Decodes, preprocesses and classifies `files` in batches. Files that cannot be decoded are
+ * reported through onBadImage and left out.
+ */
+export async function predictFiles(
+  model: LoadedClassifier,
+  files: string[],
+  opts: { batchSize?: number; onBadImage?: (file: string, reason: string) => void } = {},
+): Promise<Prediction[]> {
+  const { info } = model;
+  const [h, w] = info.inputSize;
+  const batch = opts.batchSize ?? 16;
+  const size = h * w * 3;
+  const pixels = new Uint8Array(size);
+  const input = new Float32Array(batch * size);
+  const { scale, offset } = preprocessParams(info.preprocess);
+  const width = info.classMode === 'binary' ? 1 : info.classes.length;
+  const results: Prediction[] = [];
+  for (let start = 0; start < files.length; start += batch) {
+    const names: string[] = [];
+    for (const file of files.slice(start, start + batch)) {
+      try {
+        await decodeImageInto(file, { width: w, height: h, interpolation: info.interpolation }, pixels);
+      } catch (err) {
+        if (!(err instanceof GraftError)) throw err;
+        opts.onBadImage?.(file, err.message);
+        continue;
+      }
+      const base = names.length * size;
+      for (let i = 0; i < size; i++) input[base + i] = pixels[i]! * scale + offset;
+      names.push(file);
+    }
+    if (names.length === 0) continue;
+    const out = await model.run(input.subarray(0, names.length * size), names.length);
+    names.forEach((file, k) => {
+      const probabilities = classProbabilities(info, out.subarray(k * width, (k + 1) * width));
+      let best = 0;
+      for (let c = 1; c < probabilities.length; c++) if (probabilities[c]! > probabilities[best]!) best = c;
+      // Keras's binary rule: class 1 only when p > 0.5.
+      if (info.classMode === 'binary') best = probabilities[1]! > 0.5 ? 1 : 0;
+      results.push({ file, classIndex: best, className: info.classes[best]!, probability: probabilities[best]!, probabilities });
+    });
+  }
+  return results;
+}

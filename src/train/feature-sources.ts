@@ -1,0 +1,242 @@
+/**
+ * Where the head's training batches come from — the three feeds named in the CLI:
+ *  - faithful: every step augments fresh images and runs them through the backbone (the lab);
+ *  - cached:   features of the un-augmented images, computed once;
+ *  - views=K:  K augmented views per image computed once; each epoch samples one per image.
+ * Validation features are always computed once (validation is never augmented).
+ */
+import type { FeatureExtractor } from '../backbone/engine.js';
+import { AugmentPool, sharedFloat32, type PackedImages } from '../data/augment-pool.js';
+import { IDENTITY_TRANSFORM, randomTransform, type AugmentConfig, type PixelAffine, type TransformParams } from '../data/augment.js';
+import { BatchOrder, encodeLabels, labelWidth, type ClassMode } from '../data/batches.js';
+import type { ImageStore } from '../data/image-store.js';
+import { GraftError } from '../util/errors.js';
+import { FLOAT16_TO_FLOAT32, float16Bits } from '../util/float16.js';
+import { Random } from '../util/random.js';
+import type { ArrayData, Batch, BatchSource } from './fit.js';
+import { deriveSeed } from './seeds.js';
+
+/** Random streams of the feeds (beside fit's shuffle and the trainer's dropout streams). */
+const STREAM_AUGMENT = 3;
+const STREAM_VIEW_CHOICE = 4;
+const STREAM_VIEW_AUGMENT = 5;
+
+export type FeedMode = { kind: 'faithful' } | { kind: 'cached' } | { kind: 'views'; views: number };
+
+/** Parses `faithful`, `cached` or `views=K`. */
+export function parseFeedMode(text: string): FeedMode {
+  const t = text.trim().toLowerCase();
+  if (t === 'faithful' || t === 'cached') return { kind: t };
+  const m = /^views\s*=\s*(\d+)$/.exec(t);
+  if (m) {
+    const views = Number(m[1]);
+    if (views >= 1 && views <= 64) return { kind: 'views', views };
+  }
+  throw new GraftError(`unknown feed mode '${text}': use faithful, cached or views=K (K from 1 to 64)`);
+}
+
+export function feedModeName(mode: FeedMode): string {
+  return mode.kind === 'views' ? `views=${mode.views}` : mode.kind;
+}
+
+/** What every feed needs: the images, how to turn them into backbone input, and the backbone. */
+export interface FeedContext {
+  store: ImageStore;
+  extractor: FeatureExtractor;
+  pool: AugmentPool;
+  augmentation: AugmentConfig;
+  pre: PixelAffine;
+  classMode: ClassMode;
+  seed: number;
+}
+
+/** Images per backbone call when computing features in bulk. */
+const CHUNK = 32;
+
+/**
+ * Augments (or just converts) `indices` of the store into `input` (NHWC floats on shared memory)
+ * through the worker pool, reading the store's shared pixels in place when it has them.
+ */
+export class BatchPreparer {
+  private readonly scratch: Uint8Array | null;
+
+  constructor(private readonly ctx: FeedContext, private readonly maxBatch: number) {
+    const { store } = ctx;
+    this.scratch = store.pixels ? null : new Uint8Array(new SharedArrayBuffer(maxBatch * store.imageBytes));
+  }
+
+  async prepare(indices: ArrayLike<number>, params: readonly TransformParams[], input: Float32Array): Promise<void> {
+    const { store, augmentation, pre, pool } = this.ctx;
+    const [h, w] = store.size;
+    const opts = { fillMode: augmentation.fillMode, cval: augmentation.cval, pre };
+    if (store.pixels) {
+      const packed: PackedImages = { data: store.pixels, h, w };
+      await pool.augmentBatch(packed, indices, params, input, opts);
+      return;
+    }
+    if (indices.length > this.maxBatch) throw new Error(`batch of ${indices.length} over the preparer's ${this.maxBatch}`);
+    const scratch = this.scratch!.subarray(0, indices.length * store.imageBytes);
+    await store.load(indices, scratch);
+    const local = Array.from({ length: indices.length }, (_, k) => k);
+    await pool.augmentBatch({ data: scratch, h, w }, local, params, input, opts);
+  }
+}
+
+function drawTransforms(cfg: AugmentConfig, rng: Random, n: number, h: number, w: number): TransformParams[] {
+  return Array.from({ length: n }, () => randomTransform(cfg, rng, h, w));
+}
+
+function inputLength(ctx: FeedContext, n: number): number {
+  const [h, w] = ctx.store.size;
+  return n * h * w * 3;
+}
+
+function featureLength(ctx: FeedContext): number {
+  return ctx.extractor.outputShape.reduce((a, b) => a * b, 1);
+}
+
+/**
+ * Features of every image of the store, in store order: un-augmented, or augmented with
+ * transforms drawn from `augmentSeed`. `into` receives each chunk (e.g. to store it as float16).
+ */
+export async function computeFeatures(
+  ctx: FeedContext,
+  opts: { augmentSeed?: number; onProgress?: (done: number, total: number) => void; into: (first: number, features: Float32Array, n: number) => void },
+): Promise<void> {
+  const { store } = ctx;
+  const [h, w] = store.size;
+  const preparer = new BatchPreparer(ctx, CHUNK);
+  const inputs = [sharedFloat32(inputLength(ctx, CHUNK)), sharedFloat32(inputLength(ctx, CHUNK))];
+  const rng = opts.augmentSeed === undefined ? null : new Random(opts.augmentSeed);
+  const chunks = Math.ceil(store.count / CHUNK);
+  const start = (c: number) => {
+    const first = c * CHUNK;
+    const n = Math.min(CHUNK, store.count - first);
+    const indices = Array.from({ length: n }, (_, k) => first + k);
+    const params = rng ? drawTransforms(ctx.augmentation, rng, n, h, w) : new Array<TransformParams>(n).fill(IDENTITY_TRANSFORM);
+    return preparer.prepare(indices, params, inputs[c % 2]!).then(() => ({ first, n }));
+  };
+  // Prepare chunk c+1 on the worker threads while the backbone runs on chunk c.
+  let next = chunks > 0 ? start(0) : undefined;
+  for (let c = 0; c < chunks; c++) {
+    const { first, n } = await next!;
+    next = c + 1 < chunks ? start(c + 1) : undefined;
+    next?.catch(() => undefined);
+    const features = await ctx.extractor.extract(inputs[c % 2]!.subarray(0, inputLength(ctx, n)), n);
+    opts.into(first, features, n);
+    opts.onProgress?.(first + n, store.count);
+  }
+}
+
+/** Encoded labels of the whole store. */
+export function storeLabels(store: ImageStore, classMode: ClassMode): Float32Array {
+  const all = Array.from({ length: store.count }, (_, i) => i);
+  return encodeLabels(store.labels, all, classMode, store.classes.length, new Float32Array(store.count * labelWidth(classMode, store.classes.length)));
+}
+
+/** The store's un-augmented features, held in memory (validation, and the `cached` feed). */
+export async function cachedFeatures(ctx: FeedContext, onProgress?: (done: number, total: number) => void): Promise<ArrayData> {
+  const d = featureLength(ctx);
+  const bytes = ctx.store.count * d * 4;
+  if (bytes > 2 ** 31) {
+    throw new GraftError(`caching features of ${ctx.store.count} images needs ${(bytes / 2 ** 30).toFixed(1)} GiB: use --mode faithful, a smaller cut or a pooling head`);
+  }
+  const features = new Float32Array(ctx.store.count * d);
+  await computeFeatures(ctx, { onProgress, into: (first, f, n) => features.set(f.subarray(0, n * d), first * d) });
+  return { features, labels: storeLabels(ctx.store, ctx.classMode), count: ctx.store.count };
+}
+
+/** Batch order and labels shared by the feeds: Keras's flow_from_directory shuffle, per epoch. */
+function orderAndLabels(ctx: FeedContext, batchSize: number) {
+  const order = new BatchOrder(ctx.store.count, batchSize, { shuffle: true, seed: ctx.seed });
+  const width = labelWidth(ctx.classMode, ctx.store.classes.length);
+  const labels = new Float32Array(batchSize * width);
+  const encode = (indices: ArrayLike<number>) => encodeLabels(ctx.store.labels, indices, ctx.classMode, ctx.store.classes.length, labels);
+  return { order, encode };
+}
+
+/**
+ * The lab's feed: each step draws a batch, augments it with fresh random transforms and runs it
+ * through the backbone. Epoch e's transforms come from (seed, e) alone, so a resumed run sees the
+ * same images as an uninterrupted one.
+ */
+export function faithfulSource(ctx: FeedContext, batchSize: number): BatchSource {
+  const { order, encode } = orderAndLabels(ctx, batchSize);
+  const [h, w] = ctx.store.size;
+  const preparer = new BatchPreparer(ctx, batchSize);
+  const inputs = [sharedFloat32(inputLength(ctx, batchSize)), sharedFloat32(inputLength(ctx, batchSize))];
+  return {
+    stepsPerEpoch: order.steps,
+    async *batches(epoch: number): AsyncGenerator<Batch> {
+      const rng = new Random(deriveSeed(ctx.seed, epoch, STREAM_AUGMENT));
+      const start = (step: number) => {
+        const indices = order.batch(epoch, step).slice();
+        const params = drawTransforms(ctx.augmentation, rng, indices.length, h, w);
+        return preparer.prepare(indices, params, inputs[step % 2]!).then(() => indices);
+      };
+      let next = order.steps > 0 ? start(0) : undefined;
+      for (let step = 0; step < order.steps; step++) {
+        const indices = await next!;
+        // The next batch is augmented on the worker threads while this one goes through the backbone and the head.
+        next = step + 1 < order.steps ? start(step + 1) : undefined;
+        next?.catch(() => undefined);
+        const n = indices.length;
+        const features = await ctx.extractor.extract(inputs[step % 2]!.subarray(0, inputLength(ctx, n)), n);
+        yield { features, labels: encode(indices), size: n };
+      }
+      await next;
+    },
+  };
+}
+
+/**
+ * K augmented views of every image, computed once through the backbone and kept as float16 (half the memory;
+ * features need no more precision);
+ * each epoch every image contributes one of its views, drawn from (seed, epoch).
+ */
+export async function viewsSource(
+  ctx: FeedContext,
+  batchSize: number,
+  views: number,
+  onProgress?: (done: number, total: number) => void,
+): Promise<BatchSource> {
+  const d = featureLength(ctx);
+  const count = ctx.store.count;
+  const bytes = views * count * d * 2;
+  if (bytes > 3 * 2 ** 30) {
+    throw new GraftError(`views=${views} of ${count} images needs ${(bytes / 2 ** 30).toFixed(1)} GiB of features: use fewer views or --mode faithful`);
+  }
+  const cache = Array.from({ length: views }, () => new Uint16Array(count * d));
+  for (let v = 0; v < views; v++) {
+    const target = cache[v]!;
+    await computeFeatures(ctx, {
+      augmentSeed: deriveSeed(ctx.seed, v, STREAM_VIEW_AUGMENT),
+      onProgress: onProgress && ((done) => onProgress(v * count + done, views * count)),
+      into: (first, f, n) => {
+        const base = first * d;
+        for (let i = 0; i < n * d; i++) target[base + i] = float16Bits(f[i]!);
+      },
+    });
+  }
+  const { order, encode } = orderAndLabels(ctx, batchSize);
+  const features = new Float32Array(batchSize * d);
+  return {
+    stepsPerEpoch: order.steps,
+    async *batches(epoch: number): AsyncGenerator<Batch> {
+      const choice = new Random(deriveSeed(ctx.seed, epoch, STREAM_VIEW_CHOICE));
+      const picks = new Uint8Array(count);
+      for (let i = 0; i < count; i++) picks[i] = choice.int(views);
+      for (let step = 0; step < order.steps; step++) {
+        const indices = order.batch(epoch, step);
+        for (let k = 0; k < indices.length; k++) {
+          const i = indices[k]!;
+          const src = cache[picks[i]!]!;
+          const from = i * d;
+          const to = k * d;
+          for (let j = 0; j < d; j++) features[to + j] = FLOAT16_TO_FLOAT32[src[from + j]!]!;
+        }
+        yield { features, labels: encode(indices), size: indices.length };
+      }
+    },
+  };
+}
