@@ -66,18 +66,27 @@ async function forward(n: number): Promise<void> {
 }
 
 /** Calls `each(r0, rows, dW block)` for consecutive row blocks of dW = Xᵀ·dH (x from the last forward). */
+let tMat = 0, tUpd = 0, tT = 0;
 async function gradientBlocks(n: number, each: (r0: number, rows: number, g: Float32Array) => void): Promise<void> {
+  const t0 = performance.now();
   for (let b = 0; b < n; b++) dh.set(dhShared.subarray(b * N + col0, b * N + col0 + C), b * C);
   for (let b = 0; b < n; b++) {
     const row = b * K;
     for (let i = 0; i < K; i++) xt[i * n + b] = x[row + i]!;
   }
   const dhn = dh.subarray(0, n * C);
+  let t = performance.now();
+  tT += t - t0;
   for (let r0 = 0; r0 < K; r0 += R) {
     const rows = Math.min(R, K - r0);
     const g = scratch.subarray(0, rows * C);
     await matmul.run(xt.subarray(r0 * n, (r0 + rows) * n), dhn, g, rows, n, C);
+    const t1 = performance.now();
     each(r0, rows, g);
+    const t2 = performance.now();
+    tMat += t1 - t;
+    tUpd += t2 - t1;
+    t = t2;
   }
 }
 
@@ -96,14 +105,21 @@ parentPort!.on('message', (req: ShardRequest) => {
   void (async () => {
     try {
       switch (req.op) {
-        case 'forward':
+        case 'forward': {
+          const t0 = performance.now();
           await forward(req.n);
+          if (process.env.GRAFT_HEAD_PROFILE) console.error(`shard ${col0}: forward ${(performance.now() - t0).toFixed(1)} ms`);
           parentPort!.postMessage({ ok: true });
           break;
-        case 'backward':
+        }
+        case 'backward': {
+          const t0 = performance.now();
           await backward(req.n, req.step);
+          if (process.env.GRAFT_HEAD_PROFILE) console.error(`shard ${col0}: backward ${(performance.now() - t0).toFixed(1)} ms (matmul ${tMat.toFixed(1)}, update ${tUpd.toFixed(1)}, transpose ${tT.toFixed(1)})`);
+          tMat = tUpd = tT = 0;
           parentPort!.postMessage({ ok: true });
           break;
+        }
         case 'gradient': {
           const full = new Float32Array(K * C);
           await gradientBlocks(req.n, (r0, rows, g) => full.set(g, r0 * C));

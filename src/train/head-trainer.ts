@@ -71,13 +71,13 @@ export class HeadTrainer {
     private readonly seed: number,
     private readonly shards: Shard[],
     shared: { x: SharedArrayBuffer; h: SharedArrayBuffer; dh: SharedArrayBuffer },
-    featureShape: number[] | undefined,
+    readonly featureShape: number[],
     maxBatch: number,
   ) {
     this.opt = resolveOptimizer(optimizer);
     this.pooling = spec.layers[0]?.kind === 'gap' ? 'gap' : 'flatten';
     this.inputSize = params.dense[0]!.inputSize;
-    this.featureSize = featureShape ? featureShape.reduce((a, b) => a * b, 1) : this.inputSize;
+    this.featureSize = featureShape.reduce((a, b) => a * b, 1);
     this.maxBatch = maxBatch;
     this.dropoutRng = new Random(deriveSeed(seed, 0, STREAM_DROPOUT));
     let dense = 0;
@@ -146,6 +146,11 @@ export class HeadTrainer {
       throw err;
     }
     return new HeadTrainer(spec, params, optimizer, options.seed, shards, shared, featureShape, maxBatch);
+  }
+
+  /** What identifies this training setup (for checkpoint fingerprints). */
+  describe(): { spec: HeadSpec; featureShape: number[]; optimizer: ResolvedOptimizer; seed: number } {
+    return { spec: this.spec, featureShape: this.featureShape, optimizer: this.opt, seed: this.seed };
   }
 
   /** Dropout masks of epoch e are drawn from a stream seeded by (seed, e): resuming at e repeats them. */
