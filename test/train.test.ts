@@ -109,12 +109,12 @@ function separable(count: number, seed: number): ArrayData {
   return { features, labels, count };
 }
 
-async function makeTrainer(seed = 11): Promise<HeadTrainer> {
-  return HeadTrainer.create(SPEC, initHead(SPEC, SHAPE, seed), { kind: 'rmsprop', learningRate: 0.01 }, { seed, threads: 2, featureShape: SHAPE, blockRows: 5 });
+async function makeTrainer(seed = 11, blockRows: number | undefined = 5): Promise<HeadTrainer> {
+  return HeadTrainer.create(SPEC, initHead(SPEC, SHAPE, seed), { kind: 'rmsprop', learningRate: 0.01 }, { seed, threads: 2, featureShape: SHAPE, blockRows });
 }
 
 test('a tiny head learns linearly separable features (>95% validation accuracy)', async () => {
-  const trainer = await makeTrainer();
+  const trainer = await makeTrainer(11, undefined);
   try {
     const lines: string[] = [];
     const history = await fit(trainer, arrayBatchSource(separable(400, 1), 20, { seed: 1 }), separable(200, 1), { epochs: 12, log: (l) => lines.push(l) });

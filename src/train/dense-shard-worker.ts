@@ -2,9 +2,8 @@
  * A worker thread owning a column shard [inputSize, cols] of the head's big first Dense kernel and
  * its optimiser slots, in a private WebAssembly memory (onnxruntime-node can read it, unlike a
  * SharedArrayBuffer, and the SIMD RMSprop kernel runs on it). Per step it computes its columns of
- * X·W (forward) and then, block by block of kernel rows, dW = Xᵀ·dH into a cache-sized scratch
- * followed at once by the fused optimiser update of those rows, so the full 154 MB gradient is
- * never materialised.
+ * X·W (forward) and then dW = Xᵀ·dH (by blocks of kernel rows, by default one block) into a
+ * scratch it owns, each block followed at once by the fused optimiser update of those rows.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { OrtMatMul } from './ort-matmul.js';
@@ -108,14 +107,14 @@ parentPort!.on('message', (req: ShardRequest) => {
         case 'forward': {
           const t0 = performance.now();
           await forward(req.n);
-          if (process.env.GRAFT_HEAD_PROFILE) console.error(`shard ${col0}: forward ${(performance.now() - t0).toFixed(1)} ms`);
+          if (process.env.GRAFT_HEAD_PROFILE) console.error(`shard ${col0}: forward ${(performance.now() - t0).toFixed(1)} ms, faults so far ${process.resourceUsage().minorPageFault}`);
           parentPort!.postMessage({ ok: true });
           break;
         }
         case 'backward': {
           const t0 = performance.now();
           await backward(req.n, req.step);
-          if (process.env.GRAFT_HEAD_PROFILE) console.error(`shard ${col0}: backward ${(performance.now() - t0).toFixed(1)} ms (matmul ${tMat.toFixed(1)}, update ${tUpd.toFixed(1)}, transpose ${tT.toFixed(1)})`);
+          if (process.env.GRAFT_HEAD_PROFILE) console.error(`shard ${col0}: backward ${(performance.now() - t0).toFixed(1)} ms (matmul ${tMat.toFixed(1)}, update ${tUpd.toFixed(1)}, transpose ${tT.toFixed(1)}), faults so far ${process.resourceUsage().minorPageFault}`);
           tMat = tUpd = tT = 0;
           parentPort!.postMessage({ ok: true });
           break;

@@ -18,7 +18,11 @@ export interface HeadTrainerOptions {
   featureShape?: number[];
   /** Largest batch trainStep accepts (default 64); evaluate/predict split bigger inputs. */
   maxBatch?: number;
-  /** Kernel rows per dW block in the workers (default 256: a block of 512 columns is 512 KiB, cache-sized). */
+  /**
+   * Kernel rows per dW product in the workers (default: all rows, one product per step). Smaller
+   * blocks keep dW in cache, but onnxruntime-node allocates each call's output afresh, so many
+   * small calls cost more in page faults than the extra pass over a whole dW (measured).
+   */
   blockRows?: number;
 }
 
@@ -134,7 +138,7 @@ export class HeadTrainer {
     const initial = params.dense[0]!.kernel;
     for (let s = 0; s < count; s++) {
       const col0 = Math.round((s * N) / count), cols = Math.round(((s + 1) * N) / count) - col0;
-      const data: ShardInit = { inputSize: K, units: N, col0, cols, maxBatch, optimizer: opt, blockRows: options.blockRows ?? 256, ...shared };
+      const data: ShardInit = { inputSize: K, units: N, col0, cols, maxBatch, optimizer: opt, blockRows: options.blockRows ?? K, ...shared };
       const worker = startWorker(url, data);
       shards.push({ worker, col0, cols });
     }
