@@ -19,9 +19,12 @@ export interface HeadTrainerOptions {
   /** Largest batch trainStep accepts (default 64); evaluate/predict split bigger inputs. */
   maxBatch?: number;
   /**
-   * Kernel rows per dW product in the workers (default: all rows, one product per step). Smaller
-   * blocks keep dW in cache, but onnxruntime-node allocates each call's output afresh, so many
-   * small calls cost more in page faults than the extra pass over a whole dW (measured).
+   * Kernel rows per dW product in the workers. onnxruntime-node allocates every output afresh
+   * (a preallocated output is copied into), so the block size is about the allocator: with
+   * glibc's mmap_threshold tunable set, outputs of 4096 rows (8 MiB) are recycled from the heap
+   * and blocks measured fastest; otherwise each block's memory is faulted in anew and one product
+   * per step (hugetlb-backed) is fastest. Default: 4096 when GLIBC_TUNABLES sets mmap_threshold,
+   * else all rows.
    */
   blockRows?: number;
 }
@@ -138,7 +141,7 @@ export class HeadTrainer {
     const initial = params.dense[0]!.kernel;
     for (let s = 0; s < count; s++) {
       const col0 = Math.round((s * N) / count), cols = Math.round(((s + 1) * N) / count) - col0;
-      const data: ShardInit = { inputSize: K, units: N, col0, cols, maxBatch, optimizer: opt, blockRows: options.blockRows ?? K, ...shared };
+      const data: ShardInit = { inputSize: K, units: N, col0, cols, maxBatch, optimizer: opt, blockRows: options.blockRows ?? defaultBlockRows(K), ...shared };
       const worker = startWorker(url, data);
       shards.push({ worker, col0, cols });
     }
@@ -437,6 +440,10 @@ export class HeadTrainer {
       slots: (slots ?? []).map((a) => columns(a, K, N, s.col0, s.cols)),
     })));
   }
+}
+
+function defaultBlockRows(inputSize: number): number {
+  return /mmap_threshold/.test(process.env.GLIBC_TUNABLES ?? '') ? Math.min(4096, inputSize) : inputSize;
 }
 
 /**
