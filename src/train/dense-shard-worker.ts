@@ -64,8 +64,10 @@ async function forward(n: number): Promise<void> {
   for (let b = 0; b < n; b++) hShared.set(out.subarray(b * C, (b + 1) * C), b * N + col0);
 }
 
-/** Calls `each(r0, rows, dW block)` for consecutive row blocks of dW = Xᵀ·dH (x from the last forward). */
+/** Milliseconds per phase, printed per step when GRAFT_HEAD_PROFILE is set. */
 let tMat = 0, tUpd = 0, tT = 0;
+
+/** Calls `each(r0, rows, dW block)` for consecutive row blocks of dW = Xᵀ·dH (x from the last forward). */
 async function gradientBlocks(n: number, each: (r0: number, rows: number, g: Float32Array) => void): Promise<void> {
   const t0 = performance.now();
   for (let b = 0; b < n; b++) dh.set(dhShared.subarray(b * N + col0, b * N + col0 + C), b * C);
