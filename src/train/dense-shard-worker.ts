@@ -20,6 +20,7 @@ export interface ShardInit {
   optimizer: ResolvedOptimizer;
   /** Kernel rows per dW block. */
   blockRows: number;
+  ortThreads: number;
   /** Shared with the main thread: inputs [maxBatch, inputSize], outputs and output gradients [maxBatch, units]. */
   x: SharedArrayBuffer;
   h: SharedArrayBuffer;
@@ -55,7 +56,7 @@ const scratch = take(sizes.scratch);
 const x = take(sizes.x), xt = take(sizes.xt), dh = take(sizes.dh), h = take(sizes.h);
 const xShared = new Float32Array(init.x), hShared = new Float32Array(init.h), dhShared = new Float32Array(init.dh);
 const rmsprop: RmspropKernel | null = optimizer.kind === 'rmsprop' ? simdRmsprop(memory) : null;
-const matmul = await OrtMatMul.create(1);
+const matmul = await OrtMatMul.create(init.ortThreads);
 
 async function forward(n: number): Promise<void> {
   x.set(xShared.subarray(0, n * K));

@@ -16,6 +16,8 @@ export interface HeadTrainerOptions {
   threads?: number;
   /** Shape of one sample's features, e.g. [7, 7, 768]; needed for a GlobalAveragePooling2D head. */
   featureShape?: number[];
+  /** onnxruntime intra-op threads per worker (default 1: the workers already use every core). */
+  ortThreads?: number;
   /** Largest batch trainStep accepts (default 64); evaluate/predict split bigger inputs. */
   maxBatch?: number;
   /**
@@ -141,7 +143,7 @@ export class HeadTrainer {
     const initial = params.dense[0]!.kernel;
     for (let s = 0; s < count; s++) {
       const col0 = Math.round((s * N) / count), cols = Math.round(((s + 1) * N) / count) - col0;
-      const data: ShardInit = { inputSize: K, units: N, col0, cols, maxBatch, optimizer: opt, blockRows: options.blockRows ?? defaultBlockRows(K), ...shared };
+      const data: ShardInit = { inputSize: K, units: N, col0, cols, maxBatch, optimizer: opt, blockRows: options.blockRows ?? defaultBlockRows(K), ortThreads: options.ortThreads ?? 1, ...shared };
       const worker = startWorker(url, data);
       shards.push({ worker, col0, cols });
     }
