@@ -98,7 +98,7 @@ export function encodeLabels(
   return out;
 }
 
-export interface Batch {
+export interface ImageBatch {
   step: number;
   indices: Uint32Array;
   /** indices.length images, HWC uint8, one after another (a view into a reused buffer). */
@@ -112,7 +112,7 @@ export interface Batch {
  * one. A yielded batch's buffers are reused two steps later: finish with a batch before asking
  * for the one after next.
  */
-export async function* readBatches(store: ImageStore, order: BatchOrder, epoch: number, mode: ClassMode): AsyncGenerator<Batch> {
+export async function* readBatches(store: ImageStore, order: BatchOrder, epoch: number, mode: ClassMode): AsyncGenerator<ImageBatch> {
   const width = labelWidth(mode, store.classes.length);
   const images = [0, 1].map(() => new Uint8Array(order.batchSize * store.imageBytes));
   const labels = [0, 1].map(() => new Float32Array(order.batchSize * width));

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { listImageFolder, VALIDATION_FOLDER_NAMES } from '../data/listing.js';
 import { predictFiles, type LoadedClassifier } from '../model/saved-classifier.js';
 import { GraftError } from '../util/errors.js';
-import { computeMetrics, type EvaluationMetrics } from './metrics.js';
+import { computeMetrics, type EvaluationMetrics, type Probabilities } from './metrics.js';
 
 export interface FolderEvaluation {
   metrics: EvaluationMetrics;

@@ -1,0 +1,122 @@
+import type { WeightMap } from '../backbone/keras-graph.js';
+import { GraftError } from '../util/errors.js';
+import { Random } from '../util/random.js';
+import { headLayerNames } from './classifier-graph.js';
+import { LAB_HEAD, type HeadSpec } from './head-spec.js';
+
+/**
+ * `base` with its last Dense layer replaced by the output layer for `numClasses`:
+ * Dense(1, sigmoid) for two classes, Dense(k, softmax) for more.
+ */
+export function headForClasses(numClasses: number, base: HeadSpec = LAB_HEAD): HeadSpec {
+  if (!Number.isInteger(numClasses) || numClasses < 2) throw new GraftError(`a classifier needs at least 2 classes, found ${numClasses}`);
+  const layers = [...base.layers];
+  let last = -1;
+  for (let i = layers.length - 1; i >= 0; i--) if (layers[i]!.kind === 'dense') { last = i; break; }
+  const output = numClasses === 2
+    ? { kind: 'dense' as const, units: 1, activation: 'sigmoid' as const }
+    : { kind: 'dense' as const, units: numClasses, activation: 'softmax' as const };
+  if (last < 0) layers.push(output);
+  else layers[last] = output;
+  return { layers };
+}
+
+/** One Dense layer's weights in Keras layout: kernel [inputSize, units] row-major, bias [units]. */
+export interface DenseParams {
+  inputSize: number;
+  units: number;
+  kernel: Float32Array;
+  bias: Float32Array;
+}
+
+/** The head's trainable weights: one entry per Dense layer, in the spec's order. */
+export interface HeadParams {
+  dense: DenseParams[];
+}
+
+/** Length of the vector the first Dense layer sees: the flattened features, or the channels after GAP. */
+export function headInputSize(spec: HeadSpec, featureShape: number[]): number {
+  if (featureShape.length === 0 || featureShape.some((d) => !Number.isInteger(d) || d <= 0)) {
+    throw new GraftError(`bad feature shape [${featureShape.join(', ')}]`);
+  }
+  const first = spec.layers[0];
+  if (first?.kind === 'gap') {
+    if (featureShape.length !== 3) throw new GraftError(`GlobalAveragePooling2D needs features [h, w, c], found [${featureShape.join(', ')}]`);
+    return featureShape[2]!;
+  }
+  return featureShape.reduce((a, b) => a * b, 1);
+}
+
+/** The Dense layers' [inputSize, units] in order, checking the spec's structure. */
+export function denseShapes(spec: HeadSpec, featureShape: number[]): { inputSize: number; units: number }[] {
+  let size = headInputSize(spec, featureShape);
+  const out: { inputSize: number; units: number }[] = [];
+  spec.layers.forEach((l, i) => {
+    if ((l.kind === 'flatten' || l.kind === 'gap') && i !== 0) throw new GraftError(`head layer ${i + 1} (${l.kind}) must come first`);
+    if (l.kind === 'dense') {
+      out.push({ inputSize: size, units: l.units });
+      size = l.units;
+    }
+  });
+  if (out.length === 0) throw new GraftError('the head has no Dense layer');
+  return out;
+}
+
+/**
+ * Fresh weights as Keras initialises them: glorot_uniform kernels, U(±sqrt(6 / (fan_in + fan_out))),
+ * and zero biases. Big kernels live on a SharedArrayBuffer so worker threads can read them.
+ */
+export function initHead(spec: HeadSpec, featureShape: number[], seed: number): HeadParams {
+  const rng = new Random(seed);
+  return {
+    dense: denseShapes(spec, featureShape).map(({ inputSize, units }) => {
+      const layerRng = rng.fork();
+      const limit = Math.sqrt(6 / (inputSize + units));
+      const kernel = new Float32Array(new SharedArrayBuffer(inputSize * units * 4));
+      for (let i = 0; i < kernel.length; i++) kernel[i] = layerRng.uniform(-limit, limit);
+      return { inputSize, units, kernel, bias: new Float32Array(units) };
+    }),
+  };
+}
+
+/** The Dense layers' names as Keras would give them (dense, dense_1, ...). */
+function denseNames(spec: HeadSpec, names?: string[]): string[] {
+  const all = names ?? headLayerNames(spec);
+  return spec.layers.flatMap((l, i) => (l.kind === 'dense' ? [all[i]!] : []));
+}
+
+/** The head's weights under Keras names ("dense/kernel", "dense/bias", "dense_1/kernel", ...). */
+export function headToWeightMap(spec: HeadSpec, params: HeadParams, names?: string[]): WeightMap {
+  const map: WeightMap = new Map();
+  denseNames(spec, names).forEach((name, i) => {
+    const p = params.dense[i]!;
+    map.set(`${name}/kernel`, { shape: [p.inputSize, p.units], data: p.kernel });
+    map.set(`${name}/bias`, { shape: [p.units], data: p.bias });
+  });
+  return map;
+}
+
+/** The inverse of headToWeightMap, checking every shape; `sourceFile` names the file in errors. */
+export function headFromWeightMap(
+  spec: HeadSpec,
+  featureShape: number[],
+  map: WeightMap,
+  names?: string[],
+  sourceFile = 'the weights',
+): HeadParams {
+  const shapes = denseShapes(spec, featureShape);
+  return {
+    dense: denseNames(spec, names).map((name, i) => {
+      const { inputSize, units } = shapes[i]!;
+      const get = (key: string, shape: number[]) => {
+        const t = map.get(key);
+        if (!t) throw new GraftError(`${sourceFile}: missing weight ${key}`, { file: sourceFile });
+        if (t.shape.length !== shape.length || t.shape.some((d, j) => d !== shape[j]) || t.data.length !== shape.reduce((a, b) => a * b, 1)) {
+          throw new GraftError(`${sourceFile}: ${key} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`, { file: sourceFile });
+        }
+        return t.data;
+      };
+      return { inputSize, units, kernel: get(`${name}/kernel`, [inputSize, units]), bias: get(`${name}/bias`, [units]) };
+    }),
+  };
+}

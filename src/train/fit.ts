@@ -1,0 +1,179 @@
+import { GraftError } from '../util/errors.js';
+import { Random } from '../util/random.js';
+import type { HeadTrainer } from './head-trainer.js';
+import { emptyHistory, type History } from './history.js';
+import { configFingerprint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { Progbar } from './progbar.js';
+import { deriveSeed, STREAM_SHUFFLE } from './seeds.js';
+
+/** One batch of cached features [size, ...featureShape] and labels [size] or one-hot [size, k]. */
+export interface Batch {
+  features: Float32Array;
+  labels: Float32Array;
+  size: number;
+}
+
+/** Where training batches come from; batches(epoch) must depend only on the epoch (for exact resume). */
+export interface BatchSource {
+  stepsPerEpoch: number;
+  batches(epoch: number): AsyncIterable<Batch>;
+}
+
+/** Samples held in memory: features [count, ...] and labels [count] or [count, k]. */
+export interface ArrayData {
+  features: Float32Array;
+  labels: Float32Array;
+  count: number;
+}
+
+export interface EpochLogs {
+  loss: number;
+  accuracy: number;
+  val_loss: number;
+  val_accuracy: number;
+  seconds: number;
+  rss: number;
+}
+
+export interface FitCallbacks {
+  /** After each epoch (0-based, as Keras), once its checkpoint is written; `history` holds every epoch so far. */
+  onEpochEnd?(epoch: number, logs: EpochLogs, history: History): void | Promise<void>;
+}
+
+export interface FitOptions {
+  epochs: number;
+  /** First epoch to run (0-based); a resumed checkpoint overrides it. */
+  initialEpoch?: number;
+  /** Batches of a BatchSource validation set per epoch (default: its stepsPerEpoch). */
+  validationSteps?: number;
+  callbacks?: FitCallbacks;
+  /** 0 silent, 1 progress bar (on a terminal) and a line per epoch (default), 2 a line per epoch. */
+  verbose?: 0 | 1 | 2;
+  /** Append the process's resident memory to each epoch line, so a leak shows. */
+  showMemory?: boolean;
+  /** Write a checkpoint after every epoch into dir; with resume, continue from the one found there. */
+  checkpoint?: { dir: string; resume?: boolean };
+  /** Stops training between steps; the last checkpoint stays as it was. */
+  signal?: AbortSignal;
+  /** Where epoch lines go (default stdout). */
+  log?: (line: string) => void;
+}
+
+/**
+ * In-memory samples as a BatchSource: shuffled each epoch by a stream seeded from (seed, epoch),
+ * cut into batches of batchSize (the last one may be smaller), like Keras's fit(x, y, shuffle=True).
+ */
+export function arrayBatchSource(data: ArrayData, batchSize: number, options: { shuffle?: boolean; seed?: number } = {}): BatchSource {
+  const { count } = data;
+  if (count < 1) throw new GraftError('no training samples');
+  const fsize = data.features.length / count, lsize = data.labels.length / count;
+  const steps = Math.ceil(count / batchSize);
+  return {
+    stepsPerEpoch: steps,
+    async *batches(epoch: number) {
+      const order = options.shuffle === false ? null : new Random(deriveSeed(options.seed ?? 0, epoch, STREAM_SHUFFLE)).permutation(count);
+      const features = new Float32Array(batchSize * fsize), labels = new Float32Array(batchSize * lsize);
+      for (let s = 0; s < steps; s++) {
+        const size = Math.min(batchSize, count - s * batchSize);
+        for (let j = 0; j < size; j++) {
+          const i = order ? order[s * batchSize + j]! : s * batchSize + j;
+          features.set(data.features.subarray(i * fsize, (i + 1) * fsize), j * fsize);
+          labels.set(data.labels.subarray(i * lsize, (i + 1) * lsize), j * lsize);
+        }
+        yield { features, labels, size };
+      }
+    },
+  };
+}
+
+/** The fingerprint fit stores in checkpoints: resuming with another head, optimiser or seed is refused. */
+export function trainerFingerprint(trainer: HeadTrainer): string {
+  return configFingerprint(trainer.describe());
+}
+
+async function evaluateSource(trainer: HeadTrainer, source: BatchSource, epoch: number, steps: number): Promise<{ loss: number; accuracy: number }> {
+  let loss = 0, acc = 0, seen = 0, step = 0;
+  for await (const b of source.batches(epoch)) {
+    if (step++ >= steps) break;
+    const r = await trainer.evaluate(b.features, b.labels, b.size);
+    loss += r.loss * b.size;
+    acc += r.accuracy * b.size;
+    seen += b.size;
+  }
+  return seen > 0 ? { loss: loss / seen, accuracy: acc / seen } : { loss: NaN, accuracy: NaN };
+}
+
+/**
+ * Trains like Keras's model.fit: per epoch, every batch of `train` once (loss and accuracy are the
+ * size-weighted means over the epoch's batches, as Keras's progress bar reports), then validation,
+ * a checkpoint and the callbacks. Returns the History of all epochs (including resumed ones).
+ */
+export async function fit(trainer: HeadTrainer, train: BatchSource, validation: ArrayData | BatchSource, opts: FitOptions): Promise<History> {
+  const verbose = opts.verbose ?? 1;
+  const log = opts.log ?? ((line: string) => process.stdout.write(line + '\n'));
+  const fingerprint = trainerFingerprint(trainer);
+  let history = emptyHistory();
+  let start = opts.initialEpoch ?? 0;
+  const dir = opts.checkpoint?.dir;
+  if (dir && opts.checkpoint?.resume) {
+    const ck = await loadCheckpoint(dir);
+    if (ck) {
+      if (ck.fingerprint !== fingerprint) {
+        throw new GraftError(`the checkpoint in ${dir} was made with another head, optimiser or seed; remove it or train from scratch`, { file: dir });
+      }
+      await trainer.setParams(ck.params);
+      await trainer.setOptimizerState(ck.optimizer);
+      history = ck.history;
+      start = ck.epoch;
+      if (verbose > 0) log(`Resuming from the checkpoint of epoch ${ck.epoch}/${opts.epochs} in ${dir}`);
+    }
+  }
+  let lastSaved = start;
+  for (let epoch = start; epoch < opts.epochs; epoch++) {
+    const t0 = performance.now();
+    trainer.beginEpoch(epoch);
+    const bar = verbose === 1 ? new Progbar(train.stepsPerEpoch) : null;
+    let loss = 0, acc = 0, seen = 0, step = 0;
+    for await (const b of train.batches(epoch)) {
+      if (opts.signal?.aborted) {
+        bar?.clear();
+        throw new GraftError(
+          dir && lastSaved > 0
+            ? `training interrupted in epoch ${epoch + 1}; the checkpoint of epoch ${lastSaved} in ${dir} is intact (resume to continue)`
+            : `training interrupted in epoch ${epoch + 1}`,
+        );
+      }
+      const r = await trainer.trainStep(b.features, b.labels, b.size);
+      loss += r.loss * b.size;
+      acc += r.accuracy * b.size;
+      seen += b.size;
+      step++;
+      bar?.update(step, { loss: loss / seen, accuracy: acc / seen });
+    }
+    bar?.clear();
+    if (seen === 0) throw new GraftError(`epoch ${epoch + 1} had no training batches`);
+    const val = 'stepsPerEpoch' in validation
+      ? await evaluateSource(trainer, validation, epoch, opts.validationSteps ?? validation.stepsPerEpoch)
+      : await trainer.evaluate(validation.features, validation.labels, validation.count);
+    history.loss.push(loss / seen);
+    history.accuracy.push(acc / seen);
+    history.val_loss.push(val.loss);
+    history.val_accuracy.push(val.accuracy);
+    if (dir) {
+      const params = await trainer.syncParams();
+      const optimizer = await trainer.getOptimizerState();
+      await saveCheckpoint(dir, { epoch: epoch + 1, seed: trainer.describe().seed, fingerprint, history, params, optimizer });
+      lastSaved = epoch + 1;
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const rss = process.memoryUsage().rss;
+    const logs: EpochLogs = { loss: loss / seen, accuracy: acc / seen, val_loss: val.loss, val_accuracy: val.accuracy, seconds, rss };
+    if (verbose > 0) {
+      const f = (x: number) => x.toFixed(4);
+      log(`Epoch ${epoch + 1}/${opts.epochs} - ${Math.round(seconds)}s - loss: ${f(logs.loss)} - accuracy: ${f(logs.accuracy)} - val_loss: ${f(logs.val_loss)} - val_accuracy: ${f(logs.val_accuracy)}${opts.showMemory ? ` - rss: ${Math.round(rss / 2 ** 20)} MB` : ''}`);
+    }
+    await opts.callbacks?.onEpochEnd?.(epoch, logs, history);
+  }
+  if (!dir) await trainer.syncParams();
+  return history;
+}

@@ -1,0 +1,521 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { GraftError } from '../util/errors.js';
+import { Random } from '../util/random.js';
+import type { HeadParams } from '../model/head.js';
+import { denseShapes } from '../model/head.js';
+import type { Activation, HeadSpec } from '../model/head-spec.js';
+import { applyUpdate, resolveOptimizer, slotCount, type OptimizerConfig, type OptimizerState, type ResolvedOptimizer } from './optimizers.js';
+import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from './losses.js';
+import { deriveSeed, STREAM_DROPOUT } from './seeds.js';
+import type { ShardInit, ShardRequest } from './dense-shard-worker.js';
+
+export interface HeadTrainerOptions {
+  seed: number;
+  /** Worker threads sharing the first Dense kernel (default: available cores). */
+  threads?: number;
+  /** Shape of one sample's features, e.g. [7, 7, 768]; needed for a GlobalAveragePooling2D head. */
+  featureShape?: number[];
+  /** onnxruntime intra-op threads per worker (default 1: the workers already use every core). */
+  ortThreads?: number;
+  /** Largest batch trainStep accepts (default 64); evaluate/predict split bigger inputs. */
+  maxBatch?: number;
+  /**
+   * Kernel rows per dW product in the workers. onnxruntime-node allocates every output afresh
+   * (a preallocated output is copied into), so the block size is about the allocator: with
+   * glibc's mmap_threshold tunable set, outputs of 4096 rows (8 MiB) are recycled from the heap
+   * and blocks measured fastest; otherwise each block's memory is faulted in anew and one product
+   * per step (hugetlb-backed) is fastest. Default: 4096 when GLIBC_TUNABLES sets mmap_threshold,
+   * else all rows.
+   */
+  blockRows?: number;
+}
+
+export interface StepResult {
+  loss: number;
+  accuracy: number;
+}
+
+type Step = { kind: 'dense'; index: number; activation: Activation } | { kind: 'dropout'; rate: number };
+
+interface Shard {
+  worker: Worker;
+  col0: number;
+  cols: number;
+}
+
+/**
+ * Trains a head on backbone features. The first Dense layer (37632x1024 in the lab: 99.7% of the
+ * weights) is split by columns over worker threads, each running its products on onnxruntime and
+ * its optimiser update in SIMD WebAssembly; everything after it is small and runs here in JS.
+ */
+export class HeadTrainer {
+  readonly outputUnits: number;
+  /** Keras's optimizer.iterations: updates applied so far. */
+  iterations = 0;
+  private readonly opt: ResolvedOptimizer;
+  private readonly steps: Step[];
+  private readonly pooling: 'flatten' | 'gap';
+  private readonly inputSize: number;
+  private readonly featureSize: number;
+  private readonly maxBatch: number;
+  private dropoutRng: Random;
+  /** Optimiser slots of every param array except dense[0].kernel (whose slots live in the workers); index 2*i kernel, 2*i+1 bias. */
+  private readonly slots: Float32Array[][];
+  private readonly x: Float32Array;
+  private readonly h: Float32Array;
+  private readonly dh: Float32Array;
+  /** Per dense layer: its output activations; per dropout: its mask. */
+  private readonly acts: Float32Array[];
+  private readonly masks: (Float32Array | null)[];
+  private readonly grads: { kernel: Float32Array; bias: Float32Array }[];
+  private readonly probs: Float32Array;
+  private pending: Promise<unknown> = Promise.resolve();
+  private disposed = false;
+
+  private constructor(
+    readonly spec: HeadSpec,
+    readonly params: HeadParams,
+    optimizer: OptimizerConfig,
+    private readonly seed: number,
+    private readonly shards: Shard[],
+    shared: { x: SharedArrayBuffer; h: SharedArrayBuffer; dh: SharedArrayBuffer },
+    readonly featureShape: number[],
+    maxBatch: number,
+  ) {
+    this.opt = resolveOptimizer(optimizer);
+    this.pooling = spec.layers[0]?.kind === 'gap' ? 'gap' : 'flatten';
+    this.inputSize = params.dense[0]!.inputSize;
+    this.featureSize = featureShape.reduce((a, b) => a * b, 1);
+    this.maxBatch = maxBatch;
+    this.dropoutRng = new Random(deriveSeed(seed, 0, STREAM_DROPOUT));
+    let dense = 0;
+    this.steps = [];
+    for (const l of spec.layers) {
+      if (l.kind === 'dense') this.steps.push({ kind: 'dense', index: dense++, activation: l.activation });
+      else if (l.kind === 'dropout') this.steps.push({ kind: 'dropout', rate: l.rate });
+    }
+    const last = this.steps.filter((s) => s.kind === 'dense').at(-1) as { activation: Activation } | undefined;
+    this.outputUnits = params.dense.at(-1)!.units;
+    if (!last || !(last.activation === 'sigmoid' && this.outputUnits === 1) && last.activation !== 'softmax') {
+      throw new GraftError('the head must end in Dense(1, sigmoid) or Dense(k, softmax)');
+    }
+    for (const s of this.steps) if (s.kind === 'dense' && s.activation === 'softmax' && s.index !== params.dense.length - 1) {
+      throw new GraftError('softmax is only supported on the last Dense layer');
+    }
+    const n = slotCount(this.opt);
+    this.slots = params.dense.flatMap((p, i) => [
+      i === 0 ? [] : Array.from({ length: n }, () => new Float32Array(p.kernel.length)),
+      Array.from({ length: n }, () => new Float32Array(p.bias.length)),
+    ]);
+    this.x = new Float32Array(shared.x);
+    this.h = new Float32Array(shared.h);
+    this.dh = new Float32Array(shared.dh);
+    this.acts = params.dense.map((p) => new Float32Array(maxBatch * p.units));
+    this.masks = this.steps.map((s, i) => (s.kind === 'dropout' ? new Float32Array(maxBatch * this.widthBefore(i)) : null));
+    this.grads = params.dense.map((p, i) => ({ kernel: new Float32Array(i === 0 ? 0 : p.kernel.length), bias: new Float32Array(p.bias.length) }));
+    this.probs = new Float32Array(maxBatch * this.outputUnits);
+  }
+
+  static async create(spec: HeadSpec, params: HeadParams, optimizer: OptimizerConfig, options: HeadTrainerOptions): Promise<HeadTrainer> {
+    const featureShape = options.featureShape ?? (spec.layers[0]?.kind === 'gap' ? undefined : [params.dense[0]!.inputSize]);
+    if (!featureShape) throw new GraftError('a GlobalAveragePooling2D head needs options.featureShape');
+    const shapes = denseShapes(spec, featureShape);
+    shapes.forEach((s, i) => {
+      const p = params.dense[i];
+      if (!p || p.inputSize !== s.inputSize || p.units !== s.units || p.kernel.length !== s.inputSize * s.units || p.bias.length !== s.units) {
+        throw new GraftError(`head weights do not match the head: Dense layer ${i + 1} should be [${s.inputSize}, ${s.units}]`);
+      }
+    });
+    if (params.dense.length !== shapes.length) throw new GraftError('head weights do not match the head: wrong number of Dense layers');
+    const opt = resolveOptimizer(optimizer);
+    const maxBatch = options.maxBatch ?? 64;
+    const { inputSize: K, units: N } = shapes[0]!;
+    const shared = {
+      x: new SharedArrayBuffer(maxBatch * K * 4),
+      h: new SharedArrayBuffer(maxBatch * N * 4),
+      dh: new SharedArrayBuffer(maxBatch * N * 4),
+    };
+    const count = Math.max(1, Math.min(options.threads ?? availableParallelism(), N));
+    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+    const url = new URL(`./dense-shard-worker${ext}`, import.meta.url);
+    const shards: Shard[] = [];
+    const initial = params.dense[0]!.kernel;
+    for (let s = 0; s < count; s++) {
+      const col0 = Math.round((s * N) / count), cols = Math.round(((s + 1) * N) / count) - col0;
+      const data: ShardInit = { inputSize: K, units: N, col0, cols, maxBatch, optimizer: opt, blockRows: options.blockRows ?? defaultBlockRows(K), ortThreads: options.ortThreads ?? 1, ...shared };
+      const worker = startWorker(url, data);
+      shards.push({ worker, col0, cols });
+    }
+    try {
+      await Promise.all(shards.map((s) => reply(s.worker)));
+      await Promise.all(shards.map((s) => call(s.worker, { op: 'set', kernel: columns(initial, K, N, s.col0, s.cols), slots: [] })));
+    } catch (err) {
+      await Promise.all(shards.map((s) => s.worker.terminate()));
+      throw err;
+    }
+    return new HeadTrainer(spec, params, optimizer, options.seed, shards, shared, featureShape, maxBatch);
+  }
+
+  /** What identifies this training setup (for checkpoint fingerprints). */
+  describe(): { spec: HeadSpec; featureShape: number[]; optimizer: ResolvedOptimizer; seed: number } {
+    return { spec: this.spec, featureShape: this.featureShape, optimizer: this.opt, seed: this.seed };
+  }
+
+  /** Dropout masks of epoch e are drawn from a stream seeded by (seed, e): resuming at e repeats them. */
+  beginEpoch(epoch: number): void {
+    this.dropoutRng = new Random(deriveSeed(this.seed, epoch, STREAM_DROPOUT));
+  }
+
+  /** One training step (forward with dropout, backward, optimiser update) on n samples. */
+  async trainStep(features: Float32Array, labels: Float32Array, n: number): Promise<StepResult> {
+    return this.serial(async () => {
+      this.checkBatch(features, labels, n, this.maxBatch);
+      const probs = await this.forward(features, n, true);
+      const result = this.metrics(probs, labels, n);
+      this.backward(labels, n);
+      const step = this.iterations + 1;
+      const big = Promise.all(this.shards.map((s) => call(s.worker, { op: 'backward', n, step })));
+      this.updateSmall(step);
+      await big;
+      this.iterations = step;
+      return result;
+    });
+  }
+
+  /**
+   * Gradients of the mean loss for one batch without updating anything (for tests and tools).
+   * `masks` fixes the dropout masks (keep/scale values, one array per Dropout layer).
+   */
+  async gradients(features: Float32Array, labels: Float32Array, n: number, masks?: Float32Array[]): Promise<{ loss: number; dense: { kernel: Float32Array; bias: Float32Array }[] }> {
+    return this.serial(async () => {
+      this.checkBatch(features, labels, n, this.maxBatch);
+      const probs = await this.forward(features, n, true, masks);
+      const { loss } = this.metrics(probs, labels, n);
+      this.backward(labels, n);
+      const parts = await Promise.all(this.shards.map((s) => call(s.worker, { op: 'gradient', n })));
+      const K = this.inputSize, N = this.params.dense[0]!.units;
+      const k0 = new Float32Array(K * N);
+      parts.forEach((p, s) => {
+        const g = p.gradient as Float32Array, { col0, cols } = this.shards[s]!;
+        for (let i = 0; i < K; i++) k0.set(g.subarray(i * cols, (i + 1) * cols), i * N + col0);
+      });
+      return { loss, dense: this.grads.map((g, i) => ({ kernel: i === 0 ? k0 : g.kernel.slice(), bias: g.bias.slice() })) };
+    });
+  }
+
+  /** Loss, accuracy and probabilities in inference mode (no dropout), in chunks of maxBatch. */
+  async evaluate(features: Float32Array, labels: Float32Array, n: number): Promise<StepResult & { probabilities: Float32Array }> {
+    const probabilities = await this.predict(features, n);
+    const k = this.outputUnits;
+    if (labels.length < n * k) throw new GraftError(`labels hold ${labels.length} values, expected ${n * k}`);
+    const loss = k === 1 ? binaryCrossentropy(probabilities, labels, n) : categoricalCrossentropy(probabilities, labels, n, k);
+    const accuracy = k === 1 ? binaryAccuracy(probabilities, labels, n) : categoricalAccuracy(probabilities, labels, n, k);
+    return { loss, accuracy, probabilities };
+  }
+
+  /** Output probabilities [n, outputUnits] in inference mode. */
+  async predict(features: Float32Array, n: number): Promise<Float32Array> {
+    return this.serial(async () => {
+      if (features.length < n * this.featureSize) throw new GraftError(`features hold ${features.length} values, expected ${n} x ${this.featureSize}`);
+      const k = this.outputUnits, out = new Float32Array(n * k);
+      for (let b0 = 0; b0 < n; b0 += this.maxBatch) {
+        const m = Math.min(this.maxBatch, n - b0);
+        const probs = await this.forward(features.subarray(b0 * this.featureSize, (b0 + m) * this.featureSize), m, false);
+        out.set(probs.subarray(0, m * k), b0 * k);
+      }
+      return out;
+    });
+  }
+
+  /** Copies the workers' shards of the first kernel back into `params` and returns it. */
+  async syncParams(): Promise<HeadParams> {
+    return this.serial(async () => {
+      const { kernel } = await this.gatherFirst();
+      this.params.dense[0]!.kernel.set(kernel);
+      return this.params;
+    });
+  }
+
+  /** Replaces all weights (e.g. from a checkpoint). */
+  async setParams(params: HeadParams): Promise<void> {
+    return this.serial(async () => {
+      params.dense.forEach((p, i) => {
+        this.params.dense[i]!.kernel.set(p.kernel);
+        this.params.dense[i]!.bias.set(p.bias);
+      });
+      await this.scatterFirst(params.dense[0]!.kernel, null);
+    });
+  }
+
+  /** The optimiser's state: iterations and slots per param array (dense i: kernel at 2i, bias at 2i+1). */
+  async getOptimizerState(): Promise<OptimizerState> {
+    return this.serial(async () => {
+      const { slots } = await this.gatherFirst();
+      return { config: this.opt, iterations: this.iterations, slots: this.slots.map((s, i) => (i === 0 ? slots : s.map((a) => a.slice()))) };
+    });
+  }
+
+  async setOptimizerState(state: OptimizerState): Promise<void> {
+    return this.serial(async () => {
+      if (JSON.stringify(state.config) !== JSON.stringify(this.opt)) throw new GraftError('the saved optimiser state belongs to a different optimiser configuration');
+      if (state.slots.length !== this.slots.length) throw new GraftError('the saved optimiser state does not match the head');
+      state.slots.forEach((s, i) => {
+        if (i !== 0) s.forEach((a, j) => this.slots[i]![j]!.set(a));
+      });
+      this.iterations = state.iterations;
+      await this.scatterFirst(null, state.slots[0]!);
+    });
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.pending.catch(() => {});
+    await Promise.all(this.shards.map(async (s) => {
+      await call(s.worker, { op: 'close' }).catch(() => {});
+      await s.worker.terminate();
+    }));
+  }
+
+  // ---- internals ----
+
+  /** Runs calls one after another: the shared buffers hold one batch at a time. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.disposed) return Promise.reject(new GraftError('the head trainer was disposed'));
+    const run = this.pending.then(fn, fn);
+    this.pending = run.catch(() => {});
+    return run;
+  }
+
+  private checkBatch(features: Float32Array, labels: Float32Array, n: number, max: number): void {
+    if (!Number.isInteger(n) || n < 1 || n > max) throw new GraftError(`batch size ${n} is outside 1..${max} (HeadTrainer maxBatch)`);
+    if (features.length < n * this.featureSize) throw new GraftError(`features hold ${features.length} values, expected ${n} x ${this.featureSize}`);
+    if (labels.length < n * this.outputUnits) throw new GraftError(`labels hold ${labels.length} values, expected ${n * this.outputUnits}`);
+  }
+
+  private widthBefore(stepIndex: number): number {
+    for (let i = stepIndex - 1; i >= 0; i--) {
+      const s = this.steps[i]!;
+      if (s.kind === 'dense') return this.params.dense[s.index]!.units;
+    }
+    return this.inputSize;
+  }
+
+  /** Writes the layer input (pooled features) into the shared x buffer. */
+  private loadInput(features: Float32Array, n: number): void {
+    const K = this.inputSize;
+    if (this.pooling === 'flatten') {
+      this.x.set(features.subarray(0, n * K));
+      return;
+    }
+    const cells = this.featureSize / K, acc = new Float64Array(K);
+    for (let b = 0; b < n; b++) {
+      acc.fill(0);
+      const base = b * this.featureSize;
+      for (let p = 0; p < cells; p++) for (let c = 0; c < K; c++) acc[c]! += features[base + p * K + c]!;
+      for (let c = 0; c < K; c++) this.x[b * K + c] = acc[c]! / cells;
+    }
+  }
+
+  private async forward(features: Float32Array, n: number, training: boolean, fixedMasks?: Float32Array[]): Promise<Float32Array> {
+    this.loadInput(features, n);
+    let input = this.x, width = this.inputSize, dropoutNo = 0;
+    for (let si = 0; si < this.steps.length; si++) {
+      const s = this.steps[si]!;
+      if (s.kind === 'dropout') {
+        if (!training || s.rate === 0) continue;
+        const mask = this.masks[si]!, scale = 1 / (1 - s.rate), fixed = fixedMasks?.[dropoutNo++];
+        for (let i = 0; i < n * width; i++) {
+          mask[i] = fixed ? fixed[i]! : this.dropoutRng.next() >= s.rate ? scale : 0;
+        }
+        // In place: on the shared input (dropout on the features) or on the previous layer's output.
+        for (let i = 0; i < n * width; i++) input[i]! *= mask[i]!;
+        continue;
+      }
+      const p = this.params.dense[s.index]!, out = this.acts[s.index]!, U = p.units;
+      if (s.index === 0) {
+        if (input !== this.x) throw new GraftError('the first Dense layer must come right after pooling or dropout');
+        await Promise.all(this.shards.map((sh) => call(sh.worker, { op: 'forward', n })));
+        out.set(this.h.subarray(0, n * U));
+      } else {
+        matmul(input, p.kernel, out, n, width, U);
+      }
+      for (let b = 0; b < n; b++) for (let u = 0; u < U; u++) out[b * U + u]! += p.bias[u]!;
+      activate(s.activation, out, n, U);
+      input = out;
+      width = U;
+    }
+    this.probs.set(input.subarray(0, n * this.outputUnits));
+    return this.probs;
+  }
+
+  private metrics(probs: Float32Array, labels: Float32Array, n: number): StepResult {
+    const k = this.outputUnits;
+    return k === 1
+      ? { loss: binaryCrossentropy(probs, labels, n), accuracy: binaryAccuracy(probs, labels, n) }
+      : { loss: categoricalCrossentropy(probs, labels, n, k), accuracy: categoricalAccuracy(probs, labels, n, k) };
+  }
+
+  /**
+   * Gradients of the mean loss. The output layer's dz is (p - y) / n for sigmoid+BCE and
+   * softmax+CCE alike: what Keras back-propagates, as it computes these losses from the logits.
+   * Fills this.grads for dense layers 1.., dense[0]'s bias gradient, and dz of dense[0] into dh.
+   */
+  private backward(labels: Float32Array, n: number): void {
+    const last = this.params.dense.length - 1;
+    let dz = new Float32Array(n * this.outputUnits);
+    for (let i = 0; i < n * this.outputUnits; i++) dz[i] = (this.probs[i]! - labels[i]!) / n;
+    for (let si = this.steps.length - 1; si >= 0; si--) {
+      const s = this.steps[si]!;
+      if (s.kind !== 'dense') continue;
+      const p = this.params.dense[s.index]!, U = p.units;
+      if (s.index !== last) {
+        // dz currently holds dL/d(output activation, after dropout); undo dropout and activation.
+        const act = this.acts[s.index]!;
+        for (let sj = si + 1; sj < this.steps.length && this.steps[sj]!.kind === 'dropout'; sj++) {
+          const mask = this.masks[sj]!;
+          if ((this.steps[sj] as { rate: number }).rate > 0) for (let i = 0; i < n * U; i++) dz[i]! *= mask[i]!;
+        }
+        derive(s.activation, act, dz, n, U);
+      }
+      const g = this.grads[s.index]!;
+      g.bias.fill(0);
+      for (let b = 0; b < n; b++) for (let u = 0; u < U; u++) g.bias[u]! += dz[b * U + u]!;
+      if (s.index === 0) {
+        this.dh.set(dz.subarray(0, n * U));
+        break;
+      }
+      const inW = p.inputSize, input = this.acts[s.index - 1]!;
+      // Layer input = previous dense output after dropout (dropout was applied in place).
+      g.kernel.fill(0);
+      for (let b = 0; b < n; b++) {
+        for (let i = 0; i < inW; i++) {
+          const a = input[b * inW + i]!;
+          if (a === 0) continue;
+          const row = i * U;
+          for (let u = 0; u < U; u++) g.kernel[row + u]! += a * dz[b * U + u]!;
+        }
+      }
+      const dIn = new Float32Array(n * inW);
+      for (let b = 0; b < n; b++) {
+        for (let i = 0; i < inW; i++) {
+          let sum = 0;
+          const row = i * U;
+          for (let u = 0; u < U; u++) sum += p.kernel[row + u]! * dz[b * U + u]!;
+          dIn[b * inW + i] = sum;
+        }
+      }
+      dz = dIn;
+    }
+  }
+
+  private updateSmall(step: number): void {
+    this.params.dense.forEach((p, i) => {
+      if (i > 0) applyUpdate(this.opt, step, p.kernel, this.grads[i]!.kernel, this.slots[2 * i]!);
+      applyUpdate(this.opt, step, p.bias, this.grads[i]!.bias, this.slots[2 * i + 1]!);
+    });
+  }
+
+  private async gatherFirst(): Promise<{ kernel: Float32Array; slots: Float32Array[] }> {
+    const K = this.inputSize, N = this.params.dense[0]!.units, S = slotCount(this.opt);
+    const parts = await Promise.all(this.shards.map((s) => call(s.worker, { op: 'get' })));
+    const kernel = new Float32Array(K * N);
+    const slots = Array.from({ length: S }, () => new Float32Array(K * N));
+    parts.forEach((part, s) => {
+      const { col0, cols } = this.shards[s]!;
+      const put = (dst: Float32Array, src: Float32Array) => {
+        for (let i = 0; i < K; i++) dst.set(src.subarray(i * cols, (i + 1) * cols), i * N + col0);
+      };
+      put(kernel, part.kernel as Float32Array);
+      (part.slots as Float32Array[]).forEach((a, j) => put(slots[j]!, a));
+    });
+    return { kernel, slots };
+  }
+
+  private async scatterFirst(kernel: Float32Array | null, slots: Float32Array[] | null): Promise<void> {
+    const K = this.inputSize, N = this.params.dense[0]!.units;
+    const current = kernel ?? (await this.gatherFirst()).kernel;
+    await Promise.all(this.shards.map((s) => call(s.worker, {
+      op: 'set',
+      kernel: columns(current, K, N, s.col0, s.cols),
+      slots: (slots ?? []).map((a) => columns(a, K, N, s.col0, s.cols)),
+    })));
+  }
+}
+
+function defaultBlockRows(inputSize: number): number {
+  return /mmap_threshold/.test(process.env.GLIBC_TUNABLES ?? '') ? Math.min(4096, inputSize) : inputSize;
+}
+
+/**
+ * A worker running `url`. Under tsx (a .ts url) Node 20 workers do not get tsx's loader from
+ * `--import`, so a small eval'd bootstrap registers tsx's ESM API before importing the file.
+ */
+function startWorker(url: URL, workerData: unknown): Worker {
+  if (!url.pathname.endsWith('.ts')) return new Worker(url, { workerData });
+  const api = import.meta.resolve('tsx/esm/api');
+  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`;
+  return new Worker(code, { eval: true, workerData });
+}
+
+/** Columns [col0, col0+cols) of a row-major [rows, width] matrix, as a contiguous [rows, cols] copy. */
+function columns(m: Float32Array, rows: number, width: number, col0: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) out.set(m.subarray(i * width + col0, i * width + col0 + cols), i * cols);
+  return out;
+}
+
+/** out[n,u] = a[n,k] · w[k,u] (small layers only). */
+function matmul(a: Float32Array, w: Float32Array, out: Float32Array, n: number, k: number, u: number): void {
+  out.fill(0, 0, n * u);
+  for (let b = 0; b < n; b++) {
+    for (let i = 0; i < k; i++) {
+      const x = a[b * k + i]!;
+      if (x === 0) continue;
+      const row = i * u, o = b * u;
+      for (let j = 0; j < u; j++) out[o + j]! += x * w[row + j]!;
+    }
+  }
+}
+
+function activate(act: Activation, z: Float32Array, n: number, u: number): void {
+  const len = n * u;
+  if (act === 'relu') for (let i = 0; i < len; i++) z[i] = z[i]! > 0 ? z[i]! : 0;
+  else if (act === 'sigmoid') for (let i = 0; i < len; i++) z[i] = 1 / (1 + Math.exp(-z[i]!));
+  else if (act === 'softmax') {
+    for (let b = 0; b < n; b++) {
+      let max = -Infinity, sum = 0;
+      for (let j = 0; j < u; j++) max = Math.max(max, z[b * u + j]!);
+      for (let j = 0; j < u; j++) sum += z[b * u + j] = Math.exp(z[b * u + j]! - max);
+      for (let j = 0; j < u; j++) z[b * u + j]! /= sum;
+    }
+  }
+}
+
+/** dz *= activation'(z), from the activation's output a. */
+function derive(act: Activation, a: Float32Array, dz: Float32Array, n: number, u: number): void {
+  const len = n * u;
+  if (act === 'relu') for (let i = 0; i < len; i++) { if (!(a[i]! > 0)) dz[i] = 0; }
+  else if (act === 'sigmoid') for (let i = 0; i < len; i++) dz[i]! *= a[i]! * (1 - a[i]!);
+}
+
+interface Reply { ok: boolean; error?: string; [key: string]: unknown }
+
+function reply(worker: Worker): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: Reply) => { cleanup(); m.ok ? resolve(m) : reject(new GraftError(`head trainer worker failed: ${m.error}`)); };
+    const onError = (e: Error) => { cleanup(); reject(new GraftError(`head trainer worker failed: ${e.message}`)); };
+    const onExit = (code: number) => { cleanup(); reject(new GraftError(`head trainer worker exited (code ${code})`)); };
+    const cleanup = () => { worker.off('message', onMessage); worker.off('error', onError); worker.off('exit', onExit); };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+}
+
+function call(worker: Worker, req: ShardRequest): Promise<Reply> {
+  const r = reply(worker);
+  worker.postMessage(req);
+  return r;
+}

@@ -1,0 +1,50 @@
+import onnxProto from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
+
+const { onnx } = onnxProto;
+
+/** An ONNX model of one MatMul, c[m,n] = a[m,k] · b[k,n], with symbolic dimensions. */
+function matmulModel(): Uint8Array {
+  const f = onnx.TensorProto.DataType.FLOAT;
+  const vi = (name: string, dims: string[]) =>
+    onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: f, shape: { dim: dims.map((d) => ({ dimParam: d })) } } } });
+  const graph = onnx.GraphProto.create({
+    name: 'matmul',
+    node: [onnx.NodeProto.create({ opType: 'MatMul', input: ['a', 'b'], output: ['c'] })],
+    input: [vi('a', ['m', 'k']), vi('b', ['k', 'n'])],
+    output: [vi('c', ['m', 'n'])],
+  });
+  const model = onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: '', version: 17 }], graph });
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/**
+ * Matrix products on onnxruntime's MLAS kernels, written into arrays the caller owns (no fresh
+ * output per call). Arrays must be ordinary (not SharedArrayBuffer) memory: onnxruntime-node
+ * rejects shared buffers.
+ */
+export class OrtMatMul {
+  private constructor(private readonly session: ort.InferenceSession) {}
+
+  static async create(threads: number): Promise<OrtMatMul> {
+    const session = await ort.InferenceSession.create(matmulModel(), {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    });
+    return new OrtMatMul(session);
+  }
+
+  /** c[m,n] = a[m,k] · b[k,n]; a, b, c are exactly m*k, k*n, m*n long. */
+  async run(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number): Promise<void> {
+    await this.session.run(
+      { a: new ort.Tensor('float32', a, [m, k]), b: new ort.Tensor('float32', b, [k, n]) },
+      { c: new ort.Tensor('float32', c, [m, n]) },
+    );
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}

@@ -1,0 +1,198 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { applyUpdate, resolveOptimizer, type OptimizerConfig } from '../src/train/optimizers.js';
+import { simdRmsprop, wasmMemory } from '../src/train/simd-rmsprop.js';
+import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from '../src/train/losses.js';
+import { HeadTrainer } from '../src/train/head-trainer.js';
+import { arrayBatchSource, fit, type ArrayData } from '../src/train/fit.js';
+import { loadCheckpoint } from '../src/train/checkpoint.js';
+import { initHead } from '../src/model/head.js';
+import type { HeadSpec } from '../src/model/head-spec.js';
+import { Random } from '../src/util/random.js';
+import { GraftError } from '../src/util/errors.js';
+
+/** Keras's update rules written plainly, in float64, one step at a time. */
+function referenceSteps(cfg: OptimizerConfig, w0: number[], grads: number[][]): number[] {
+  const w = [...w0], s1 = w.map(() => 0), s2 = w.map(() => 0);
+  grads.forEach((g, t) => {
+    for (let i = 0; i < w.length; i++) {
+      if (cfg.kind === 'rmsprop') {
+        const rho = cfg.rho ?? 0.9, eps = cfg.epsilon ?? 1e-7;
+        s1[i] = rho * s1[i]! + (1 - rho) * g[i]! ** 2;
+        w[i] = w[i]! - (cfg.learningRate! * g[i]!) / (Math.sqrt(s1[i]!) + eps);
+      } else if (cfg.kind === 'adam') {
+        const b1 = 0.9, b2 = 0.999, eps = 1e-7, step = t + 1;
+        s1[i] = b1 * s1[i]! + (1 - b1) * g[i]!;
+        s2[i] = b2 * s2[i]! + (1 - b2) * g[i]! ** 2;
+        const alpha = (cfg.learningRate! * Math.sqrt(1 - b2 ** step)) / (1 - b1 ** step);
+        w[i] = w[i]! - (alpha * s1[i]!) / (Math.sqrt(s2[i]!) + eps);
+      } else {
+        const m = cfg.momentum ?? 0;
+        s1[i] = m * s1[i]! - cfg.learningRate! * g[i]!;
+        w[i] = w[i]! + s1[i]!;
+      }
+    }
+  });
+  return w;
+}
+
+test('RMSprop, Adam and SGD kernels follow Keras formulas over several steps', () => {
+  const rng = new Random(3);
+  const n = 37, steps = 6;
+  const w0 = Array.from({ length: n }, () => rng.uniform(-1, 1));
+  const grads = Array.from({ length: steps }, () => Array.from({ length: n }, () => rng.uniform(-0.5, 0.5)));
+  const configs: OptimizerConfig[] = [
+    { kind: 'rmsprop', learningRate: 0.01 },
+    { kind: 'adam', learningRate: 0.01 },
+    { kind: 'sgd', learningRate: 0.1 },
+    { kind: 'sgd', learningRate: 0.1, momentum: 0.9 },
+  ];
+  for (const cfg of configs) {
+    const opt = resolveOptimizer(cfg);
+    const w = Float32Array.from(w0);
+    const slots = [new Float32Array(n), new Float32Array(n)];
+    grads.forEach((g, t) => applyUpdate(opt, t + 1, w, Float32Array.from(g), slots));
+    const ref = referenceSteps(cfg, w0, grads);
+    for (let i = 0; i < n; i++) assert.ok(Math.abs(w[i]! - ref[i]!) < 1e-5, `${cfg.kind} w[${i}] ${w[i]} vs ${ref[i]}`);
+    assert.ok(ref.some((v, i) => Math.abs(v - w0[i]!) > 1e-3), 'the weights moved');
+  }
+  assert.deepEqual(resolveOptimizer({ kind: 'rmsprop' }), { kind: 'rmsprop', learningRate: 0.001, rho: 0.9, epsilon: 1e-7 });
+  assert.throws(() => resolveOptimizer({ kind: 'sgd', nesterov: true }), GraftError);
+});
+
+test('the SIMD RMSprop kernel matches the JS kernel (including a non-multiple-of-4 tail)', () => {
+  const n = 1003, mem = wasmMemory(n * 12 + 64);
+  const kernel = simdRmsprop(mem);
+  assert.ok(kernel, 'WebAssembly SIMD available');
+  const w = new Float32Array(mem.buffer, 0, n), ms = new Float32Array(mem.buffer, 4016, n), g = new Float32Array(mem.buffer, 8032, n);
+  const rng = new Random(4);
+  for (let i = 0; i < n; i++) { w[i] = rng.uniform(-1, 1); ms[i] = rng.next() * 1e-3; g[i] = rng.uniform(-0.1, 0.1); }
+  const w2 = w.slice(), ms2 = ms.slice();
+  const opt = resolveOptimizer({ kind: 'rmsprop', learningRate: 0.001 });
+  for (let s = 0; s < 3; s++) {
+    kernel(w, ms, g, 0.001, 0.9, 1e-7);
+    applyUpdate(opt, s + 1, w2, g, [ms2]);
+  }
+  for (let i = 0; i < n; i++) {
+    assert.ok(Math.abs(w[i]! - w2[i]!) <= 1e-6 * Math.max(1, Math.abs(w2[i]!)), `w[${i}]`);
+    assert.ok(Math.abs(ms[i]! - ms2[i]!) <= 1e-6 * ms2[i]!, `ms[${i}]`);
+  }
+});
+
+test('losses and accuracies follow Keras (clipping at 1e-7, threshold 0.5, argmax)', () => {
+  const p = Float32Array.from([0.9, 0.2, 0.5, 0]), y = Float32Array.from([1, 0, 1, 0]);
+  const expected = -(Math.log(Math.fround(0.9)) + Math.log(1 - Math.fround(0.2)) + Math.log(0.5) + Math.log(1 - 1e-7)) / 4;
+  assert.ok(Math.abs(binaryCrossentropy(p, y, 4) - expected) < 1e-9);
+  assert.ok(Math.abs(binaryCrossentropy(Float32Array.from([0]), Float32Array.from([1]), 1) + Math.log(1e-7)) < 1e-9);
+  assert.equal(binaryAccuracy(p, y, 4), 0.75); // 0.5 is not > 0.5
+  const pc = Float32Array.from([0.7, 0.2, 0.1, 0.1, 0.3, 0.6]), yc = Float32Array.from([1, 0, 0, 0, 1, 0]);
+  assert.ok(Math.abs(categoricalCrossentropy(pc, yc, 2, 3) + (Math.log(Math.fround(0.7)) + Math.log(Math.fround(0.3))) / 2) < 1e-6);
+  assert.equal(categoricalAccuracy(pc, yc, 2, 3), 0.5);
+});
+
+const SPEC: HeadSpec = { layers: [{ kind: 'flatten' }, { kind: 'dense', units: 8, activation: 'relu' }, { kind: 'dropout', rate: 0.2 }, { kind: 'dense', units: 1, activation: 'sigmoid' }] };
+const SHAPE = [2, 2, 3];
+
+/** Linearly separable samples: label = (w·x > 0) for a fixed random w. */
+function separable(count: number, seed: number): ArrayData {
+  const rng = new Random(seed), d = 12;
+  const dir = Array.from({ length: d }, () => rng.uniform(-1, 1));
+  const features = new Float32Array(count * d), labels = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    let dot = 0;
+    for (let j = 0; j < d; j++) { const v = rng.uniform(-1, 1); features[i * d + j] = v; dot += v * dir[j]!; }
+    labels[i] = dot > 0 ? 1 : 0;
+  }
+  return { features, labels, count };
+}
+
+async function makeTrainer(seed = 11, blockRows: number | undefined = 5): Promise<HeadTrainer> {
+  return HeadTrainer.create(SPEC, initHead(SPEC, SHAPE, seed), { kind: 'rmsprop', learningRate: 0.01 }, { seed, threads: 2, featureShape: SHAPE, blockRows });
+}
+
+test('a tiny head learns linearly separable features (>95% validation accuracy)', async () => {
+  const trainer = await makeTrainer(11, undefined);
+  try {
+    const lines: string[] = [];
+    const history = await fit(trainer, arrayBatchSource(separable(400, 1), 20, { seed: 1 }), separable(200, 1), { epochs: 12, log: (l) => lines.push(l) });
+    assert.equal(history.loss.length, 12);
+    assert.ok(history.loss[11]! < history.loss[0]!);
+    assert.ok(history.val_accuracy[11]! > 0.95, `val_accuracy ${history.val_accuracy[11]}`);
+    assert.match(lines[11]!, /^Epoch 12\/12 - \d+s - loss: \d\.\d{4} - accuracy: \d\.\d{4} - val_loss: \d\.\d{4} - val_accuracy: \d\.\d{4}$/);
+  } finally {
+    await trainer.dispose();
+  }
+});
+
+test('resume after 2 epochs gives the same weights and history as 3 epochs straight', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-head-'));
+  const train = separable(120, 2), val = separable(40, 3);
+  const quiet = { verbose: 0 as const };
+  try {
+    const a = await makeTrainer(5);
+    const straight = await fit(a, arrayBatchSource(train, 16, { seed: 9 }), val, { epochs: 3, ...quiet });
+    const pa = await a.syncParams();
+    await a.dispose();
+
+    const b = await makeTrainer(5);
+    await fit(b, arrayBatchSource(train, 16, { seed: 9 }), val, { epochs: 2, checkpoint: { dir }, ...quiet });
+    await b.dispose();
+    const c = await makeTrainer(5);
+    const resumed = await fit(c, arrayBatchSource(train, 16, { seed: 9 }), val, { epochs: 3, checkpoint: { dir, resume: true }, ...quiet });
+    const pc = await c.syncParams();
+    await c.dispose();
+
+    assert.deepEqual(resumed, straight);
+    pa.dense.forEach((d, i) => {
+      assert.deepEqual(pc.dense[i]!.kernel, d.kernel);
+      assert.deepEqual(pc.dense[i]!.bias, d.bias);
+    });
+    const ck = await loadCheckpoint(dir);
+    assert.equal(ck!.epoch, 3);
+    assert.equal(ck!.optimizer.iterations, 3 * 8);
+    assert.deepEqual(await readdir(dir).then((f) => f.sort()), ['checkpoint-3.bin', 'checkpoint.json']);
+
+    // A different seed is refused rather than silently mixed.
+    const d = await makeTrainer(6);
+    await assert.rejects(fit(d, arrayBatchSource(train, 16, { seed: 9 }), val, { epochs: 4, checkpoint: { dir, resume: true }, ...quiet }), /another head, optimiser or seed/);
+    await d.dispose();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a failing checkpoint write is a GraftError and leaves the previous checkpoint intact; abort stops between steps', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-head-'));
+  const train = separable(60, 4), val = separable(20, 5);
+  try {
+    const t = await makeTrainer(7);
+    await fit(t, arrayBatchSource(train, 20, { seed: 1 }), val, { epochs: 1, checkpoint: { dir }, verbose: 0 });
+    const before = await readFile(join(dir, 'checkpoint.json'), 'utf8');
+    const binBefore = await readFile(join(dir, 'checkpoint-1.bin'));
+    // The next generation's binary cannot be written: a folder is in its way.
+    await mkdir(join(dir, 'checkpoint-2.bin'));
+    await assert.rejects(
+      fit(t, arrayBatchSource(train, 20, { seed: 1 }), val, { epochs: 2, checkpoint: { dir, resume: true }, verbose: 0 }),
+      (err: unknown) => err instanceof GraftError && /cannot write .*checkpoint-2\.bin/.test(err.message),
+    );
+    assert.equal(await readFile(join(dir, 'checkpoint.json'), 'utf8'), before);
+    assert.deepEqual(await readFile(join(dir, 'checkpoint-1.bin')), binBefore);
+    assert.equal((await loadCheckpoint(dir))!.epoch, 1);
+    assert.ok(!(await readdir(dir)).some((f) => f.endsWith('.tmp')));
+
+    const controller = new AbortController();
+    controller.abort();
+    await rm(join(dir, 'checkpoint-2.bin'), { recursive: true });
+    await assert.rejects(
+      fit(t, arrayBatchSource(train, 20, { seed: 1 }), val, { epochs: 3, checkpoint: { dir, resume: true }, verbose: 0, signal: controller.signal }),
+      /interrupted in epoch 2; the checkpoint of epoch 1 .* is intact/,
+    );
+    assert.equal(await readFile(join(dir, 'checkpoint.json'), 'utf8'), before);
+    await t.dispose();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
