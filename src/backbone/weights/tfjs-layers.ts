@@ -1,0 +1,164 @@
+/**
+ * Reads a TF.js "layers-model" folder (model.json + binary weight shards) into a KerasGraph and a
+ * WeightMap, dequantizing float16 and uint8/uint16 affine weights to float32.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { GraftError, describeFsError } from '../../util/errors.js';
+import type { KerasGraph, WeightMap } from '../keras-graph.js';
+import { parseKerasTopology } from '../topology.js';
+
+export interface LoadedWeights {
+  graph: KerasGraph;
+  weights: WeightMap;
+  /** The file the model came from (for messages). */
+  source: string;
+}
+
+interface ManifestEntry {
+  name: string;
+  shape: number[];
+  dtype: string;
+  quantization?: { dtype: string; min?: number; scale?: number };
+}
+
+interface ManifestGroup {
+  paths: string[];
+  weights: ManifestEntry[];
+}
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** IEEE 754 half -> float. */
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+let halfTableCache: Float32Array | undefined;
+/** All 65536 half values as floats: a table lookup is much faster than converting each value. */
+function halfTable(): Float32Array {
+  if (!halfTableCache) {
+    halfTableCache = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfTableCache[h] = halfToFloat(h);
+  }
+  return halfTableCache;
+}
+
+/** Bytes one value of `entry` occupies in the shard, or null for an unknown dtype. */
+function storedBytes(entry: ManifestEntry): number | null {
+  const q = entry.quantization?.dtype;
+  if (q !== undefined) return q === 'float16' || q === 'uint16' ? 2 : q === 'uint8' ? 1 : null;
+  return entry.dtype === 'float32' || entry.dtype === 'int32' ? 4 : null;
+}
+
+function decode(entry: ManifestEntry, bytes: Uint8Array): Float32Array {
+  const n = entry.shape.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(n);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const q = entry.quantization;
+  if (!q) {
+    if (entry.dtype === 'int32') for (let i = 0; i < n; i++) out[i] = view.getInt32(i * 4, true);
+    else for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
+  } else if (q.dtype === 'float16') {
+    const table = halfTable();
+    for (let i = 0; i < n; i++) out[i] = table[view.getUint16(i * 2, true)]!;
+  } else {
+    const min = Number(q.min ?? 0);
+    const scale = Number(q.scale ?? 1);
+    if (q.dtype === 'uint8') for (let i = 0; i < n; i++) out[i] = bytes[i]! * scale + min;
+    else for (let i = 0; i < n; i++) out[i] = view.getUint16(i * 2, true) * scale + min;
+  }
+  return out;
+}
+
+async function readJson(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw describeFsError(err, file);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new GraftError(`${file}: not valid JSON (${(err as Error).message})`, { file, cause: err });
+  }
+}
+
+/** Loads the TF.js layers model in folder `dir` (or the model.json file itself). */
+export async function loadTfjsLayersModel(dir: string): Promise<LoadedWeights> {
+  const file = dir.endsWith('.json') ? dir : join(dir, 'model.json');
+  const folder = dir.endsWith('.json') ? join(dir, '..') : dir;
+  const json = await readJson(file);
+  if (!isObject(json)) throw new GraftError(`${file}: not a TF.js model.json (expected a JSON object)`, { file });
+  if (json.format !== undefined && json.format !== 'layers-model') {
+    throw new GraftError(`${file}: a TF.js "${String(json.format)}" is not supported; graft needs a "layers-model" (Keras topology + weights)`, { file });
+  }
+  if (!isObject(json.modelTopology)) {
+    throw new GraftError(`${file}: not a TF.js layers model (no modelTopology)`, { file });
+  }
+  if (!Array.isArray(json.weightsManifest)) {
+    throw new GraftError(`${file}: not a TF.js layers model (no weightsManifest)`, { file });
+  }
+  const graph = parseKerasTopology(json.modelTopology, file);
+  const weights: WeightMap = new Map();
+  for (const rawGroup of json.weightsManifest as unknown[]) {
+    const group = rawGroup as ManifestGroup;
+    if (!isObject(rawGroup) || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
+      throw new GraftError(`${file}: weightsManifest group without paths/weights`, { file });
+    }
+    // The group's shards form one byte stream; weights follow each other in manifest order.
+    const shards: { path: string; bytes: Uint8Array }[] = [];
+    for (const p of group.paths) {
+      const shardFile = join(folder, p);
+      try {
+        shards.push({ path: shardFile, bytes: await readFile(shardFile) });
+      } catch (err) {
+        throw describeFsError(err, shardFile);
+      }
+    }
+    const total = shards.reduce((s, x) => s + x.bytes.byteLength, 0);
+    const stream = new Uint8Array(total);
+    const shardStarts: number[] = [];
+    let at = 0;
+    for (const s of shards) {
+      shardStarts.push(at);
+      stream.set(s.bytes, at);
+      at += s.bytes.byteLength;
+    }
+    let offset = 0;
+    for (const entry of group.weights) {
+      const per = storedBytes(entry);
+      if (per === null) {
+        const dt = entry.quantization?.dtype ?? entry.dtype;
+        throw new GraftError(`${file}: weight ${entry.name} has unsupported dtype ${dt} (expected float32, or float16/uint8/uint16 quantization)`, { file });
+      }
+      const n = entry.shape.reduce((a, b) => a * b, 1);
+      const need = n * per;
+      if (offset + need > total) {
+        // Shards are concatenated, so the bytes are missing at the end of the last shard.
+        const last = shards.length - 1;
+        const culprit = shards[last]?.path ?? file;
+        const lastStart = shardStarts[last] ?? 0;
+        throw new GraftError(
+          `${culprit}: truncated weight shard: weight ${entry.name} [${entry.shape.join(',')}] does not fit; ` +
+            `expected ${offset + need - lastStart} bytes, found ${total - lastStart}`,
+          { file: culprit },
+        );
+      }
+      const name = entry.name.replace(/:0$/, '');
+      weights.set(name, { shape: [...entry.shape], data: decode(entry, stream.subarray(offset, offset + need)) });
+      offset += need;
+    }
+  }
+  return { graph, weights, source: file };
+}
