@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
+import { registerSummary } from './summary.js';
 
 /** Every subcommand registers itself here; each lives in its own module beside this one. */
 export function registerCommands(program: Command): void {
-  void program;
+  registerSummary(program);
 }
