@@ -118,7 +118,7 @@ test('tiny synthetic graph (conv+BN+relu, concat, BN, same avg/max pool, add, de
     // BN after conv2d_1 is folded; the other two BNs become Mul+Add.
     assert.equal(ops.filter((o) => o === 'Conv').length, 2);
     assert.equal(ops.filter((o) => o === 'Mul').length, 2);
-    const ex = await createOrtExtractor(bytes, [9, 9, 3], [3]);
+    const ex = await createOrtExtractor(bytes, [9, 9, 3], [3], { batchSize: 2 }); // 3 images: a batch of 2, then 1
     const ours = await ex.extract(input, n);
     await ex.dispose();
     const { rel } = compare(ours, theirs);
