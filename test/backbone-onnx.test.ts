@@ -10,14 +10,23 @@ import { createOrtExtractor } from '../src/backbone/engine.js';
 import { loadBackbone } from '../src/backbone/backbone.js';
 import { inferShapes } from '../src/backbone/layer-shapes.js';
 import { GraftError } from '../src/util/errors.js';
+import type { KerasGraph } from '../src/backbone/keras-graph.js';
 import { sharedInceptionWeightsDir } from '../src/util/paths.js';
 import { loadTfjsModel, tfjsForward, tf } from './support/tfjs-reference.js';
 import { labImagePaths, loadImages } from './support/images.js';
-import { tinyLayers, tinyWeights, writeTinyModel } from './support/tiny-model.js';
+import { graphToTinyLayers, tinyLayers, tinyWeights, writeTinyModel } from './support/tiny-model.js';
+import { buildClassifierGraph } from '../src/model/classifier-graph.js';
+import { parseHeadSpec } from '../src/model/head-spec-parse.js';
 
 const fp32 = sharedInceptionWeightsDir('fp32');
 const temps: string[] = [];
 after(() => temps.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** The tiny fixture's graph, without writing it. */
+function parseTiny(): KerasGraph {
+  const layers = tinyLayers();
+  return { name: 'tiny', layers: layers.map(({ weights: _w, ...l }) => l), inputs: ['input_1'], outputs: [layers[layers.length - 1]!.name] };
+}
 
 /** max|a-b| / max|b| and mean |a-b|. */
 function compare(a: Float32Array, b: Float32Array): { rel: number; mean: number } {
@@ -132,6 +141,26 @@ test('tiny synthetic graph (conv+BN+relu, concat, BN, same avg/max pool, add, de
     assert.ok(compare(oursMid, theirsMid).rel < 1e-5, `add_1 output: rel err ${compare(oursMid, theirsMid).rel}`);
   }
   ref.dispose();
+});
+
+test('a whole classifier (backbone + gap/flatten heads from buildClassifierGraph) converts and matches tfjs', async () => {
+  const backbone = cutGraph(parseTiny(), 'add_1');
+  for (const spec of ['gap,dense:4:relu,dropout:0.5,dense:1:sigmoid', 'flatten,dense:5:linear,dense:3:softmax']) {
+    const layers = graphToTinyLayers(buildClassifierGraph(backbone, parseHeadSpec(spec), 'tiny'), [9, 9, 3]);
+    const dir = writeTinyModel(layers, tinyWeights(layers, 3), 1);
+    temps.push(dir);
+    const loaded = await loadTfjsLayersModel(dir);
+    const n = 2;
+    const input = new Float32Array(n * 9 * 9 * 3).map((_, i) => Math.cos(i * 0.11));
+    const ref = await loadTfjsModel(dir);
+    const theirs = await tfjsForward(ref, input, n, [9, 9, 3]);
+    ref.dispose();
+    const out = inferShapes(loaded.graph, [9, 9, 3]).output.get(loaded.graph.outputs[0]!)!;
+    const ex = await createOrtExtractor(kerasToOnnx(loaded.graph, loaded.weights), [9, 9, 3], out);
+    const ours = await ex.extract(input, n);
+    await ex.dispose();
+    assert.ok(compare(ours, theirs).rel < 1e-5, `${spec}: rel err ${compare(ours, theirs).rel}`);
+  }
 });
 
 test('cutGraph keeps the ancestors only, and names valid cut points for an unknown layer', async () => {

@@ -3,6 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Random } from '../../src/util/random.js';
+import type { KerasGraph } from '../../src/backbone/keras-graph.js';
+import { inferShapes, layerWeightSpecs } from '../../src/backbone/layer-shapes.js';
 
 export interface TinyLayer {
   name: string;
@@ -109,4 +111,16 @@ export function writeTinyModel(layers: TinyLayer[], weights: Map<string, Float32
   };
   writeFileSync(join(dir, 'model.json'), JSON.stringify(json));
   return dir;
+}
+
+/** TinyLayers for any KerasGraph, with the weights each layer owns for an input of `inputShape`. */
+export function graphToTinyLayers(graph: KerasGraph, inputShape: number[]): TinyLayer[] {
+  const shapes = inferShapes(graph, inputShape);
+  return graph.layers.map((l) => ({
+    name: l.name,
+    className: l.className,
+    config: l.config,
+    inbound: l.inbound,
+    weights: layerWeightSpecs(l, shapes.inputs.get(l.name) ?? []).map((w) => [w.name, w.shape] as [string, number[]]),
+  }));
 }
