@@ -22,6 +22,11 @@ export interface OrtExtractorOptions {
   threads?: number;
   /** Images per onnxruntime call; larger requests are split (default DEFAULT_BATCH). */
   batchSize?: number;
+  /**
+   * Let idle worker threads busy-wait for the next op (default false): a little faster on an
+   * otherwise idle machine, much slower when other work (image decoding) shares the cores.
+   */
+  spin?: boolean;
 }
 
 /** Images per call: big enough to keep both cores busy, small enough to stay in cache-friendly sizes. */
@@ -44,6 +49,7 @@ export async function createOrtExtractor(
       executionMode: 'sequential',
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
+      extra: { session: { intra_op: { allow_spinning: opts.spin ? '1' : '0' } } },
     });
   } catch (err) {
     throw new GraftError(`onnxruntime could not load the backbone: ${(err as Error).message.split('\n')[0]}`, { cause: err });
