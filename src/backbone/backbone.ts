@@ -70,7 +70,8 @@ export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone
   const inputShape: [number, number, number] = [h, w, 3];
   validateWeights(graph, loaded.weights, inputShape, loaded.source);
   const outputShape = inferShapes(graph, inputShape).output.get(cut)!;
-  const onnxBytes = kerasToOnnx(graph, loaded.weights);
+  // A fixed H x W lets onnxruntime plan memory once (the batch dimension stays free).
+  const onnxBytes = kerasToOnnx(graph, loaded.weights, { inputSize: [h, w] });
   const extractor = await createOrtExtractor(onnxBytes, inputShape, outputShape, { threads: opts.threads });
   return {
     graph,
