@@ -1,6 +1,7 @@
 /**
  * Finds the fastest feature-extractor settings on this machine: each configuration runs in short
- * interleaved windows (so background load hits all alike) and its best images/s is printed.
+ * interleaved windows (so background load hits all alike); its best, 25th-percentile-from-top and
+ * median images/s are printed.
  *   node --import tsx bench/tune-backbone.ts '[{"batch":32},{"batch":32,"threads":1},{"batch":32,"spin":true}]' [rounds] [ms]
  */
 import { loadTfjsLayersModel } from '../src/backbone/weights/tfjs-layers.js';
@@ -24,7 +25,7 @@ const rounds = Number(process.argv[3] ?? 8);
 const windowMs = Number(process.argv[4] ?? 1000);
 const loaded = await loadTfjsLayersModel(sharedInceptionWeightsDir('fp32'));
 const graph = cutGraph(loaded.graph, 'mixed7');
-const runs: { config: Config; ex: FeatureExtractor; images: Float32Array; best: number }[] = [];
+const runs: { config: Config; ex: FeatureExtractor; images: Float32Array; rates: number[] }[] = [];
 for (const config of configs) {
   const size = config.size ?? 150;
   const out = inferShapes(graph, [size, size, 3]).output.get('mixed7')!;
@@ -32,7 +33,7 @@ for (const config of configs) {
   const ex = await createOrtExtractor(bytes, [size, size, 3], out, { threads: config.threads, batchSize: config.batch, spin: config.spin });
   const images = await loadImages(labImagePaths(config.batch), size, size);
   await ex.extract(images, config.batch);
-  runs.push({ config, ex, images, best: 0 });
+  runs.push({ config, ex, images, rates: [] });
 }
 for (let r = 0; r < rounds; r++) {
   for (const run of runs) {
@@ -42,10 +43,12 @@ for (let r = 0; r < rounds; r++) {
       await run.ex.extract(run.images, run.config.batch);
       n += run.config.batch;
     }
-    run.best = Math.max(run.best, n / ((performance.now() - start) / 1000));
+    run.rates.push(n / ((performance.now() - start) / 1000));
   }
 }
 for (const run of runs) {
-  console.log(`${JSON.stringify(run.config).padEnd(50)} ${run.best.toFixed(1)} images/s`);
+  const sorted = [...run.rates].sort((a, b) => b - a);
+  const at = (q: number): string => sorted[Math.floor(q * (sorted.length - 1))]!.toFixed(1);
+  console.log(`${JSON.stringify(run.config).padEnd(40)} best ${at(0)}  p25 ${at(0.25)}  median ${at(0.5)} images/s`);
   await run.ex.dispose();
 }

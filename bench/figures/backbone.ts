@@ -34,7 +34,7 @@ export async function run(report: Report): Promise<void> {
 
   const backbone = await loadBackbone({ cut: CUT, inputSize: [SIZE, SIZE] });
   try {
-    const imgS = await throughput(() => backbone.extractor.extract(images, batch), batch, 3, 4);
+    const imgS = await throughput(() => backbone.extractor.extract(images, batch), batch, 6, 2.5);
     report({ name: 'backbone_img_s', value: imgS, unit: 'images/s' });
   } finally {
     await backbone.dispose();
