@@ -39,6 +39,7 @@ test('trainableFrom unfreezes the layers from a given one on', () => {
   assert.equal(all.nonTrainable, 2 * channels);
   const headOnly = countParams(graph, [150, 150, 3], 'flatten');
   assert.deepEqual(headOnly, frozen);
+  assert.throws(() => countParams(graph, [150, 150, 3], 'mixed42'), /no layer named "mixed42"/);
 });
 
 test('head specs: parsing, classes, and clear errors', () => {

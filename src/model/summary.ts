@@ -1,5 +1,6 @@
 /** A Keras-style `model.summary()` table of a functional graph (Keras 2's print_summary layout). */
 import type { KerasGraph, KerasLayer } from '../backbone/keras-graph.js';
+import { GraftError } from '../util/errors.js';
 import { inferShapes, layerWeightSpecs, shapeSize, type Shape } from '../backbone/layer-shapes.js';
 
 const LINE_LENGTH = 98;
@@ -39,6 +40,7 @@ function isTrainable(layer: KerasLayer, index: number, fromIndex: number): boole
 export function countParams(graph: KerasGraph, inputShape: Shape, trainableFrom?: TrainableFrom): ParamCounts {
   const shapes = inferShapes(graph, inputShape);
   const fromIndex = trainableFrom ? graph.layers.findIndex((l) => l.name === trainableFrom) : -1;
+  if (trainableFrom && fromIndex < 0) throw new GraftError(`no layer named "${trainableFrom}" in model ${graph.name} to train from`);
   let total = 0;
   let trainable = 0;
   graph.layers.forEach((layer, i) => {
