@@ -11,7 +11,7 @@ export { kerasToOnnx } from './backbone/onnx/convert.js';
 export type { KerasToOnnxOptions } from './backbone/onnx/convert.js';
 export { createOrtExtractor, DEFAULT_BATCH } from './backbone/engine.js';
 export type { FeatureExtractor, OrtExtractorOptions } from './backbone/engine.js';
-export { loadBackbone, resolveWeights, DEFAULT_CUT, DEFAULT_INPUT_SIZE } from './backbone/backbone.js';
+export { loadBackbone, resolveWeights, checkInputSize, DEFAULT_CUT, DEFAULT_INPUT_SIZE } from './backbone/backbone.js';
 export type { Backbone, BackboneOptions } from './backbone/backbone.js';
 export { summarizeModel, countParams } from './model/summary.js';
 export type { ParamCounts, TrainableFrom } from './model/summary.js';

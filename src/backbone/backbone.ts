@@ -58,12 +58,17 @@ export async function resolveWeights(weights: string | undefined): Promise<Loade
   throw new GraftError(`${spec}: unsupported weights format (expected a TF.js layers-model folder with model.json)`, { file: spec });
 }
 
-/** Loads, cuts, validates and converts the backbone, and starts its feature extractor. */
-export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone> {
-  const [h, w] = opts.inputSize ?? DEFAULT_INPUT_SIZE;
+/** Throws a GraftError unless [h, w] is a usable input size for the InceptionV3 backbone. */
+export function checkInputSize([h, w]: [number, number]): void {
   if (!Number.isInteger(h) || !Number.isInteger(w) || h < MIN_INPUT_SIZE || w < MIN_INPUT_SIZE) {
     throw new GraftError(`input size ${h}x${w} is too small: InceptionV3 needs at least ${MIN_INPUT_SIZE}x${MIN_INPUT_SIZE}`);
   }
+}
+
+/** Loads, cuts, validates and converts the backbone, and starts its feature extractor. */
+export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone> {
+  const [h, w] = opts.inputSize ?? DEFAULT_INPUT_SIZE;
+  checkInputSize([h, w]);
   const loaded = await resolveWeights(opts.weights);
   const cut = opts.cut ?? DEFAULT_CUT;
   const graph = cutGraph(loaded.graph, cut);

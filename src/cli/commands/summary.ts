@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { DEFAULT_CUT, resolveWeights } from '../../backbone/backbone.js';
+import { DEFAULT_CUT, checkInputSize, resolveWeights } from '../../backbone/backbone.js';
 import { cutGraph } from '../../backbone/cut.js';
 import { validateWeights } from '../../backbone/validate-weights.js';
 import { buildClassifierGraph } from '../../model/classifier-graph.js';
@@ -35,6 +35,7 @@ export function registerSummary(program: Command): void {
     .option('--classes <n>', 'number of classes: 2 -> Dense(1, sigmoid), more -> Dense(n, softmax)')
     .action(async (opts: SummaryOptions) => {
       const [h, w] = parseInputSize(opts.inputSize);
+      checkInputSize([h, w]);
       let head = opts.head ? parseHeadSpec(opts.head) : LAB_HEAD;
       if (opts.classes !== undefined) head = withClasses(head, Number(opts.classes));
       const loaded = await resolveWeights(opts.weights);
