@@ -23,6 +23,10 @@ export interface BackboneOptions {
   inputSize?: [number, number];
   /** Threads of the feature extractor (default: the number of cores). */
   threads?: number;
+  /** Images per engine call (default DEFAULT_BATCH). */
+  batchSize?: number;
+  /** Busy-wait between ops (default false; see OrtExtractorOptions.spin). */
+  spin?: boolean;
 }
 
 export interface Backbone {
@@ -77,7 +81,7 @@ export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone
   const outputShape = inferShapes(graph, inputShape).output.get(cut)!;
   // A fixed H x W lets onnxruntime plan memory once (the batch dimension stays free).
   const onnxBytes = kerasToOnnx(graph, loaded.weights, { inputSize: [h, w] });
-  const extractor = await createOrtExtractor(onnxBytes, inputShape, outputShape, { threads: opts.threads });
+  const extractor = await createOrtExtractor(onnxBytes, inputShape, outputShape, { threads: opts.threads, batchSize: opts.batchSize, spin: opts.spin });
   return {
     graph,
     weights: loaded.weights,
