@@ -209,6 +209,20 @@ test('bad weight folders give a GraftError naming the file', async () => {
   truncateSync(shard, size - 8);
   await expectError(dir, new RegExp(`group1-shard2of2\\.bin: truncated weight shard: weight dense_1/bias \\[3\\] does not fit; expected ${size} bytes, found ${size - 8}`));
 
+  // A middle shard cut short: the other shards keep the converter's full size.
+  dir = good();
+  const big = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'));
+  const all = Buffer.concat(big.weightsManifest[0].paths.map((p: string) => readFileSync(join(dir, p))));
+  for (const p of big.weightsManifest[0].paths) rmSync(join(dir, p));
+  const third = 400;
+  big.weightsManifest[0].paths = ['a.bin', 'b.bin', 'c.bin'];
+  writeFileSync(join(dir, 'a.bin'), all.subarray(0, third));
+  writeFileSync(join(dir, 'b.bin'), all.subarray(third, 2 * third - 100)); // 100 bytes short
+  writeFileSync(join(dir, 'c.bin'), all.subarray(2 * third));
+  writeFileSync(join(dir, 'model.json'), JSON.stringify(big));
+  // The shard ends at byte 700; dense/kernel occupies bytes 680..2408 (after 170 floats of conv and BN weights).
+  await expectError(dir, /b\.bin: truncated weight shard: weight dense\/kernel \[54,8\] does not fit; expected 400 bytes, found 300/);
+
   dir = good();
   const j2 = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'));
   j2.weightsManifest[0].weights[0].quantization = { dtype: 'int4' };

@@ -94,6 +94,37 @@ async function readJson(file: string): Promise<unknown> {
   }
 }
 
+/**
+ * The error for a group whose shards hold fewer bytes than its manifest needs. The converter writes
+ * equal-sized shards but the last, so a shorter earlier shard is the one cut short; otherwise the
+ * last is. Names that shard, the weight lying across its end, and expected vs found bytes.
+ */
+function truncated(shards: { path: string; bytes: Uint8Array }[], entries: ManifestEntry[], file: string): GraftError {
+  const full = shards[0]!.bytes.byteLength;
+  let index = shards.findIndex((s, i) => i < shards.length - 1 && s.bytes.byteLength < full);
+  if (index < 0) index = shards.length - 1;
+  const start = shards.slice(0, index).reduce((sum, s) => sum + s.bytes.byteLength, 0);
+  const found = shards[index]!.bytes.byteLength;
+  const needTotal = entries.reduce((sum, e) => sum + e.shape.reduce((a, b) => a * b, 1) * (storedBytes(e) ?? 4), 0);
+  const expected = index < shards.length - 1 ? full : needTotal - start;
+  // The weight whose bytes cross the end of what the shard holds.
+  let offset = 0;
+  let victim = entries[entries.length - 1]!;
+  for (const e of entries) {
+    const end = offset + e.shape.reduce((a, b) => a * b, 1) * (storedBytes(e) ?? 4);
+    if (end > start + found) {
+      victim = e;
+      break;
+    }
+    offset = end;
+  }
+  const path = shards[index]!.path;
+  return new GraftError(
+    `${path}: truncated weight shard: weight ${victim.name} [${victim.shape.join(',')}] does not fit; expected ${expected} bytes, found ${found}`,
+    { file: path },
+  );
+}
+
 /** Loads the TF.js layers model in folder `dir` (or the model.json file itself). */
 export async function loadTfjsLayersModel(dir: string): Promise<LoadedWeights> {
   const file = dir.endsWith('.json') ? dir : join(dir, 'model.json');
@@ -128,10 +159,8 @@ export async function loadTfjsLayersModel(dir: string): Promise<LoadedWeights> {
     }
     const total = shards.reduce((s, x) => s + x.bytes.byteLength, 0);
     const stream = new Uint8Array(total);
-    const shardStarts: number[] = [];
     let at = 0;
     for (const s of shards) {
-      shardStarts.push(at);
       stream.set(s.bytes, at);
       at += s.bytes.byteLength;
     }
@@ -144,17 +173,7 @@ export async function loadTfjsLayersModel(dir: string): Promise<LoadedWeights> {
       }
       const n = entry.shape.reduce((a, b) => a * b, 1);
       const need = n * per;
-      if (offset + need > total) {
-        // Shards are concatenated, so the bytes are missing at the end of the last shard.
-        const last = shards.length - 1;
-        const culprit = shards[last]?.path ?? file;
-        const lastStart = shardStarts[last] ?? 0;
-        throw new GraftError(
-          `${culprit}: truncated weight shard: weight ${entry.name} [${entry.shape.join(',')}] does not fit; ` +
-            `expected ${offset + need - lastStart} bytes, found ${total - lastStart}`,
-          { file: culprit },
-        );
-      }
+      if (offset + need > total) throw truncated(shards, group.weights, file);
       const name = entry.name.replace(/:0$/, '');
       weights.set(name, { shape: [...entry.shape], data: decode(entry, stream.subarray(offset, offset + need)) });
       offset += need;
