@@ -120,8 +120,8 @@ test('tiny synthetic graph (conv+BN+relu, concat, BN, same avg/max pool, add, de
   // Intermediate output too (NHWC order after the internal NCHW layout).
   const mid = tf.model({ inputs: ref.inputs, outputs: ref.getLayer('add_1').output as tf.SymbolicTensor });
   const theirsMid = await tfjsForward(mid, input, n, [9, 9, 3]);
-  for (const inputSize of [undefined, [9, 9] as [number, number]]) {
-    const bytes = kerasToOnnx(loaded.graph, loaded.weights, { inputSize });
+  for (const [inputSize, opset] of [[undefined, 13], [[9, 9], 17]] as const) {
+    const bytes = kerasToOnnx(loaded.graph, loaded.weights, { inputSize: inputSize && [...inputSize], opset });
     const model = onnxProto.onnx.ModelProto.decode(bytes);
     const ops = model.graph!.node!.map((x) => x.opType);
     // BN after conv2d_1 is folded; the other two BNs become Mul+Add.
@@ -135,7 +135,7 @@ test('tiny synthetic graph (conv+BN+relu, concat, BN, same avg/max pool, add, de
     const cut = cutGraph(loaded.graph, 'add_1');
     const midShape = inferShapes(cut, [9, 9, 3]).output.get('add_1')!;
     assert.deepEqual(midShape, [5, 5, 6]);
-    const exMid = await createOrtExtractor(kerasToOnnx(cut, loaded.weights, { inputSize }), [9, 9, 3], midShape);
+    const exMid = await createOrtExtractor(kerasToOnnx(cut, loaded.weights, { inputSize: inputSize && [...inputSize] }), [9, 9, 3], midShape);
     const oursMid = await exMid.extract(input, n);
     await exMid.dispose();
     assert.ok(compare(oursMid, theirsMid).rel < 1e-5, `add_1 output: rel err ${compare(oursMid, theirsMid).rel}`);

@@ -320,7 +320,8 @@ export function kerasToOnnx(graph: KerasGraph, weights: WeightMap, opts: KerasTo
   else outDims = last.rank === 4 ? [dim('N'), dim('OH'), dim('OW'), dim('OC')] : [dim('N'), dim('F')];
 
   const model = onnx.ModelProto.create({
-    irVersion: 7,
+    // The oldest IR version that knows the opset, for the widest range of readers.
+    irVersion: opset >= 21 ? 10 : opset >= 19 ? 9 : opset >= 15 ? 8 : 7,
     producerName: 'graft',
     opsetImport: [{ domain: '', version: opset }],
     graph: {
