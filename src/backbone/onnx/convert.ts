@@ -235,6 +235,10 @@ export function kerasToOnnx(graph: KerasGraph, weights: WeightMap, opts: KerasTo
       }
       case 'BatchNormalization': {
         if (folded.has(layer.name)) continue;
+        const axis = Number(Array.isArray(c.axis) ? c.axis[0] : c.axis ?? -1);
+        if (axis !== -1 && axis !== x.rank - 1) {
+          throw new GraftError(`layer ${layer.name}: BatchNormalization over axis ${axis} is not supported (only the channel axis)`);
+        }
         const { a, b: shift } = bnAffine(layer, weights);
         const dims = x.rank === 4 ? [a.length, 1, 1] : [a.length];
         const mul = b.node('Mul', [x.name, b.constant(`${layer.name}_scale`, dims, a)], `${layer.name}_mul`);
@@ -245,6 +249,9 @@ export function kerasToOnnx(graph: KerasGraph, weights: WeightMap, opts: KerasTo
         out = applyActivation(b, x, c.activation, layer);
         break;
       case 'ReLU': {
+        if (Number(c.negative_slope ?? 0) !== 0 || Number(c.threshold ?? 0) !== 0) {
+          throw new GraftError(`layer ${layer.name}: ReLU with negative_slope/threshold is not supported by the ONNX converter`);
+        }
         if (c.max_value !== undefined && c.max_value !== null) {
           const maxName = b.constant(`${layer.name}_max`, [], new Float32Array([Number(c.max_value)]));
           const zero = b.constant(`${layer.name}_min`, [], new Float32Array([0]));
