@@ -171,6 +171,9 @@ test('cutGraph keeps the ancestors only, and names valid cut points for an unkno
   assert.ok(!cut.layers.some((l) => l.name === 'mixed3' || l.name === 'conv2d_30'));
   assert.ok(cut.layers.some((l) => l.name === 'conv2d_1'));
   assert.throws(() => cutGraph(graph, 'mixed9'), (e: unknown) => e instanceof GraftError && /mixed9/.test(e.message) && /mixed7/.test(e.message) && /mixed0/.test(e.message));
+  const odd = parseTiny();
+  odd.layers[1] = { ...odd.layers[1]!, className: 'LeakyReLU', config: { alpha: 0.3 } };
+  assert.throws(() => kerasToOnnx(odd, new Map()), (e: unknown) => e instanceof GraftError && /layer conv2d_1: Keras layer type LeakyReLU is not supported/.test(e.message));
   await assert.rejects(loadBackbone({ inputSize: [60, 60] }), (e: unknown) => e instanceof GraftError && /60x60 is too small/.test(e.message));
 });
 
