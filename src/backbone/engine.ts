@@ -23,8 +23,8 @@ export interface OrtExtractorOptions {
   /** Images per onnxruntime call; larger requests are split (default DEFAULT_BATCH). */
   batchSize?: number;
   /**
-   * Let idle worker threads busy-wait for the next op (default false): a little faster on an
-   * otherwise idle machine, much slower when other work (image decoding) shares the cores.
+   * Let idle worker threads busy-wait for the next op (default false): may save a little on an
+   * idle machine, but measured ~1.5-2x slower when other work (image decoding) shares the cores.
    */
   spin?: boolean;
 }
