@@ -62,3 +62,15 @@ export { saveCheckpoint, loadCheckpoint, configFingerprint } from './train/check
 export type { Checkpoint } from './train/checkpoint.js';
 export { emptyHistory } from './train/history.js';
 export type { History } from './train/history.js';
+export { loadTfjsLayersModel } from './backbone/weights/tfjs-layers.js';
+export type { LoadedWeights } from './backbone/weights/tfjs-layers.js';
+export { cutGraph } from './backbone/cut.js';
+export { kerasToOnnx } from './backbone/onnx/convert.js';
+export type { KerasToOnnxOptions } from './backbone/onnx/convert.js';
+export { createOrtExtractor, DEFAULT_BATCH } from './backbone/engine.js';
+export type { FeatureExtractor, OrtExtractorOptions } from './backbone/engine.js';
+export { loadBackbone, resolveWeights, checkInputSize, DEFAULT_CUT, DEFAULT_INPUT_SIZE } from './backbone/backbone.js';
+export type { Backbone, BackboneOptions } from './backbone/backbone.js';
+export { summarizeModel, countParams } from './model/summary.js';
+export type { ParamCounts, TrainableFrom } from './model/summary.js';
+export { parseHeadSpec, withClasses } from './model/head-spec-parse.js';

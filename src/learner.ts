@@ -223,7 +223,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     const evaluation = await trainer.evaluate(valData.features, valData.labels, valData.count);
     const trueLabels = Array.from(valStore.labels);
     const metrics = computeMetrics(evaluation.probabilities, trueLabels, classes.length);
-    await writeEvaluation(out, metrics, { classes, files: valStore.paths });
+    await writeEvaluation(out, metrics, { classes, files: [...valStore.paths] });
 
     const info: ClassifierInfo = {
       format: 'graft-classifier',

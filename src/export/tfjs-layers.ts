@@ -19,6 +19,8 @@ export interface TfjsExportOptions {
    * Default: the graph's own input shape when it is fully known, else 150x150 (the lab's size).
    */
   inputSize?: [number, number];
+  /** Stored as model.json's userDefinedMetadata (tf.LayersModel.getUserDefinedMetadata()). */
+  metadata?: Record<string, unknown>;
 }
 
 interface ManifestWeight {
@@ -205,6 +207,7 @@ export async function writeTfjsLayersModel(
       convertedBy: null,
       modelTopology: kerasModelTopology(graph, inputShape),
       weightsManifest: [{ paths, weights: specs }],
+      ...(opts.metadata ? { userDefinedMetadata: opts.metadata } : {}),
     };
     await writeFileAtomic(join(staging, 'model.json'), JSON.stringify(modelJson));
     // Swap folders: the old export (if any) moves aside, the new one takes its place, then the old goes.

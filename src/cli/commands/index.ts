@@ -3,6 +3,7 @@ import { registerAugmentPreview } from './augment-preview.js';
 import { registerData } from './data.js';
 import { registerEvaluate } from './evaluate.js';
 import { registerPredict } from './predict.js';
+import { registerSummary } from './summary.js';
 import { registerLab, registerTrain } from './train.js';
 
 /** Every subcommand registers itself here; each lives in its own module beside this one. */
@@ -11,6 +12,7 @@ export function registerCommands(program: Command): void {
   registerTrain(program);
   registerEvaluate(program);
   registerPredict(program);
+  registerSummary(program);
   registerData(program);
   registerAugmentPreview(program);
 }

@@ -1,0 +1,58 @@
+/**
+ * The text form of a head, for the command line: comma-separated layers, e.g.
+ * `flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid` or `gap,dense:256:relu,dense:5:softmax`.
+ */
+import { GraftError } from '../util/errors.js';
+import type { Activation, HeadLayerSpec, HeadSpec } from './head-spec.js';
+
+const ACTIVATIONS: readonly Activation[] = ['relu', 'linear', 'sigmoid', 'softmax'];
+
+/** Parses a head spec; the first layer must be the pooling step (flatten or gap). */
+export function parseHeadSpec(text: string): HeadSpec {
+  const items = text.split(',').map((s) => s.trim());
+  const bad = (i: number, why: string): GraftError =>
+    new GraftError(`head spec "${text}": item ${i + 1} "${items[i]}": ${why} (expected flatten, gap, dense:UNITS[:ACTIVATION], dropout:RATE)`);
+  if (text.trim() === '') throw new GraftError('head spec is empty (e.g. flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid)');
+  const layers: HeadLayerSpec[] = items.map((item, i) => {
+    const [kind, ...args] = item.split(':').map((s) => s.trim().toLowerCase());
+    switch (kind) {
+      case 'flatten':
+      case 'gap':
+        if (args.length > 0) throw bad(i, `${kind} takes no arguments`);
+        if (i > 0) throw bad(i, `${kind} must be the first layer`);
+        return { kind };
+      case 'dense': {
+        if (args.length < 1 || args.length > 2) throw bad(i, 'dense needs units and an optional activation');
+        const units = Number(args[0]);
+        if (!Number.isInteger(units) || units < 1) throw bad(i, `units must be a positive integer, got "${args[0]}"`);
+        const activation = (args[1] ?? 'linear') as Activation;
+        if (!ACTIVATIONS.includes(activation)) throw bad(i, `unknown activation "${args[1]}" (use ${ACTIVATIONS.join(', ')})`);
+        return { kind, units, activation };
+      }
+      case 'dropout': {
+        if (args.length !== 1) throw bad(i, 'dropout needs a rate');
+        const rate = Number(args[0]);
+        if (!(rate >= 0 && rate < 1) || args[0] === '') throw bad(i, `rate must be in [0, 1), got "${args[0]}"`);
+        return { kind, rate };
+      }
+      default:
+        throw bad(i, `unknown layer "${kind}"`);
+    }
+  });
+  if (layers[0]!.kind !== 'flatten' && layers[0]!.kind !== 'gap') {
+    throw new GraftError(`head spec "${text}": must start with flatten or gap (the backbone's output is an image-shaped map)`);
+  }
+  return { layers };
+}
+
+/**
+ * The head with its output layer set for `classes` classes: Dense(1, sigmoid) for 2,
+ * Dense(classes, softmax) for more. A final sigmoid/softmax Dense is replaced, otherwise appended.
+ */
+export function withClasses(head: HeadSpec, classes: number): HeadSpec {
+  if (!Number.isInteger(classes) || classes < 2) throw new GraftError(`--classes must be an integer >= 2, got ${classes}`);
+  const output: HeadLayerSpec = classes === 2 ? { kind: 'dense', units: 1, activation: 'sigmoid' } : { kind: 'dense', units: classes, activation: 'softmax' };
+  const last = head.layers[head.layers.length - 1];
+  const isOutput = last?.kind === 'dense' && (last.activation === 'sigmoid' || last.activation === 'softmax');
+  return { layers: [...(isOutput ? head.layers.slice(0, -1) : head.layers), output] };
+}
