@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadKerasH5Weights } from '../src/backbone/weights/keras-h5.js';
+import h5wasm from 'h5wasm/node';
+import { loadKerasH5Weights, readKerasH5Topology } from '../src/backbone/weights/keras-h5.js';
 import { inceptionV3Graph } from '../src/backbone/architectures/inception-v3.js';
 import type { KerasGraph, KerasLayer, WeightTensor } from '../src/backbone/keras-graph.js';
 import { GraftError } from '../src/util/errors.js';
@@ -93,6 +94,31 @@ test('real InceptionV3 weights through a Keras .h5 load bit-exactly into incepti
   }
   // The full notop graph needs 94 weighted layers; this file has only 70 of them.
   await assert.rejects(loadKerasH5Weights(file, graph), /inception_mixed7\.h5: too few layers: the file has 140 layers with weights, the model needs 188/);
+});
+
+test('layer_names split into layer_names0, layer_names1 (as Keras does for long lists) are joined', async () => {
+  const file = join(dir, 'chunked.h5');
+  const fixture = tinyFixture();
+  await writeKerasH5(file, fixture, { layerNames: false });
+  await h5wasm.ready;
+  const f = new h5wasm.File(file, 'a');
+  f.create_attribute('layer_names0', ['input_1', 'conv2d_1', 'batch_normalization_1'], [3], 'S21');
+  f.create_attribute('layer_names1', ['flatten_1', 'dense_1'], [2], 'S9');
+  f.close();
+  assert.deepEqual(await loadKerasH5Weights(file, tinyGraph()), expectedMap(fixture, ['conv2d_1', 'batch_normalization_1', 'dense_1']));
+});
+
+test('readKerasH5Topology: the topology of a full saved model, none for a weights-only file', async () => {
+  const weightsOnly = join(dir, 'weights-only.h5');
+  await writeKerasH5(weightsOnly, tinyFixture());
+  assert.equal(await readKerasH5Topology(weightsOnly), undefined);
+  const full = join(dir, 'full-model.h5');
+  const graph = tinyGraph();
+  await writeKerasH5(full, tinyFixture(), { modelConfig: graph });
+  const topology = await readKerasH5Topology(full);
+  assert.deepEqual(topology?.layers.map((l) => [l.name, l.className, l.inbound]), graph.layers.map((l) => [l.name, l.className, l.inbound]));
+  assert.deepEqual(topology?.outputs, ['dense_1']);
+  assert.deepEqual(await loadKerasH5Weights(full, topology!, { match: 'name' }), expectedMap(tinyFixture(), ['conv2d_1', 'batch_normalization_1', 'dense_1']));
 });
 
 test('bad inputs give one-line GraftErrors naming the file', async () => {

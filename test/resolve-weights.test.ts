@@ -11,7 +11,8 @@ import { loadTfjsLayersModel } from '../src/backbone/weights/tfjs-layers.js';
 import type { WeightTensor } from '../src/backbone/keras-graph.js';
 import { sharedInceptionWeightsDir } from '../src/util/paths.js';
 import { GraftError } from '../src/util/errors.js';
-import { sameBits, writeSharedInceptionH5 } from './support/keras-h5-fixture.js';
+import { cutAt, sameBits, writeKerasH5, writeSharedInceptionH5 } from './support/keras-h5-fixture.js';
+import { inceptionV3Graph } from '../src/backbone/architectures/inception-v3.js';
 
 const ENV = ['GRAFT_WEIGHTS_DIR', 'GRAFT_SHARED', 'GRAFT_IMAGENET_URL'] as const;
 const saved = Object.fromEntries(ENV.map((k) => [k, process.env[k]]));
@@ -65,6 +66,7 @@ test('planWeights: unusable values are one-line GraftErrors naming the path', ()
   const txt = join(dir, 'weights.txt');
   writeFileSync(txt, 'hello');
   assert.throws(() => planWeights(txt), /weights\.txt: unsupported weights format/);
+  assert.throws(() => planWeights('/m/lab.keras'), /lab\.keras: Keras 3 \.keras archives are not supported/);
 });
 
 test('resolveWeights: a Keras .h5 and the TF.js folder give the same weights, bit for bit', async () => {
@@ -77,7 +79,23 @@ test('resolveWeights: a Keras .h5 and the TF.js folder give the same weights, bi
   // Cut inside a block: not a prefix of the layer order, so layers pair by name.
   const inner = await resolveWeights(h5, { cut: 'activation_40' });
   assert.ok(sameBits(inner.weights.get('conv2d_40/kernel')!.data, tensors.get('conv2d_40/kernel')!.data));
-  await assert.rejects(resolveWeights(h5, { cut: 'mixed11' }), /no layer named "mixed11"/);
+  await assert.rejects(resolveWeights(h5, { cut: 'mixed11' }), /has no layer named "mixed11"/);
+});
+
+test('resolveWeights: a full saved Keras model .h5 brings its own topology', async () => {
+  const file = join(dir, 'lab-model.h5');
+  const graph = { ...cutAt(inceptionV3Graph(), 'mixed0'), name: 'lab' };
+  const layers = graph.layers.map((l) => ({
+    name: l.name,
+    weights: [...tensors.keys()].filter((k) => k.startsWith(`${l.name}/`)).map((k) => ({ name: k.slice(l.name.length + 1), ...tensors.get(k)! })),
+  }));
+  await writeKerasH5(file, layers, { modelConfig: graph });
+  const loaded = await resolveWeights(file);
+  assert.equal(loaded.graph.name, 'lab');
+  assert.deepEqual(loaded.graph.outputs, ['mixed0']);
+  assert.equal(loaded.weights.size, 12 * 4);
+  assert.ok(sameBits(loaded.weights.get('conv2d_12/kernel')!.data, tensors.get('conv2d_12/kernel')!.data));
+  await assert.rejects(resolveWeights(file, { cut: 'mixed7' }), /lab-model\.h5: the model lab has no layer named "mixed7" \(block outputs: mixed0\)/);
 });
 
 test('resolveWeights("imagenet"): the cached .h5 without network; offline with nothing local says what to do', async () => {

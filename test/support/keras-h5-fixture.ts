@@ -13,10 +13,20 @@ export interface FixtureLayer {
 }
 
 /** Writes `layers` the way Keras 2 save_weights does (optionally under model_weights, as model.save does). */
-export async function writeKerasH5(file: string, layers: FixtureLayer[], opts: { underModelWeights?: boolean; layerNames?: boolean } = {}): Promise<void> {
+export async function writeKerasH5(
+  file: string,
+  layers: FixtureLayer[],
+  opts: { underModelWeights?: boolean; layerNames?: boolean; modelConfig?: KerasGraph } = {},
+): Promise<void> {
   await h5wasm.ready;
   const f = new h5wasm.File(file, 'w');
-  const root = opts.underModelWeights ? f.create_group('model_weights') : f;
+  if (opts.modelConfig) {
+    // model.save: the topology as a JSON string attribute at the root, weights under model_weights.
+    const json = JSON.stringify(kerasModelConfig(opts.modelConfig));
+    f.create_attribute('model_config', json, null, `S${Buffer.byteLength(json)}`);
+    f.create_attribute('keras_version', '2.1.5', null, 'S5');
+  }
+  const root = opts.underModelWeights || opts.modelConfig ? f.create_group('model_weights') : f;
   const fixed = (names: string[]) => `S${Math.max(1, ...names.map((n) => n.length))}`;
   const names = layers.map((l) => l.name);
   if (opts.layerNames !== false) root.create_attribute('layer_names', names, [names.length], fixed(names));
@@ -29,6 +39,24 @@ export async function writeKerasH5(file: string, layers: FixtureLayer[], opts: {
     for (const w of layer.weights) sub.create_dataset({ name: `${w.name}:0`, data: w.data, shape: w.shape, dtype: '<f' });
   }
   f.close();
+}
+
+/** A KerasGraph as Keras 2 `model.to_json()` writes it (class Model, nested inbound_nodes). */
+export function kerasModelConfig(graph: KerasGraph): unknown {
+  return {
+    class_name: 'Model',
+    config: {
+      name: graph.name,
+      layers: graph.layers.map((l) => ({
+        name: l.name,
+        class_name: l.className,
+        config: { name: l.name, ...l.config },
+        inbound_nodes: l.inbound.length === 0 ? [] : [l.inbound.map((i) => [i, 0, 0, {}])],
+      })),
+      input_layers: graph.inputs.map((i) => [i, 0, 0]),
+      output_layers: graph.outputs.map((o) => [o, 0, 0]),
+    },
+  };
 }
 
 /** The shared fp32 TF.js weights (input_1..mixed7), read straight from model.json + shards. */

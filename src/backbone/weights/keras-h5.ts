@@ -5,6 +5,7 @@ import { GraftError, describeFsError } from '../../util/errors.js';
 import type { KerasGraph, WeightMap, WeightTensor } from '../keras-graph.js';
 import { weightKey } from '../keras-graph.js';
 import { inferShapes, layerWeightSpecs, type Shape, type WeightSpec } from '../layer-shapes.js';
+import { parseKerasTopology } from '../topology.js';
 import { validateWeights } from '../validate-weights.js';
 
 /**
@@ -60,9 +61,17 @@ function stringList(value: unknown): string[] {
   return [one(value)];
 }
 
+/**
+ * A string-list attribute; Keras splits lists too big for an HDF5 object header (64 KiB) into
+ * `name0`, `name1`, ... (keras saving `save_attributes_to_hdf5_group`), which are joined here.
+ */
 function attrStrings(obj: Group, name: string): string[] | undefined {
-  const attr = obj.attrs[name];
-  return attr === undefined ? undefined : stringList(attr.value);
+  const attrs = obj.attrs;
+  if (attrs[name] !== undefined) return stringList(attrs[name].value);
+  if (attrs[`${name}0`] === undefined) return undefined;
+  const all: string[] = [];
+  for (let i = 0; attrs[`${name}${i}`] !== undefined; i++) all.push(...stringList(attrs[`${name}${i}`]!.value));
+  return all;
 }
 
 function shortWeightName(kerasName: string): string {
@@ -88,7 +97,8 @@ function defaultInputShape(graph: KerasGraph): Shape {
   return [299, 299, channels];
 }
 
-export async function loadKerasH5Weights(file: string, graph: KerasGraph, opts: KerasH5Options = {}): Promise<WeightMap> {
+/** Opens `file` read-only (with file-level checks first, so users get a clear line), runs `fn`, closes it. */
+async function withH5<T>(file: string, fn: (h5: Group) => T): Promise<T> {
   let size: number;
   try {
     const st = await stat(file);
@@ -108,13 +118,35 @@ export async function loadKerasH5Weights(file: string, graph: KerasGraph, opts: 
     throw new GraftError(`${file}: cannot open the HDF5 file (${(err as Error).message ?? err})`, { file, cause: err });
   }
   try {
-    return readWeights(file, h5, graph, opts);
+    return fn(h5);
   } catch (err) {
     if (err instanceof GraftError) throw err;
     throw new GraftError(`${file}: cannot read the Keras weights (${(err as Error).message ?? err})`, { file, cause: err });
   } finally {
     h5.close();
   }
+}
+
+export async function loadKerasH5Weights(file: string, graph: KerasGraph, opts: KerasH5Options = {}): Promise<WeightMap> {
+  return withH5(file, (h5) => readWeights(file, h5, graph, opts));
+}
+
+/**
+ * The model topology a full Keras model file (`model.save('x.h5')`) carries in its `model_config`
+ * attribute, or undefined for a weights-only file.
+ */
+export async function readKerasH5Topology(file: string): Promise<KerasGraph | undefined> {
+  return withH5(file, (h5) => {
+    const config = attrStrings(h5, 'model_config');
+    if (config === undefined || config.length === 0) return undefined;
+    let json: unknown;
+    try {
+      json = JSON.parse(config.join(''));
+    } catch (err) {
+      throw new GraftError(`${file}: the model_config attribute is not valid JSON (${(err as Error).message})`, { file });
+    }
+    return parseKerasTopology(json, file);
+  });
 }
 
 function readWeights(file: string, h5: Group, graph: KerasGraph, opts: KerasH5Options): WeightMap {

@@ -7,7 +7,8 @@
  *       3. the shared TF.js folder (sharedInceptionWeightsDir()), when it exists;
  *       4. a download of the Keras .h5 into the cache (ensureImagenetWeights).
  *     Local sources come first so that nothing touches the network when a copy is at hand.
- *   a path ending .h5 / .hdf5 -> Keras HDF5 weights for InceptionV3 (inceptionV3Graph());
+ *   a path ending .h5 / .hdf5 -> a Keras HDF5 file: a full saved model (model.save) with its own
+ *     topology, or weights only (save_weights, the Keras ImageNet files) for inceptionV3Graph();
  *   a folder holding model.json, or a model.json file -> a TF.js layers model (topology + weights);
  *   anything else -> GraftError.
  */
@@ -18,7 +19,7 @@ import { sharedInceptionWeightsDir } from '../../util/paths.js';
 import { inceptionV3Graph } from '../architectures/inception-v3.js';
 import type { KerasGraph, WeightMap } from '../keras-graph.js';
 import { cachedImagenetWeightsPath, ensureImagenetWeights, type ImagenetWeightsOptions } from './imagenet.js';
-import { loadKerasH5Weights } from './keras-h5.js';
+import { loadKerasH5Weights, readKerasH5Topology } from './keras-h5.js';
 import { loadTfjsLayersModel } from './tfjs-layers.js';
 
 export const DEFAULT_WEIGHTS = 'imagenet';
@@ -59,6 +60,9 @@ function isDir(path: string): boolean {
 function planPath(path: string): WeightsPlan {
   if (/\.(h5|hdf5)$/i.test(path)) return { kind: 'h5', path };
   if (/\.json$/i.test(path)) return { kind: 'tfjs', path };
+  if (/\.keras$/i.test(path)) {
+    throw new GraftError(`${path}: Keras 3 .keras archives are not supported; save the model with model.save('model.h5') or export a TF.js folder`, { file: path });
+  }
   if (isDir(path)) {
     if (existsSync(join(path, 'model.json'))) return { kind: 'tfjs', path };
     throw new GraftError(`${path}: no model.json in this folder (expected a TF.js layers model, or pass a Keras .h5 file)`, { file: path });
@@ -81,13 +85,13 @@ export function planWeights(spec: string = DEFAULT_WEIGHTS, opts: { cacheDir?: s
   return { kind: 'download', path: cached };
 }
 
-/** InceptionV3 (notop), or its layers up to `cut`, and how a Keras file's layers pair with it. */
-function inceptionUpTo(cut: string | undefined, file: string): { graph: KerasGraph; match: 'order' | 'name' } {
-  const full = inceptionV3Graph();
-  if (cut === undefined) return { graph: full, match: 'order' };
+/** `full` up to layer `cut` (its ancestors), and whether that is a prefix of the layer order. */
+function upTo(full: KerasGraph, cut: string | undefined, file: string): { graph: KerasGraph; isPrefix: boolean } {
+  if (cut === undefined) return { graph: full, isPrefix: true };
   const byName = new Map(full.layers.map((l) => [l.name, l]));
   if (!byName.has(cut)) {
-    throw new GraftError(`${file}: InceptionV3 has no layer named "${cut}" (block outputs are mixed0 .. mixed10)`, { file });
+    const blocks = full.layers.filter((l) => l.className === 'Concatenate' || l.className === 'Add').map((l) => l.name);
+    throw new GraftError(`${file}: the model ${full.name} has no layer named "${cut}" (block outputs: ${blocks.join(', ')})`, { file });
   }
   const keep = new Set<string>();
   const stack = [cut];
@@ -99,14 +103,22 @@ function inceptionUpTo(cut: string | undefined, file: string): { graph: KerasGra
     }
   }
   const layers = full.layers.filter((l) => keep.has(l.name));
-  // A block output's ancestors are a prefix of Keras's layer order, so Keras's pairing by order
-  // holds; a cut inside a block is not, and there only names can pair layers.
-  const isPrefix = layers.every((l, i) => full.layers[i] === l);
-  return { graph: { ...full, layers, outputs: [cut] }, match: isPrefix ? 'order' : 'name' };
+  return {
+    graph: { ...full, layers, inputs: full.inputs.filter((i) => keep.has(i)), outputs: [cut] },
+    isPrefix: layers.every((l, i) => full.layers[i] === l),
+  };
 }
 
+/**
+ * A Keras .h5: a full saved model (model.save) brings its own topology, and its layers pair with it
+ * by name; a weights-only file is InceptionV3's, paired by order like Keras load_weights. A block
+ * output's ancestors are a prefix of Keras's layer order, so that pairing holds for a cut at
+ * mixedN; a cut inside a block is no prefix, and there names pair the layers.
+ */
 async function loadH5(file: string, cut: string | undefined): Promise<LoadedModel> {
-  const { graph, match } = inceptionUpTo(cut, file);
+  const own = await readKerasH5Topology(file);
+  const { graph, isPrefix } = upTo(own ?? inceptionV3Graph(), cut, file);
+  const match = own !== undefined || !isPrefix ? 'name' : 'order';
   return { graph, weights: await loadKerasH5Weights(file, graph, { match }), source: file };
 }
 
