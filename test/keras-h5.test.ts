@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import h5wasm from 'h5wasm/node';
@@ -137,6 +137,10 @@ test('bad inputs give one-line GraftErrors naming the file', async () => {
   const text = join(dir, 'notes.h5');
   writeFileSync(text, 'these are not weights\n'.repeat(100));
   await check(text, /not an HDF5 file/);
+  const truncated = join(dir, 'truncated.h5');
+  await writeKerasH5(truncated, tinyFixture());
+  writeFileSync(truncated, readFileSync(truncated).subarray(0, 1200));
+  await check(truncated, /cannot open the HDF5 file, it may be damaged or truncated \(.*truncated file/);
   const plain = join(dir, 'plain.h5');
   await writeKerasH5(plain, tinyFixture(), { layerNames: false });
   await check(plain, /without a layer_names attribute/);

@@ -110,21 +110,38 @@ async function withH5<T>(file: string, fn: (h5: Group) => T): Promise<T> {
   if (!(await isHdf5(file, size).catch((err: unknown) => { throw describeFsError(err, file); }))) {
     throw new GraftError(`${file}: not an HDF5 file (a Keras .h5 weights file was expected)`, { file });
   }
-  await h5wasm.ready;
+  await ready();
   let h5: InstanceType<typeof h5wasm.File>;
   try {
     h5 = new h5wasm.File(file, 'r');
   } catch (err) {
-    throw new GraftError(`${file}: cannot open the HDF5 file (${(err as Error).message ?? err})`, { file, cause: err });
+    throw new GraftError(`${file}: cannot open the HDF5 file, it may be damaged or truncated (${hdf5Reason(err)})`, { file, cause: err });
   }
   try {
     return fn(h5);
   } catch (err) {
     if (err instanceof GraftError) throw err;
-    throw new GraftError(`${file}: cannot read the Keras weights (${(err as Error).message ?? err})`, { file, cause: err });
+    throw new GraftError(`${file}: cannot read the Keras weights, the file may be damaged (${hdf5Reason(err)})`, { file, cause: err });
   } finally {
     h5.close();
   }
+}
+
+let readyOnce: Promise<void> | undefined;
+
+/** h5wasm, with HDF5 errors thrown as JS errors instead of pages of HDF5-DIAG on stderr. */
+function ready(): Promise<void> {
+  readyOnce ??= h5wasm.ready.then((module) => {
+    module.activate_throwing_error_handler();
+  });
+  return readyOnce;
+}
+
+/** The innermost reason of an HDF5 error stack (its last "in func(): reason" line), in one line. */
+function hdf5Reason(err: unknown): string {
+  const message = (err as Error | undefined)?.message ?? String(err);
+  const reasons = [...message.matchAll(/ in ([\w]+\(\)): ([^\n]+)/g)].map((m) => `${m[1]}: ${m[2]!.trim()}`);
+  return reasons.length > 0 ? reasons[reasons.length - 1]! : message.split('\n')[0]!;
 }
 
 export async function loadKerasH5Weights(file: string, graph: KerasGraph, opts: KerasH5Options = {}): Promise<WeightMap> {
