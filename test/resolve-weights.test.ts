@@ -67,6 +67,8 @@ test('planWeights: unusable values are one-line GraftErrors naming the path', ()
   writeFileSync(txt, 'hello');
   assert.throws(() => planWeights(txt), /weights\.txt: unsupported weights format/);
   assert.throws(() => planWeights('/m/lab.keras'), /lab\.keras: Keras 3 \.keras archives are not supported/);
+  process.env.GRAFT_WEIGHTS_DIR = join(dir, 'gone');
+  assert.throws(() => planWeights('imagenet'), /^GraftError: GRAFT_WEIGHTS_DIR: .*gone: no such weights file or folder/);
 });
 
 test('resolveWeights: a Keras .h5 and the TF.js folder give the same weights, bit for bit', async () => {

@@ -77,7 +77,14 @@ function planPath(path: string): WeightsPlan {
 export function planWeights(spec: string = DEFAULT_WEIGHTS, opts: { cacheDir?: string } = {}): WeightsPlan {
   if (spec !== DEFAULT_WEIGHTS) return planPath(spec);
   const env = process.env.GRAFT_WEIGHTS_DIR;
-  if (env) return planPath(env);
+  if (env) {
+    try {
+      return planPath(env);
+    } catch (err) {
+      if (err instanceof GraftError) throw new GraftError(`GRAFT_WEIGHTS_DIR: ${err.message}`, { file: env });
+      throw err;
+    }
+  }
   const cached = cachedImagenetWeightsPath(opts.cacheDir);
   if (existsSync(cached)) return { kind: 'h5', path: cached };
   const shared = sharedInceptionWeightsDir('fp32');
