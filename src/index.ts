@@ -9,6 +9,7 @@ export type { InceptionV3Options } from './backbone/architectures/inception-v3.j
 export { kerasLayerOrder } from './backbone/keras-layer-order.js';
 export { loadKerasH5Weights, readKerasH5Topology } from './backbone/weights/keras-h5.js';
 export type { KerasH5Options } from './backbone/weights/keras-h5.js';
+export { saveKerasH5Weights } from './backbone/weights/keras-h5-writer.js';
 export {
   ensureImagenetWeights,
   cachedImagenetWeightsPath,
