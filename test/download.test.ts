@@ -1,5 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -135,6 +136,26 @@ test('HTTP 404 fails at once, without retries', async () => {
   requests.length = 0;
   await assert.rejects(downloadFile(`${base}/nope`, join(dir, 'nope.bin'), { ...fast, retries: 3 }), /HTTP 404/);
   assert.equal(requests.length, 1);
+});
+
+test('a download in progress elsewhere (live lock) is waited for, a stale lock is taken over', async () => {
+  mode = 'normal';
+  requests.length = 0;
+  const dest = join(dir, 'locked.bin');
+  writeFileSync(`${dest}.lock`, String(process.pid)); // a live owner
+  const waiting = downloadFile(`${base}/f`, dest, { ...fast, md5 });
+  await new Promise((r) => setTimeout(r, 400));
+  writeFileSync(dest, fixture); // the owner finishes
+  rmSync(`${dest}.lock`);
+  assert.equal(await waiting, dest);
+  assert.equal(requests.length, 0);
+
+  const dest2 = join(dir, 'stale.bin');
+  const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+  writeFileSync(`${dest2}.lock`, gone.stdout); // its process has exited
+  await downloadFile(`${base}/f`, dest2, { ...fast, md5 });
+  assert.ok(readFileSync(dest2).equals(fixture));
+  assert.equal(existsSync(`${dest2}.lock`), false);
 });
 
 test('ensureImagenetWeights: GRAFT_IMAGENET_URL mirror into the cache, checked, cached', async () => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import cliProgress from 'cli-progress';
 import { GraftError, describeFsError } from './errors.js';
@@ -72,22 +72,69 @@ function reasonOf(err: unknown): string {
  * Downloads `url` to `dest` once: an existing `dest` is returned untouched (it only ever appears
  * complete and checked, by rename). Bytes go to `dest.part` first; an interrupted transfer is
  * resumed with an HTTP Range request (or restarted when the server ignores Range), network errors
- * are retried with exponential backoff, and the md5 is checked before the rename.
+ * are retried with exponential backoff, and the md5 is checked before the rename. Calls for the
+ * same `dest` (from any process on this machine) take turns through `dest.lock`.
  * Throws GraftError; DownloadNetworkError (cause: the last error) when the server could not be reached.
  */
 export async function downloadFile(url: string, dest: string, opts: DownloadOptions = {}): Promise<string> {
   if ((await fileSize(dest)) > 0) return dest;
+  try {
+    await mkdir(dirname(dest), { recursive: true });
+  } catch (err) {
+    throw describeFsError(err, dirname(dest), 'create');
+  }
+  const release = await lockDownload(dest);
+  try {
+    // Another process may have finished it while we waited for the lock.
+    if ((await fileSize(dest)) > 0) return dest;
+    return await downloadUnlocked(url, dest, opts);
+  } finally {
+    await release();
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * One download of `dest` at a time on this machine: two processes appending to the same .part
+ * would corrupt it. `dest.lock` holds the owner's pid; a lock whose process is gone is stale.
+ */
+async function lockDownload(dest: string): Promise<() => Promise<void>> {
+  const lock = `${dest}.lock`;
+  for (;;) {
+    try {
+      const handle = await open(lock, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      return () => rm(lock, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw describeFsError(err, lock, 'create');
+    }
+    const text = (await readFile(lock, 'utf8').catch(() => '')).trim();
+    const owner = Number(text);
+    const justCreated = text === '' && Date.now() - ((await stat(lock).catch(() => undefined))?.mtimeMs ?? 0) < 5000;
+    if (!justCreated && (!Number.isInteger(owner) || owner <= 0 || !isAlive(owner))) {
+      await rm(lock, { force: true });
+      continue;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function downloadUnlocked(url: string, dest: string, opts: DownloadOptions): Promise<string> {
   const part = `${dest}.part`;
   const doFetch = opts.fetch ?? globalThis.fetch;
   const retries = opts.retries ?? 4;
   const delay = opts.retryDelayMs ?? 1000;
   const idleTimeout = opts.idleTimeoutMs ?? 60_000;
   const showBar = opts.progressBar ?? process.stderr.isTTY === true;
-  try {
-    await mkdir(dirname(dest), { recursive: true });
-  } catch (err) {
-    throw describeFsError(err, dirname(dest), 'create');
-  }
 
   let bar: cliProgress.SingleBar | undefined;
   const progress = (p: DownloadProgress): void => {
