@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse, type Server } 
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { downloadFile, DownloadNetworkError } from '../src/util/download.js';
 import { ensureImagenetWeights, IMAGENET_WEIGHTS_FILE } from '../src/backbone/weights/imagenet.js';
@@ -14,17 +15,24 @@ import { GraftError } from '../src/util/errors.js';
 const fixture = randomBytes(300_000);
 const md5 = createHash('md5').update(fixture).digest('hex');
 
-type Mode = 'normal' | 'cut' | 'ignore-range' | 'unavailable-once' | 'missing';
+type Mode = 'normal' | 'cut' | 'ignore-range' | 'unavailable-once' | 'missing' | 'gzip';
 let mode: Mode = 'normal';
 /** What the server does after it has cut a transfer. */
 let afterCut: Mode = 'cut';
-const requests: { range?: string }[] = [];
+const requests: { range?: string; encoding?: string }[] = [];
 let server: Server;
 let base: string;
 let dir: string;
 
 function serve(req: IncomingMessage, res: ServerResponse): void {
-  requests.push({ range: req.headers.range });
+  requests.push({ range: req.headers.range, encoding: req.headers['accept-encoding'] });
+  if (mode === 'gzip') {
+    // A server that compresses even when asked not to: lengths then count compressed bytes.
+    const body = gzipSync(fixture);
+    res.writeHead(200, { 'Content-Length': body.length, 'Content-Encoding': 'gzip' });
+    res.end(body);
+    return;
+  }
   if (mode === 'missing') {
     res.writeHead(404).end();
     return;
@@ -129,6 +137,15 @@ test('an md5 mismatch fails clearly and leaves no file behind', async () => {
   });
   assert.equal(existsSync(dest), false);
   assert.equal(existsSync(`${dest}.part`), false);
+});
+
+test('asks for identity encoding, and copes with a server that gzips anyway', async () => {
+  mode = 'gzip';
+  requests.length = 0;
+  const dest = join(dir, 'gz.bin');
+  await downloadFile(`${base}/f`, dest, { ...fast, md5 });
+  assert.ok(readFileSync(dest).equals(fixture));
+  assert.equal(requests[0]!.encoding, 'identity');
 });
 
 test('HTTP 404 fails at once, without retries', async () => {

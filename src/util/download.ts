@@ -209,7 +209,10 @@ async function fetchInto(
   try {
     let res: Response;
     try {
-      res = await doFetch(url, { headers: offset > 0 ? { Range: `bytes=${offset}-` } : {}, signal: abort.signal });
+      // identity: byte offsets (Range, Content-Length) must count file bytes, not compressed ones.
+      const headers: Record<string, string> = { 'Accept-Encoding': 'identity' };
+      if (offset > 0) headers.Range = `bytes=${offset}-`;
+      res = await doFetch(url, { headers, signal: abort.signal });
     } catch (err) {
       throw new RetryableError('request failed', { cause: err });
     }
@@ -229,8 +232,9 @@ async function fetchInto(
     }
     const range = res.status === 206 ? parseContentRange(res.headers.get('content-range')) : undefined;
     if (res.status === 200 || range?.start !== offset) offset = 0; // server ignored Range: take the whole file again
+    const encoded = (res.headers.get('content-encoding') ?? 'identity') !== 'identity'; // sizes then count compressed bytes
     const length = Number(res.headers.get('content-length') ?? NaN);
-    const total = range?.total ?? (Number.isFinite(length) ? offset + length : undefined);
+    const total = encoded ? undefined : range?.total ?? (Number.isFinite(length) ? offset + length : undefined);
     if (!res.body) throw new RetryableError('empty body', { cause: new Error('empty response body') });
 
     let handle;
