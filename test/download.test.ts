@@ -15,7 +15,7 @@ import { GraftError } from '../src/util/errors.js';
 const fixture = randomBytes(300_000);
 const md5 = createHash('md5').update(fixture).digest('hex');
 
-type Mode = 'normal' | 'cut' | 'ignore-range' | 'unavailable-once' | 'missing' | 'gzip';
+type Mode = 'normal' | 'cut' | 'ignore-range' | 'unavailable-once' | 'missing' | 'gzip' | 'stall';
 let mode: Mode = 'normal';
 /** What the server does after it has cut a transfer. */
 let afterCut: Mode = 'cut';
@@ -40,6 +40,13 @@ function serve(req: IncomingMessage, res: ServerResponse): void {
   if (mode === 'unavailable-once') {
     mode = 'normal';
     res.writeHead(503).end();
+    return;
+  }
+  if (mode === 'stall') {
+    // Send a third, then nothing more, keeping the connection open.
+    mode = 'normal';
+    res.writeHead(200, { 'Content-Length': fixture.length });
+    res.write(fixture.subarray(0, 100_000));
     return;
   }
   if (mode === 'cut') {
@@ -115,6 +122,16 @@ test('retries within one call: a dropped connection, then a 503, still end with 
   assert.equal(requests[0]!.range, undefined);
   assert.match(requests[1]!.range!, /^bytes=[1-9]\d*-$/);
   assert.equal(requests[2]!.range, requests[1]!.range);
+});
+
+test('a stalled transfer is given up after the idle timeout and resumed', async () => {
+  mode = 'stall';
+  requests.length = 0;
+  const dest = join(dir, 'stall.bin');
+  await downloadFile(`${base}/f`, dest, { ...fast, md5, idleTimeoutMs: 500 });
+  assert.ok(readFileSync(dest).equals(fixture));
+  assert.ok(requests.length >= 2); // 2 unless the machine is too busy for the 0.5 s timeout
+  assert.match(requests[1]!.range!, /^bytes=[1-9]\d*-$/);
 });
 
 test('a server that ignores Range (200) makes the download start over', async () => {
