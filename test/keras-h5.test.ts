@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import h5wasm from 'h5wasm/node';
-import { loadKerasH5Weights, readKerasH5Topology } from '../src/backbone/weights/keras-h5.js';
+import { loadKerasH5Weights, readKerasH5Layers, readKerasH5Topology } from '../src/backbone/weights/keras-h5.js';
 import { inceptionV3Graph } from '../src/backbone/architectures/inception-v3.js';
 import type { KerasGraph, KerasLayer, WeightTensor } from '../src/backbone/keras-graph.js';
 import { GraftError } from '../src/util/errors.js';
@@ -106,6 +106,18 @@ test('layer_names split into layer_names0, layer_names1 (as Keras does for long 
   f.create_attribute('layer_names1', ['flatten_1', 'dense_1'], [2], 'S9');
   f.close();
   assert.deepEqual(await loadKerasH5Weights(file, tinyGraph()), expectedMap(fixture, ['conv2d_1', 'batch_normalization_1', 'dense_1']));
+});
+
+test('readKerasH5Layers lists the file\'s layers and their weights in order', async () => {
+  const file = join(dir, 'listing.h5');
+  await writeKerasH5(file, tinyFixture());
+  assert.deepEqual(await readKerasH5Layers(file), [
+    { name: 'input_1', weights: [] },
+    { name: 'conv2d_1', weights: ['kernel', 'bias'] },
+    { name: 'batch_normalization_1', weights: ['gamma', 'beta', 'moving_mean', 'moving_variance'] },
+    { name: 'flatten_1', weights: [] },
+    { name: 'dense_1', weights: ['kernel', 'bias'] },
+  ]);
 });
 
 test('readKerasH5Topology: the topology of a full saved model, none for a weights-only file', async () => {

@@ -78,6 +78,11 @@ test('resolveWeights: a Keras .h5 and the TF.js folder give the same weights, bi
   assert.deepEqual(fromH5.graph.layers.map((l) => l.name), fromTfjs.graph.layers.map((l) => l.name));
   assert.equal(fromH5.weights.size, tensors.size);
   for (const [key, t] of fromTfjs.weights) assert.ok(sameBits(fromH5.weights.get(key)!.data, t.data), key);
+  // Without a cut, a weights-only file holding input_1..mixed7 is recognised as such.
+  const uncut = await resolveWeights(h5);
+  assert.deepEqual(uncut.graph.outputs, ['mixed7']);
+  assert.equal(uncut.graph.layers.length, 229);
+  assert.equal(uncut.weights.size, 280);
   // Cut inside a block: not a prefix of the layer order, so layers pair by name.
   const inner = await resolveWeights(h5, { cut: 'activation_40' });
   assert.ok(sameBits(inner.weights.get('conv2d_40/kernel')!.data, tensors.get('conv2d_40/kernel')!.data));

@@ -166,7 +166,8 @@ export async function readKerasH5Topology(file: string): Promise<KerasGraph | un
   });
 }
 
-function readWeights(file: string, h5: Group, graph: KerasGraph, opts: KerasH5Options): WeightMap {
+/** The layers a Keras weights file lists with their weight names (layers without weights included). */
+function fileLayersOf(file: string, h5: Group): FileLayer[] {
   let root: Group = h5;
   if (attrStrings(root, 'layer_names') === undefined) {
     const modelWeights = h5.get('model_weights');
@@ -179,13 +180,20 @@ function readWeights(file: string, h5: Group, graph: KerasGraph, opts: KerasH5Op
       { file },
     );
   }
-  const fileLayers: FileLayer[] = [];
-  for (const name of layerNames) {
+  return layerNames.map((name) => {
     const group = root.get(name);
     if (!(group instanceof h5wasm.Group)) throw new GraftError(`${file}: layer ${name} is listed in layer_names but has no group`, { file });
-    const weightNames = attrStrings(group, 'weight_names') ?? [];
-    if (weightNames.length > 0) fileLayers.push({ name, weightNames, group });
-  }
+    return { name, weightNames: attrStrings(group, 'weight_names') ?? [], group };
+  });
+}
+
+/** The layers of a Keras weights file, in file order, with the names of their weights ("kernel", ...). */
+export async function readKerasH5Layers(file: string): Promise<{ name: string; weights: string[] }[]> {
+  return withH5(file, (h5) => fileLayersOf(file, h5).map((l) => ({ name: l.name, weights: l.weightNames.map(shortWeightName) })));
+}
+
+function readWeights(file: string, h5: Group, graph: KerasGraph, opts: KerasH5Options): WeightMap {
+  const fileLayers = fileLayersOf(file, h5).filter((l) => l.weightNames.length > 0);
 
   const inputShape = opts.inputShape ?? defaultInputShape(graph);
   const shapes = inferShapes(graph, inputShape);

@@ -19,7 +19,7 @@ import { sharedInceptionWeightsDir } from '../../util/paths.js';
 import { inceptionV3Graph } from '../architectures/inception-v3.js';
 import type { KerasGraph, WeightMap } from '../keras-graph.js';
 import { cachedImagenetWeightsPath, ensureImagenetWeights, type ImagenetWeightsOptions } from './imagenet.js';
-import { loadKerasH5Weights, readKerasH5Topology } from './keras-h5.js';
+import { loadKerasH5Weights, readKerasH5Layers, readKerasH5Topology } from './keras-h5.js';
 import { loadTfjsLayersModel } from './tfjs-layers.js';
 
 export const DEFAULT_WEIGHTS = 'imagenet';
@@ -124,9 +124,24 @@ function upTo(full: KerasGraph, cut: string | undefined, file: string): { graph:
  */
 async function loadH5(file: string, cut: string | undefined): Promise<LoadedModel> {
   const own = await readKerasH5Topology(file);
-  const { graph, isPrefix } = upTo(own ?? inceptionV3Graph(), cut, file);
+  const { graph, isPrefix } = upTo(own ?? inceptionV3Graph(), cut ?? (own ? undefined : await blockHeldBy(file)), file);
   const match = own !== undefined || !isPrefix ? 'name' : 'order';
   return { graph, weights: await loadKerasH5Weights(file, graph, { match }), source: file };
+}
+
+/**
+ * For a weights-only file with fewer layers than the whole InceptionV3 (e.g. one saved from a
+ * backbone cut at mixed7): the block output whose layers are exactly the file's weighted layers.
+ */
+async function blockHeldBy(file: string): Promise<string | undefined> {
+  const held = (await readKerasH5Layers(file)).filter((l) => l.weights.length > 0).length;
+  const full = inceptionV3Graph();
+  let weighted = 0;
+  for (const layer of full.layers) {
+    if (layer.className === 'Conv2D' || layer.className === 'BatchNormalization') weighted++;
+    if (/^mixed\d+$/.test(layer.name) && weighted === held) return layer.name;
+  }
+  return undefined;
 }
 
 /**
