@@ -59,6 +59,10 @@ function serve(req: IncomingMessage, res: ServerResponse): void {
   const m = req.headers.range?.match(/^bytes=(\d+)-$/);
   if (m && mode === 'normal') {
     const start = Number(m[1]);
+    if (start >= fixture.length) {
+      res.writeHead(416, { 'Content-Range': `bytes */${fixture.length}` }).end();
+      return;
+    }
     res.writeHead(206, { 'Content-Length': fixture.length - start, 'Content-Range': `bytes ${start}-${fixture.length - 1}/${fixture.length}` });
     res.end(fixture.subarray(start));
     return;
@@ -141,6 +145,16 @@ test('a server that ignores Range (200) makes the download start over', async ()
   writeFileSync(`${dest}.part`, randomBytes(5000)); // not even a prefix: must be replaced, not appended to
   await downloadFile(`${base}/f`, dest, { ...fast, md5 });
   assert.equal(requests[0]!.range, 'bytes=5000-');
+  assert.ok(readFileSync(dest).equals(fixture));
+});
+
+test('a complete .part left by an earlier run is checked and renamed, not fetched again', async () => {
+  mode = 'normal';
+  requests.length = 0;
+  const dest = join(dir, 'complete.bin');
+  writeFileSync(`${dest}.part`, fixture);
+  await downloadFile(`${base}/f`, dest, { ...fast, md5 });
+  assert.deepEqual(requests.map((r) => r.range), [`bytes=${fixture.length}-`]);
   assert.ok(readFileSync(dest).equals(fixture));
 });
 

@@ -217,8 +217,14 @@ async function fetchInto(
       throw new RetryableError('request failed', { cause: err });
     }
     if (res.status === 416 && offset > 0) {
-      // Our part is no prefix the server recognises (e.g. the file changed): start over.
+      // "bytes */N" with N our size: the part is already complete (an earlier run stopped before
+      // the rename). Otherwise our part is no prefix the server recognises: start over.
+      const whole = res.headers.get('content-range')?.match(/^bytes \*\/(\d+)$/);
       await res.body?.cancel();
+      if (whole && Number(whole[1]) === offset) {
+        progress({ received: offset, total: offset });
+        return;
+      }
       await rm(part, { force: true });
       throw new RetryableError('range not satisfiable', { cause: new Error('HTTP 416, restarting') });
     }
