@@ -170,7 +170,8 @@ async function downloadUnlocked(url: string, dest: string, opts: DownloadOptions
   }
   if (lastError !== undefined) {
     const reason = reasonOf(lastError);
-    throw new DownloadNetworkError(`cannot download ${url}: ${reason} (after ${retries + 1} attempts; ${basename(part)} is kept and will be resumed)`, reason, {
+    const kept = (await fileSize(part)) > 0 ? `; ${basename(part)} is kept and will be resumed` : '';
+    throw new DownloadNetworkError(`cannot download ${url}: ${reason} (after ${retries + 1} attempts${kept})`, reason, {
       file: dest,
       cause: lastError,
     });
