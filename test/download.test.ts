@@ -106,7 +106,7 @@ test('an interrupted transfer is resumed from the .part with a Range request', a
   const dest = join(dir, 'resume.bin');
   await assert.rejects(downloadFile(`${base}/f`, dest, { ...fast, md5, retries: 0 }), (err: unknown) => {
     assert.ok(err instanceof DownloadNetworkError);
-    assert.match(err.message, /after 1 attempts; resume\.bin\.part is kept and will be resumed\)$/);
+    assert.match(err.message, /after 1 attempt; resume\.bin\.part is kept and will be resumed\)$/);
     return true;
   });
   const partSize = statSync(`${dest}.part`).size;
