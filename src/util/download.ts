@@ -171,7 +171,7 @@ async function downloadUnlocked(url: string, dest: string, opts: DownloadOptions
   if (lastError !== undefined) {
     const reason = reasonOf(lastError);
     const kept = (await fileSize(part)) > 0 ? `; ${basename(part)} is kept and will be resumed` : '';
-    throw new DownloadNetworkError(`cannot download ${url}: ${reason} (after ${retries + 1} attempt${retries === 0 ? "" : "s"}${kept})`, reason, {
+    throw new DownloadNetworkError(`cannot download ${url}: ${reason} (after ${retries + 1} attempt${retries === 0 ? '' : 's'}${kept})`, reason, {
       file: dest,
       cause: lastError,
     });

@@ -8,14 +8,7 @@ import { inferShapes, layerWeightSpecs, type Shape, type WeightSpec } from '../l
 import { parseKerasTopology } from '../topology.js';
 import { validateWeights } from '../validate-weights.js';
 
-/**
- * Reads the weights of a Keras 2 HDF5 file (`model.save_weights('x.h5')`, a full `model.save('x.h5')`,
- * or a published `*_weights_tf_dim_ordering_tf_kernels*.h5`) for the layers of `graph`.
- *
- * Layout: the root (or the `model_weights` group of a full model) has an attribute `layer_names`;
- * each layer is a group with an attribute `weight_names` ("conv2d_1/kernel:0", ...) naming datasets
- * inside that group, in the order the layer owns them.
- */
+/** How loadKerasH5Weights pairs the file's layers with the graph's. */
 export interface KerasH5Options {
   /**
    * 'order' (default, as Keras `load_weights`): the file's layers that have weights, in file order,
@@ -144,6 +137,15 @@ function hdf5Reason(err: unknown): string {
   return reasons.length > 0 ? reasons[reasons.length - 1]! : message.split('\n')[0]!;
 }
 
+/**
+ * Reads the weights of a Keras 2 HDF5 file (`model.save_weights('x.h5')`, a full `model.save('x.h5')`,
+ * or a published `*_weights_tf_dim_ordering_tf_kernels*.h5`) for the layers of `graph`, checked
+ * against the shapes the graph needs (GraftError naming file, layer, expected and found shape).
+ *
+ * Layout: the root (or the `model_weights` group of a full model) has an attribute `layer_names`;
+ * each layer is a group with an attribute `weight_names` ("conv2d_1/kernel:0", ...) naming datasets
+ * inside that group, in the order the layer owns them.
+ */
 export async function loadKerasH5Weights(file: string, graph: KerasGraph, opts: KerasH5Options = {}): Promise<WeightMap> {
   return withH5(file, (h5) => readWeights(file, h5, graph, opts));
 }
