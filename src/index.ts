@@ -69,8 +69,27 @@ export { kerasToOnnx } from './backbone/onnx/convert.js';
 export type { KerasToOnnxOptions } from './backbone/onnx/convert.js';
 export { createOrtExtractor, DEFAULT_BATCH } from './backbone/engine.js';
 export type { FeatureExtractor, OrtExtractorOptions } from './backbone/engine.js';
-export { loadBackbone, resolveWeights, checkInputSize, DEFAULT_CUT, DEFAULT_INPUT_SIZE } from './backbone/backbone.js';
+export { loadBackbone, checkInputSize, DEFAULT_CUT, DEFAULT_INPUT_SIZE } from './backbone/backbone.js';
 export type { Backbone, BackboneOptions } from './backbone/backbone.js';
 export { summarizeModel, countParams } from './model/summary.js';
 export type { ParamCounts, TrainableFrom } from './model/summary.js';
-export { parseHeadSpec, withClasses } from './model/head-spec-parse.js';
+export { parseHeadSpec } from './model/head-spec-parse.js';
+export { inceptionV3Graph } from './backbone/architectures/inception-v3.js';
+export type { InceptionV3Options } from './backbone/architectures/inception-v3.js';
+export { kerasLayerOrder } from './backbone/keras-layer-order.js';
+export { loadKerasH5Weights, readKerasH5Layers, readKerasH5Topology } from './backbone/weights/keras-h5.js';
+export type { KerasH5Options } from './backbone/weights/keras-h5.js';
+export { saveKerasH5Weights } from './backbone/weights/keras-h5-writer.js';
+export {
+  ensureImagenetWeights,
+  cachedImagenetWeightsPath,
+  hasCachedImagenetWeights,
+  IMAGENET_WEIGHTS_FILE,
+  IMAGENET_WEIGHTS_URL,
+  IMAGENET_WEIGHTS_MD5,
+} from './backbone/weights/imagenet.js';
+export type { ImagenetWeightsOptions } from './backbone/weights/imagenet.js';
+export { resolveWeights, planWeights, DEFAULT_WEIGHTS } from './backbone/weights/resolve.js';
+export type { WeightsPlan, LoadedModel, ResolveWeightsOptions } from './backbone/weights/resolve.js';
+export { downloadFile, DownloadNetworkError } from './util/download.js';
+export type { DownloadOptions, DownloadProgress } from './util/download.js';

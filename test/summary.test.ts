@@ -6,7 +6,8 @@ import { parseKerasTopology } from '../src/backbone/topology.js';
 import { cutGraph } from '../src/backbone/cut.js';
 import { buildClassifierGraph } from '../src/model/classifier-graph.js';
 import { LAB_HEAD } from '../src/model/head-spec.js';
-import { parseHeadSpec, withClasses } from '../src/model/head-spec-parse.js';
+import { parseHeadSpec } from '../src/model/head-spec-parse.js';
+import { headForClasses } from '../src/model/head.js';
 import { countParams, summarizeModel } from '../src/model/summary.js';
 import { main } from '../src/cli/main.js';
 import { GraftError } from '../src/util/errors.js';
@@ -44,10 +45,10 @@ test('trainableFrom unfreezes the layers from a given one on', () => {
 
 test('head specs: parsing, classes, and clear errors', () => {
   assert.deepEqual(parseHeadSpec('flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid'), LAB_HEAD);
-  const gap = withClasses(parseHeadSpec('gap, dense:256:relu'), 5);
+  const gap = headForClasses(5, parseHeadSpec('gap, dense:256:relu'));
   assert.deepEqual(gap.layers, [{ kind: 'gap' }, { kind: 'dense', units: 256, activation: 'relu' }, { kind: 'dense', units: 5, activation: 'softmax' }]);
-  assert.deepEqual(withClasses(LAB_HEAD, 3).layers.at(-1), { kind: 'dense', units: 3, activation: 'softmax' });
-  assert.deepEqual(withClasses(LAB_HEAD, 2), LAB_HEAD);
+  assert.deepEqual(headForClasses(3, LAB_HEAD).layers.at(-1), { kind: 'dense', units: 3, activation: 'softmax' });
+  assert.deepEqual(headForClasses(2, LAB_HEAD), LAB_HEAD);
   const text = summarizeModel(buildClassifierGraph(cutGraph(inception, 'mixed7'), gap), [150, 150, 3]);
   assert.match(text, /global_average_pooling2d \(Globa +\(None, 768\) +0/);
   assert.match(text, /Trainable params: 198,149$/m); // 768*256+256 + 256*5+5
@@ -62,7 +63,7 @@ test('head specs: parsing, classes, and clear errors', () => {
   ] as const) {
     assert.throws(() => parseHeadSpec(spec), (e: unknown) => e instanceof GraftError && why.test(e.message), spec);
   }
-  assert.throws(() => withClasses(LAB_HEAD, 1), /--classes must be an integer >= 2/);
+  assert.throws(() => headForClasses(1, LAB_HEAD), /at least 2 classes/);
 });
 
 test('graft summary prints the table; bad options give one-line errors', async () => {

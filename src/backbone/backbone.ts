@@ -2,17 +2,14 @@
  * The frozen backbone: weights loaded, cut at a layer, converted to ONNX and running in a feature
  * extractor, ready for `extract`.
  */
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { GraftError } from '../util/errors.js';
-import { sharedInceptionWeightsDir } from '../util/paths.js';
 import { cutGraph } from './cut.js';
 import { createOrtExtractor, type FeatureExtractor } from './engine.js';
 import type { KerasGraph, WeightMap } from './keras-graph.js';
 import { inferShapes } from './layer-shapes.js';
 import { kerasToOnnx } from './onnx/convert.js';
 import { validateWeights } from './validate-weights.js';
-import { loadTfjsLayersModel, type LoadedWeights } from './weights/tfjs-layers.js';
+import { resolveWeights } from './weights/resolve.js';
 
 export interface BackboneOptions {
   /** A TF.js layers-model folder (or its model.json); default: the shared InceptionV3 (fp32). */
@@ -47,21 +44,6 @@ export const DEFAULT_INPUT_SIZE: [number, number] = [150, 150];
 /** InceptionV3's smallest input: its stem reduces 75x75 to 3x3 before mixed0's 3x3 pools. */
 const MIN_INPUT_SIZE = 75;
 
-/**
- * Resolves the `weights` option to a loaded model: the one place where weight formats are told
- * apart (TF.js layers folders today; Keras .h5 files and named downloads plug in here).
- */
-export async function resolveWeights(weights: string | undefined): Promise<LoadedWeights> {
-  const spec = weights ?? sharedInceptionWeightsDir('fp32');
-  if (spec.endsWith('.json')) return loadTfjsLayersModel(spec);
-  if (existsSync(spec) && statSync(spec).isDirectory()) {
-    if (existsSync(join(spec, 'model.json'))) return loadTfjsLayersModel(spec);
-    throw new GraftError(`${spec}: no model.json in this folder (expected a TF.js layers model)`, { file: spec });
-  }
-  if (!existsSync(spec)) throw new GraftError(`${spec}: no such weights file or folder`, { file: spec });
-  throw new GraftError(`${spec}: unsupported weights format (expected a TF.js layers-model folder with model.json)`, { file: spec });
-}
-
 /** Throws a GraftError unless [h, w] is a usable input size for the InceptionV3 backbone. */
 export function checkInputSize([h, w]: [number, number]): void {
   if (!Number.isInteger(h) || !Number.isInteger(w) || h < MIN_INPUT_SIZE || w < MIN_INPUT_SIZE) {
@@ -73,8 +55,8 @@ export function checkInputSize([h, w]: [number, number]): void {
 export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone> {
   const [h, w] = opts.inputSize ?? DEFAULT_INPUT_SIZE;
   checkInputSize([h, w]);
-  const loaded = await resolveWeights(opts.weights);
   const cut = opts.cut ?? DEFAULT_CUT;
+  const loaded = await resolveWeights(opts.weights ?? 'imagenet', { cut });
   const graph = cutGraph(loaded.graph, cut);
   const inputShape: [number, number, number] = [h, w, 3];
   validateWeights(graph, loaded.weights, inputShape, loaded.source);

@@ -44,15 +44,3 @@ export function parseHeadSpec(text: string): HeadSpec {
   }
   return { layers };
 }
-
-/**
- * The head with its output layer set for `classes` classes: Dense(1, sigmoid) for 2,
- * Dense(classes, softmax) for more. A final sigmoid/softmax Dense is replaced, otherwise appended.
- */
-export function withClasses(head: HeadSpec, classes: number): HeadSpec {
-  if (!Number.isInteger(classes) || classes < 2) throw new GraftError(`--classes must be an integer >= 2, got ${classes}`);
-  const output: HeadLayerSpec = classes === 2 ? { kind: 'dense', units: 1, activation: 'sigmoid' } : { kind: 'dense', units: classes, activation: 'softmax' };
-  const last = head.layers[head.layers.length - 1];
-  const isOutput = last?.kind === 'dense' && (last.activation === 'sigmoid' || last.activation === 'softmax');
-  return { layers: [...(isOutput ? head.layers.slice(0, -1) : head.layers), output] };
-}

@@ -2,23 +2,21 @@ import type { WeightMap } from '../backbone/keras-graph.js';
 import { GraftError } from '../util/errors.js';
 import { Random } from '../util/random.js';
 import { headLayerNames } from './classifier-graph.js';
-import { LAB_HEAD, type HeadSpec } from './head-spec.js';
+import { LAB_HEAD, type HeadLayerSpec, type HeadSpec } from './head-spec.js';
 
 /**
- * `base` with its last Dense layer replaced by the output layer for `numClasses`:
- * Dense(1, sigmoid) for two classes, Dense(k, softmax) for more.
+ * `base` with its output layer set for `numClasses`: Dense(1, sigmoid) for two classes,
+ * Dense(k, softmax) for more. A final sigmoid/softmax Dense is replaced, otherwise the output is
+ * appended (so 'gap,dense:256:relu' gains an output layer).
  */
 export function headForClasses(numClasses: number, base: HeadSpec = LAB_HEAD): HeadSpec {
   if (!Number.isInteger(numClasses) || numClasses < 2) throw new GraftError(`a classifier needs at least 2 classes, found ${numClasses}`);
-  const layers = [...base.layers];
-  let last = -1;
-  for (let i = layers.length - 1; i >= 0; i--) if (layers[i]!.kind === 'dense') { last = i; break; }
-  const output = numClasses === 2
-    ? { kind: 'dense' as const, units: 1, activation: 'sigmoid' as const }
-    : { kind: 'dense' as const, units: numClasses, activation: 'softmax' as const };
-  if (last < 0) layers.push(output);
-  else layers[last] = output;
-  return { layers };
+  const output: HeadLayerSpec = numClasses === 2
+    ? { kind: 'dense', units: 1, activation: 'sigmoid' }
+    : { kind: 'dense', units: numClasses, activation: 'softmax' };
+  const last = base.layers[base.layers.length - 1];
+  const isOutput = last?.kind === 'dense' && (last.activation === 'sigmoid' || last.activation === 'softmax');
+  return { layers: [...(isOutput ? base.layers.slice(0, -1) : base.layers), output] };
 }
 
 /** One Dense layer's weights in Keras layout: kernel [inputSize, units] row-major, bias [units]. */

@@ -4,6 +4,7 @@ import { registerData } from './data.js';
 import { registerEvaluate } from './evaluate.js';
 import { registerPredict } from './predict.js';
 import { registerSummary } from './summary.js';
+import { registerWeights } from './weights.js';
 import { registerLab, registerTrain } from './train.js';
 
 /** Every subcommand registers itself here; each lives in its own module beside this one. */
@@ -13,6 +14,7 @@ export function registerCommands(program: Command): void {
   registerEvaluate(program);
   registerPredict(program);
   registerSummary(program);
+  registerWeights(program);
   registerData(program);
   registerAugmentPreview(program);
 }

@@ -1,0 +1,56 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import h5wasm from 'h5wasm/node';
+import { describeFsError } from '../../util/errors.js';
+import type { KerasGraph, WeightMap } from '../keras-graph.js';
+import { weightKey } from '../keras-graph.js';
+import { inferShapes, layerWeightSpecs, type Shape } from '../layer-shapes.js';
+import { validateWeights } from '../validate-weights.js';
+
+/** Fixed-length byte strings, as Keras (numpy) writes its name lists. */
+function fixedStrings(names: string[]): string {
+  return `S${Math.max(1, ...names.map((n) => Buffer.byteLength(n)))}`;
+}
+
+/**
+ * Writes `weights` for the layers of `graph` as a Keras 2 `save_weights` HDF5 file, which Keras's
+ * `model.load_weights(file)` (and loadKerasH5Weights) reads back: root attribute `layer_names` (every
+ * layer, in graph order), per layer a group with `weight_names` ("dense_1/kernel:0", ...) and the
+ * arrays. `inputShape` ([h, w, c]) fixes the weight shapes that are checked before writing.
+ * The file appears whole or not at all (written beside it, then renamed).
+ */
+export async function saveKerasH5Weights(file: string, graph: KerasGraph, weights: WeightMap, inputShape: Shape): Promise<void> {
+  validateWeights(graph, weights, inputShape, file);
+  const shapes = inferShapes(graph, inputShape);
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    await mkdir(dirname(file), { recursive: true });
+    await h5wasm.ready;
+    const h5 = new h5wasm.File(tmp, 'w');
+    try {
+      const names = graph.layers.map((l) => l.name);
+      h5.create_attribute('layer_names', names, [names.length], fixedStrings(names));
+      h5.create_attribute('backend', 'tensorflow', null, 'S10');
+      h5.create_attribute('keras_version', '2.1.5', null, 'S5');
+      for (const layer of graph.layers) {
+        const specs = layerWeightSpecs(layer, shapes.inputs.get(layer.name) ?? []);
+        const group = h5.create_group(layer.name);
+        const weightNames = specs.map((s) => `${layer.name}/${s.name}:0`);
+        group.create_attribute('weight_names', weightNames, [weightNames.length], fixedStrings(weightNames));
+        if (specs.length === 0) continue;
+        const inner = group.create_group(layer.name);
+        for (const spec of specs) {
+          const tensor = weights.get(weightKey(layer.name, spec.name))!;
+          inner.create_dataset({ name: `${spec.name}:0`, data: tensor.data, shape: tensor.shape, dtype: '<f' });
+        }
+      }
+    } finally {
+      h5.close();
+    }
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => {});
+    throw describeFsError(err, file, 'write');
+  }
+}

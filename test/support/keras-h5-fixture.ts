@@ -1,0 +1,105 @@
+/** Test fixtures: Keras-layout HDF5 weight files written with h5wasm, and the shared weights read raw. */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import h5wasm from 'h5wasm/node';
+import { inceptionV3Graph } from '../../src/backbone/architectures/inception-v3.js';
+import type { KerasGraph, WeightTensor } from '../../src/backbone/keras-graph.js';
+import { sharedInceptionWeightsDir } from '../../src/util/paths.js';
+
+export interface FixtureLayer {
+  name: string;
+  weights: { name: string; shape: number[]; data: Float32Array }[];
+}
+
+/** Writes `layers` the way Keras 2 save_weights does (optionally under model_weights, as model.save does). */
+export async function writeKerasH5(
+  file: string,
+  layers: FixtureLayer[],
+  opts: { underModelWeights?: boolean; layerNames?: boolean; modelConfig?: KerasGraph } = {},
+): Promise<void> {
+  await h5wasm.ready;
+  const f = new h5wasm.File(file, 'w');
+  if (opts.modelConfig) {
+    // model.save: the topology as a JSON string attribute at the root, weights under model_weights.
+    const json = JSON.stringify(kerasModelConfig(opts.modelConfig));
+    f.create_attribute('model_config', json, null, `S${Buffer.byteLength(json)}`);
+    f.create_attribute('keras_version', '2.1.5', null, 'S5');
+  }
+  const root = opts.underModelWeights || opts.modelConfig ? f.create_group('model_weights') : f;
+  const fixed = (names: string[]) => `S${Math.max(1, ...names.map((n) => n.length))}`;
+  const names = layers.map((l) => l.name);
+  if (opts.layerNames !== false) root.create_attribute('layer_names', names, [names.length], fixed(names));
+  for (const layer of layers) {
+    const group = root.create_group(layer.name);
+    const weightNames = layer.weights.map((w) => `${layer.name}/${w.name}:0`);
+    group.create_attribute('weight_names', weightNames, [weightNames.length], fixed(weightNames));
+    if (layer.weights.length === 0) continue;
+    const sub = group.create_group(layer.name);
+    for (const w of layer.weights) sub.create_dataset({ name: `${w.name}:0`, data: w.data, shape: w.shape, dtype: '<f' });
+  }
+  f.close();
+}
+
+/** A KerasGraph as Keras 2 `model.to_json()` writes it (class Model, nested inbound_nodes). */
+export function kerasModelConfig(graph: KerasGraph): unknown {
+  return {
+    class_name: 'Model',
+    config: {
+      name: graph.name,
+      layers: graph.layers.map((l) => ({
+        name: l.name,
+        class_name: l.className,
+        config: { name: l.name, ...l.config },
+        inbound_nodes: l.inbound.length === 0 ? [] : [l.inbound.map((i) => [i, 0, 0, {}])],
+      })),
+      input_layers: graph.inputs.map((i) => [i, 0, 0]),
+      output_layers: graph.outputs.map((o) => [o, 0, 0]),
+    },
+  };
+}
+
+/** The shared fp32 TF.js weights (input_1..mixed7), read straight from model.json + shards. */
+export function readSharedTfjsWeights(): { tensors: Map<string, WeightTensor>; order: string[] } {
+  const folder = sharedInceptionWeightsDir('fp32');
+  const model = JSON.parse(readFileSync(join(folder, 'model.json'), 'utf8'));
+  const tensors = new Map<string, WeightTensor>();
+  const order: string[] = [];
+  for (const group of model.weightsManifest as { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[]) {
+    const bytes = Buffer.concat(group.paths.map((p) => readFileSync(join(folder, p))));
+    let offset = 0;
+    for (const w of group.weights) {
+      assert.equal(w.dtype, 'float32');
+      const n = w.shape.reduce((a, b) => a * b, 1);
+      const data = new Float32Array(n);
+      Buffer.from(data.buffer).set(bytes.subarray(offset, offset + 4 * n));
+      offset += 4 * n;
+      tensors.set(w.name, { shape: w.shape, data });
+      order.push(w.name);
+    }
+  }
+  return { tensors, order };
+}
+
+/** The graph's layers up to `last` (for block outputs, a prefix of Keras's layer order). */
+export function cutAt(graph: KerasGraph, last: string): KerasGraph {
+  const end = graph.layers.findIndex((l) => l.name === last);
+  return { ...graph, layers: graph.layers.slice(0, end + 1), outputs: [last] };
+}
+
+/** A Keras-layout .h5 of InceptionV3 input_1..mixed7 holding the shared weights; returns them. */
+export async function writeSharedInceptionH5(file: string): Promise<Map<string, WeightTensor>> {
+  const { tensors, order } = readSharedTfjsWeights();
+  // Keras layer_names lists every layer, weights or not, in model order.
+  const layers: FixtureLayer[] = cutAt(inceptionV3Graph(), 'mixed7').layers.map((l) => ({
+    name: l.name,
+    weights: order.filter((k) => k.startsWith(`${l.name}/`)).map((k) => ({ name: k.slice(l.name.length + 1), ...tensors.get(k)! })),
+  }));
+  await writeKerasH5(file, layers);
+  return tensors;
+}
+
+/** Bit-for-bit equality of two float arrays (NaN-safe, -0 aware). */
+export function sameBits(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
