@@ -258,7 +258,7 @@ export async function exportClassifier(
 ): Promise<{ modelDir: string; onnxFile: string }> {
   const graph = buildClassifierGraph(backbone.graph, head);
   const names = headLayerNames(head, new Set(backbone.graph.layers.map((l) => l.name)));
-  const weights = new Map([...backbone.weights, ...headToWeightMap(head, params, names.filter((_, i) => head.layers[i]!.kind === 'dense'))]);
+  const weights = new Map([...backbone.weights, ...headToWeightMap(head, params, names)]);
   const modelDir = join(out, 'model');
   await writeTfjsLayersModel(graph, weights, modelDir, { inputSize: info.inputSize, metadata: { graft: info } });
   const onnxFile = join(out, 'model.onnx');

@@ -58,6 +58,9 @@ export async function createOrtExtractor(
   const outputName = session.outputNames[0]!;
   const perImageIn = inputShape[0] * inputShape[1] * inputShape[2];
   const perImageOut = outputShape.reduce((a, b) => a * b, 1);
+  // onnxruntime-node refuses tensors on a SharedArrayBuffer (where the augmentation workers write
+  // batches), so such input is staged through one reused ordinary buffer.
+  let staging: Float32Array | null = null;
   return {
     inputShape,
     outputShape,
@@ -68,8 +71,14 @@ export async function createOrtExtractor(
       const out = new Float32Array(n * perImageOut);
       for (let at = 0; at < n; at += batchSize) {
         const b = Math.min(batchSize, n - at);
-        // Both tensors are views: onnxruntime reads the caller's images and writes into `out` directly.
-        const x = new ort.Tensor('float32', input.subarray(at * perImageIn, (at + b) * perImageIn), [b, ...inputShape]);
+        // Both tensors are views: onnxruntime reads the images and writes into `out` directly.
+        let images = input.subarray(at * perImageIn, (at + b) * perImageIn);
+        if (images.buffer instanceof SharedArrayBuffer) {
+          staging ??= new Float32Array(batchSize * perImageIn);
+          staging.set(images);
+          images = staging.subarray(0, images.length);
+        }
+        const x = new ort.Tensor('float32', images, [b, ...inputShape]);
         const y = new ort.Tensor('float32', out.subarray(at * perImageOut, (at + b) * perImageOut), [b, ...outputShape]);
         await session.run({ [inputName]: x }, { [outputName]: y });
       }

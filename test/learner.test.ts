@@ -1,0 +1,168 @@
+/**
+ * End to end on a small real dataset (a few lab photos): train, checkpoint, resume, evaluate,
+ * export, and load the exports back in onnxruntime and in plain @tensorflow/tfjs.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { trainClassifier, type TrainOptions } from '../src/learner.js';
+import { parseHeadSpec } from '../src/model/head-spec-parse.js';
+import { loadClassifier, predictFiles } from '../src/model/saved-classifier.js';
+import { evaluateFolder } from '../src/evaluate/evaluate-folder.js';
+import { loadTfjsLayersModel } from '../src/backbone/weights/tfjs-layers.js';
+import { sharedInceptionWeightsDir, sharedLabDataDir } from '../src/util/paths.js';
+import { readHistory } from '../src/export/history-io.js';
+import { decodeImage } from '../src/data/decode.js';
+import { loadLayersModelFromDir, useWasmBackend } from './helpers/tfjs-node-io.js';
+import { tf } from './support/tfjs-reference.js';
+
+const PER_CLASS = { train: 8, validation: 4 };
+
+/** A lab-layout folder with the first few photos of each class, plus a junk file posing as a JPEG. */
+async function makeDataset(): Promise<string> {
+  const root = await mkdtemp(join(tmpdir(), 'graft-learner-'));
+  for (const split of ['train', 'validation'] as const) {
+    for (const cls of ['cats', 'dogs']) {
+      const from = join(sharedLabDataDir(), split, cls);
+      const to = join(root, 'data', split, cls);
+      await mkdir(to, { recursive: true });
+      const files = (await readdir(from)).sort().slice(0, PER_CLASS[split]);
+      for (const f of files) await copyFile(join(from, f), join(to, f));
+    }
+  }
+  await writeFile(join(root, 'data', 'train', 'cats', 'zz-not-an-image.jpg'), '<html>this is a web page</html>');
+  return root;
+}
+
+function options(root: string, out: string, extra: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    data: join(root, 'data'),
+    out: join(root, out),
+    weights: sharedInceptionWeightsDir('fp32'),
+    head: parseHeadSpec('flatten,dense:8:relu,dropout:0.2,dense:1:sigmoid'),
+    batchSize: 4,
+    epochs: 2,
+    seed: 7,
+    optimizer: { kind: 'rmsprop', learningRate: 1e-4 },
+    verbose: 2,
+    log: () => {},
+    ...extra,
+  };
+}
+
+const root = await makeDataset();
+test.after(() => rm(root, { recursive: true, force: true }));
+
+test('faithful training writes history, plots, metrics, checkpoint and a model that reloads with the same predictions', async () => {
+  const lines: string[] = [];
+  const result = await trainClassifier(options(root, 'run', { log: (l) => lines.push(l) }));
+  const out = join(root, 'run');
+
+  // The junk file was skipped with a warning naming it; training went on.
+  assert.ok(lines.some((l) => l.includes('zz-not-an-image.jpg')), 'a warning names the bad file');
+  assert.ok(lines.some((l) => /^Epoch 2\/2 - \d+s - loss: [\d.]+ - accuracy: [\d.]+ - val_loss: [\d.]+ - val_accuracy: [\d.]+/.test(l)));
+
+  const history = await readHistory(join(out, 'history.json'));
+  for (const key of ['loss', 'accuracy', 'val_loss', 'val_accuracy'] as const) {
+    assert.equal(history[key].length, 2);
+    assert.ok(history[key].every(Number.isFinite));
+  }
+  assert.deepEqual(history, result.history);
+  for (const f of ['accuracy.png', 'loss.png']) {
+    const meta = await sharp(join(out, f)).metadata();
+    assert.equal(meta.format, 'png');
+  }
+  const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8'));
+  assert.equal(metrics.count, 2 * PER_CLASS.validation);
+  assert.ok(Math.abs(metrics.accuracy - history.val_accuracy[1]!) < 1e-9, 'metrics.json agrees with the last epoch');
+  assert.ok(existsSync(join(out, 'report.txt')));
+  assert.ok(existsSync(join(out, 'checkpoint', 'checkpoint.json')));
+
+  // The exported classifier, run by onnxruntime, reproduces the final validation metrics.
+  const model = await loadClassifier(out);
+  try {
+    assert.deepEqual(model.info.classes, ['cats', 'dogs']);
+    const evaluation = await evaluateFolder(model, join(root, 'data'));
+    assert.equal(evaluation.metrics.count, 2 * PER_CLASS.validation);
+    assert.ok(Math.abs(evaluation.metrics.loss - history.val_loss[1]!) < 1e-4, `loss ${evaluation.metrics.loss} vs ${history.val_loss[1]}`);
+    assert.equal(evaluation.metrics.accuracy, history.val_accuracy[1]);
+
+    // Plain @tensorflow/tfjs loads model/ as a browser would and gives graft's predictions.
+    const files = evaluation.files.slice(0, 4);
+    const ours = await predictFiles(model, files);
+    await useWasmBackend();
+    const tfModel = await loadLayersModelFromDir(join(out, 'model'));
+    // The same pixels graft decodes: this compares the two runtimes, not two decoders.
+    const pixels = await Promise.all(files.map((f) => decodeImage(f, { width: 150, height: 150 })));
+    const input = new Float32Array(files.length * 150 * 150 * 3);
+    pixels.forEach((p, i) => input.set(Float32Array.from(p, (v) => v / 255), i * p.length));
+    const theirs = (await (tfModel.predict(tf.tensor4d(input, [files.length, 150, 150, 3])) as tf.Tensor).data()) as Float32Array;
+    ours.forEach((p, i) => assert.ok(Math.abs(p.probabilities[1]! - theirs[i]!) < 1e-4, `${files[i]}: graft ${p.probabilities[1]} vs tfjs ${theirs[i]}`));
+    tfModel.dispose();
+  } finally {
+    await model.dispose();
+  }
+
+  // The frozen backbone left training bit-identical to the weights it was loaded from.
+  const exported = await loadTfjsLayersModel(join(out, 'model'));
+  const original = await loadTfjsLayersModel(sharedInceptionWeightsDir('fp32'));
+  let compared = 0;
+  for (const [key, w] of original.weights) {
+    const e = exported.weights.get(key);
+    assert.ok(e, `exported model lacks ${key}`);
+    assert.ok(Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength).equals(Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength)), `${key} changed`);
+    compared++;
+  }
+  assert.equal(compared, 280);
+});
+
+test('a run stopped after epoch 1 and resumed ends exactly where an uninterrupted run ends', async () => {
+  const straight = await trainClassifier(options(root, 'straight', { mode: { kind: 'faithful' } }));
+  await trainClassifier(options(root, 'resumed', { epochs: 1 }));
+  const lines: string[] = [];
+  const resumed = await trainClassifier(options(root, 'resumed', { resume: true, log: (l) => lines.push(l) }));
+  assert.ok(lines.some((l) => l.startsWith('Resuming from the checkpoint of epoch 1/2')));
+  assert.deepEqual(resumed.history, straight.history);
+  const a = await loadTfjsLayersModel(join(root, 'straight', 'model'));
+  const b = await loadTfjsLayersModel(join(root, 'resumed', 'model'));
+  for (const key of ['dense/kernel', 'dense/bias', 'dense_1/kernel', 'dense_1/bias']) {
+    assert.deepEqual(b.weights.get(key)!.data, a.weights.get(key)!.data, key);
+  }
+});
+
+test('cached and views feeds train too, with a GlobalAveragePooling head on three classes', async () => {
+  // Three classes: cats, dogs and "both" (a copy of some of each), to exercise softmax.
+  const three = join(root, 'three');
+  for (const split of ['train', 'validation']) {
+    for (const cls of ['cats', 'dogs']) {
+      await mkdir(join(three, split, cls), { recursive: true });
+      await mkdir(join(three, split, 'mixed'), { recursive: true });
+      const files = (await readdir(join(root, 'data', split, cls))).filter((f) => f.endsWith('.jpg') && !f.startsWith('zz'));
+      for (const [i, f] of files.entries()) await copyFile(join(root, 'data', split, cls, f), join(three, split, i % 2 ? cls : 'mixed', f));
+    }
+  }
+  for (const mode of [{ kind: 'cached' } as const, { kind: 'views', views: 2 } as const]) {
+    const result = await trainClassifier({
+      ...options(root, `three-${mode.kind}`),
+      data: three,
+      head: parseHeadSpec('gap,dense:16:relu'),
+      mode,
+      optimizer: { kind: 'adam', learningRate: 1e-3 },
+    });
+    assert.deepEqual(result.classes, ['cats', 'dogs', 'mixed']);
+    assert.equal(result.metrics.numClasses, 3);
+    assert.equal(result.history.loss.length, 2);
+    const model = await loadClassifier(result.onnxFile);
+    try {
+      const preds = await predictFiles(model, [join(three, 'validation', 'cats', (await readdir(join(three, 'validation', 'cats')))[0]!)]);
+      assert.equal(preds[0]!.probabilities.length, 3);
+      assert.ok(Math.abs(preds[0]!.probabilities.reduce((a, b) => a + b, 0) - 1) < 1e-5);
+    } finally {
+      await model.dispose();
+    }
+  }
+});
