@@ -179,51 +179,62 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     const context = (store: ImageStore): FeedContext => ({ store, extractor: backbone!.extractor, pool: pool!, augmentation, pre, classMode, seed });
 
     const head = headForClasses(classes.length, opts.head ?? LAB_RECIPE.head);
-    const params = initHead(head, backbone.outputShape, seed);
-    trainer = await HeadTrainer.create(head, params, opts.optimizer ?? LAB_RECIPE.optimizer, { seed, featureShape: backbone.outputShape });
+    // Features and the trainer live inside this call only, so their memory is free before the export.
+    const trainHead = async (featureShape: number[]) => {
+      const initial = initHead(head, featureShape, seed);
+      trainer = await HeadTrainer.create(head, initial, opts.optimizer ?? LAB_RECIPE.optimizer, { seed, featureShape });
 
-    const t0 = performance.now();
-    const valData = await cachedFeatures(context(valStore));
-    say(`Validation features of ${valData.count} images computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
-    const valSamples = opts.validationSteps === undefined ? valData.count : opts.validationSteps * batchSize;
-    const valUsed = limitSamples(valData, valSamples);
+      const t0 = performance.now();
+      const valData = await cachedFeatures(context(valStore));
+      say(`Validation features of ${valData.count} images computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
+      const valSamples = opts.validationSteps === undefined ? valData.count : opts.validationSteps * batchSize;
+      const valUsed = limitSamples(valData, valSamples);
 
-    let source: BatchSource;
-    if (mode.kind === 'faithful') {
-      source = faithfulSource(context(trainStore), batchSize);
-    } else if (mode.kind === 'cached') {
-      const t1 = performance.now();
-      const cached = await cachedFeatures(context(trainStore));
-      say(`Training features of ${cached.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
-      source = arrayBatchSource(cached, batchSize, { shuffle: true, seed });
-    } else {
-      const t1 = performance.now();
-      source = await viewsSource(context(trainStore), batchSize, mode.views);
-      say(`${mode.views} augmented views of ${trainStore.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
-    }
-    source = limitSteps(source, opts.stepsPerEpoch);
+      let source: BatchSource;
+      if (mode.kind === 'faithful') {
+        source = faithfulSource(context(trainStore), batchSize);
+      } else if (mode.kind === 'cached') {
+        const t1 = performance.now();
+        const cached = await cachedFeatures(context(trainStore));
+        say(`Training features of ${cached.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
+        source = arrayBatchSource(cached, batchSize, { shuffle: true, seed });
+      } else {
+        const t1 = performance.now();
+        source = await viewsSource(context(trainStore), batchSize, mode.views);
+        say(`${mode.views} augmented views of ${trainStore.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
+      }
+      source = limitSteps(source, opts.stepsPerEpoch);
 
-    const history = await fit(trainer, source, valUsed, {
-      epochs: opts.epochs ?? LAB_RECIPE.epochs,
-      verbose,
-      showMemory: opts.showMemory,
-      signal: opts.signal,
-      log,
-      checkpoint: { dir: join(out, 'checkpoint'), resume: opts.resume },
-      callbacks: {
-        onEpochEnd: async (epoch, logs, soFar) => {
-          // history.json grows epoch by epoch, so a stopped run still shows its curves.
-          await writeHistory(join(out, 'history.json'), soFar);
-          await opts.onEpochEnd?.(epoch, logs);
+      const history = await fit(trainer, source, valUsed, {
+        epochs: opts.epochs ?? LAB_RECIPE.epochs,
+        verbose,
+        showMemory: opts.showMemory,
+        signal: opts.signal,
+        log,
+        checkpoint: { dir: join(out, 'checkpoint'), resume: opts.resume },
+        callbacks: {
+          onEpochEnd: async (epoch, logs, soFar) => {
+            // history.json grows epoch by epoch, so a stopped run still shows its curves.
+            await writeHistory(join(out, 'history.json'), soFar);
+            await opts.onEpochEnd?.(epoch, logs);
+          },
         },
-      },
-    });
-    await plotHistory(history, out);
+      });
+      await plotHistory(history, out);
 
-    const evaluation = await trainer.evaluate(valData.features, valData.labels, valData.count);
-    const trueLabels = Array.from(valStore.labels);
-    const metrics = computeMetrics(evaluation.probabilities, trueLabels, classes.length);
-    await writeEvaluation(out, metrics, { classes, files: [...valStore.paths] });
+      const evaluation = await trainer.evaluate(valData.features, valData.labels, valData.count);
+      const trueLabels = Array.from(valStore.labels);
+      const metrics = computeMetrics(evaluation.probabilities, trueLabels, classes.length);
+      await writeEvaluation(out, metrics, { classes, files: [...valStore.paths] });
+      const params = await trainer!.syncParams();
+      await trainer!.dispose();
+      trainer = undefined;
+      return { history, metrics, params };
+    };
+    const { history, metrics, params } = await trainHead(backbone.outputShape);
+    await pool.close();
+    pool = undefined;
+    await backbone.extractor.dispose();
 
     const info: ClassifierInfo = {
       format: 'graft-classifier',
@@ -238,7 +249,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       backbone: backbone.source,
       trainingMode: feedModeName(mode),
     };
-    const { modelDir, onnxFile } = await exportClassifier(backbone, head, await trainer.syncParams(), info, out);
+    const { modelDir, onnxFile } = await exportClassifier(backbone, head, params, info, out);
     say(`Saved the classifier to ${modelDir} (TF.js) and ${onnxFile} (ONNX); plots and metrics in ${out}`);
     return { history, metrics, classes, out, modelDir, onnxFile };
   } finally {
