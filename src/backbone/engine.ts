@@ -61,6 +61,7 @@ export async function createOrtExtractor(
   // onnxruntime-node refuses tensors on a SharedArrayBuffer (where the augmentation workers write
   // batches), so such input is staged through one reused ordinary buffer.
   let staging: Float32Array | null = null;
+  let released = false;
   return {
     inputShape,
     outputShape,
@@ -85,6 +86,9 @@ export async function createOrtExtractor(
       return out;
     },
     async dispose(): Promise<void> {
+      // Idempotent: a backbone may be released early (to free memory) and again on cleanup.
+      if (released) return;
+      released = true;
       await session.release();
     },
   };
