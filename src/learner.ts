@@ -161,19 +161,19 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   say(`Found ${train.files.length} images belonging to ${classes.length} classes.`);
   say(`Found ${validation.files.length} images belonging to ${classes.length} classes.`);
 
-  const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
-  const trainStore = await buildImageStore(train, storeOptions);
-  const valStore = await buildImageStore(validation, storeOptions);
-  for (const [name, store] of [['training', trainStore], ['validation', valStore]] as const) {
-    if (store.count === 0) throw new GraftError(`no readable ${name} images in ${name === 'training' ? train.root : validation.root}`);
-  }
-
   let backbone: Backbone | undefined;
   let pool: AugmentPool | undefined;
   let trainer: HeadTrainer | undefined;
   try {
+    // The backbone first: a weights problem shows before minutes of decoding.
     backbone = await loadBackbone({ weights: opts.weights, cut: opts.cut ?? LAB_RECIPE.cut, inputSize });
     say(`Backbone: ${backbone.source}, cut at ${backbone.graph.outputs[0]} -> (None, ${backbone.outputShape.join(', ')})`);
+    const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
+    const trainStore = await buildImageStore(train, storeOptions);
+    const valStore = await buildImageStore(validation, storeOptions);
+    for (const [name, store] of [['training', trainStore], ['validation', valStore]] as const) {
+      if (store.count === 0) throw new GraftError(`no readable ${name} images in ${name === 'training' ? train.root : validation.root}`);
+    }
     pool = AugmentPool.create({ threads: Math.max(1, Math.min(2, availableParallelism())) });
     const pre = preprocessParams(preprocess);
     const context = (store: ImageStore): FeedContext => ({ store, extractor: backbone!.extractor, pool: pool!, augmentation, pre, classMode, seed });
