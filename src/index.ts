@@ -93,3 +93,12 @@ export { resolveWeights, planWeights, DEFAULT_WEIGHTS } from './backbone/weights
 export type { WeightsPlan, LoadedModel, ResolveWeightsOptions } from './backbone/weights/resolve.js';
 export { downloadFile, DownloadNetworkError } from './util/download.js';
 export type { DownloadOptions, DownloadProgress } from './util/download.js';
+export { trainClassifier, exportClassifier, LAB_RECIPE } from './learner.js';
+export type { TrainOptions, TrainResult } from './learner.js';
+export { parseFeedMode, feedModeName, faithfulSource, viewsSource, cachedFeatures, computeFeatures } from './train/feature-sources.js';
+export type { FeedMode, FeedContext } from './train/feature-sources.js';
+export { loadClassifier, predictFiles, classProbabilities } from './model/saved-classifier.js';
+export type { LoadedClassifier, Prediction } from './model/saved-classifier.js';
+export type { ClassifierInfo } from './model/classifier-info.js';
+export { evaluateFolder } from './evaluate/evaluate-folder.js';
+export type { FolderEvaluation } from './evaluate/evaluate-folder.js';

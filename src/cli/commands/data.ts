@@ -6,7 +6,7 @@ import { formatDatasetReport, inspectDataset } from '../../data/inspect.js';
 export function registerData(program: Command): void {
   program
     .command('data')
-    .description('show the classes, counts, image sizes and bad files graft finds in a dataset folder')
+    .description('Show the classes, counts, image sizes and bad files graft finds in a dataset folder')
     .argument('<dir>', 'a folder with train/ and validation/ (or val/), or one sub-folder per class')
     .option('--json', 'print one JSON object')
     .option('--validation-split <fraction>', 'hold out this fraction of each class (single class-folder root)')

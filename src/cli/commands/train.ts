@@ -15,7 +15,7 @@ interface TrainFlags {
   out: string;
   weights?: string;
   cut: string;
-  inputSize: [number, number];
+  inputSize: string;
   head?: string;
   optimizer: 'rmsprop' | 'adam' | 'sgd';
   lr: number;
@@ -41,7 +41,7 @@ function addTrainingOptions(cmd: Command, defaults: { steps?: number; validation
     .option('--out <dir>', 'where results, checkpoints and the model go', 'runs/graft')
     .option('--weights <spec>', "backbone weights: 'imagenet', a Keras .h5 file or a TF.js model folder", 'imagenet')
     .option('--cut <layer>', 'backbone layer the head sits on', LAB_RECIPE.cut)
-    .option('--input-size <HxW>', 'image size', sizeOption, LAB_RECIPE.inputSize)
+    .option('--input-size <HxW>', 'image size, e.g. 150 or 150x150', '150x150')
     .option('--head <spec>', "head layers, e.g. 'flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid' or 'gap,dense:1'; the output layer follows the number of classes")
     .option('--optimizer <name>', 'rmsprop, adam or sgd', choiceOption('optimizer', ['rmsprop', 'adam', 'sgd'] as const), 'rmsprop')
     .option('--lr <rate>', 'learning rate', floatOption('lr', 0, 10), 1e-4)
@@ -72,7 +72,7 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
     out: flags.out,
     weights: flags.weights,
     cut: flags.cut,
-    inputSize: flags.inputSize,
+    inputSize: sizeOption(flags.inputSize),
     head: flags.head ? parseHeadSpec(flags.head) : undefined,
     optimizer:
       flags.optimizer === 'sgd' ? { kind: 'sgd', learningRate: flags.lr, momentum: flags.momentum ?? 0 }

@@ -8,7 +8,7 @@ const KIND = { tfjs: 'TF.js layers model', h5: 'Keras HDF5 weights', download: '
 export function registerWeights(program: Command): void {
   program
     .command('weights')
-    .description('show where --weights takes the backbone weights from (default "imagenet"); fetch them for offline use')
+    .description('Show where --weights takes the backbone weights from (default "imagenet"); fetch them for offline use')
     .argument('[spec]', '"imagenet", a Keras .h5 file, or a TF.js model folder', DEFAULT_WEIGHTS)
     .option('--download', 'download the Keras ImageNet .h5 into the cache now (so later runs need no network)')
     .option('--load', 'load the weights and print what they hold')
