@@ -92,6 +92,8 @@ export type { ImagenetWeightsOptions } from './backbone/weights/imagenet.js';
 export { resolveWeights, planWeights, DEFAULT_WEIGHTS } from './backbone/weights/resolve.js';
 export type { WeightsPlan, LoadedModel, ResolveWeightsOptions } from './backbone/weights/resolve.js';
 export { downloadFile, DownloadNetworkError } from './util/download.js';
+export { resolveLabDataset, cachedLabDatasetDir, LAB_DATASET_URL, LAB_DATASET_NAME } from './data/lab-dataset.js';
+export type { LabDatasetOptions } from './data/lab-dataset.js';
 export type { DownloadOptions, DownloadProgress } from './util/download.js';
 export { trainClassifier, exportClassifier, LAB_RECIPE } from './learner.js';
 export type { TrainOptions, TrainResult } from './learner.js';

@@ -5,7 +5,7 @@ import { parseFeedMode } from '../../train/feature-sources.js';
 import { NO_AUGMENTATION } from '../../data/augment.js';
 import { PREPROCESS_NAMES, type PreprocessName } from '../../data/preprocess.js';
 import { INTERPOLATIONS, type Interpolation } from '../../data/decode.js';
-import { sharedLabDataDir } from '../../util/paths.js';
+import { resolveLabDataset } from '../../data/lab-dataset.js';
 import { choiceOption, floatOption, interruptSignal, intOption, sizeOption } from '../options.js';
 
 interface TrainFlags {
@@ -115,8 +115,8 @@ export function registerLab(program: Command): void {
   const cmd = program
     .command('lab')
     .description("Reproduce the Keras transfer-learning lab: InceptionV3 cut at mixed7, Flatten-1024-Dropout-sigmoid head, cats vs dogs")
-    .option('--data <dir>', 'the lab dataset (train/ + validation/); default $GRAFT_LAB_DATA or ../shared/datasets/cats_and_dogs_filtered');
-  addTrainingOptions(cmd, { steps: LAB_RECIPE.stepsPerEpoch, validationSteps: LAB_RECIPE.validationSteps }).action((flags: TrainFlags) =>
-    runTraining(flags, flags.data ?? sharedLabDataDir()),
+    .option('--data <dir>', 'the lab dataset (a folder with train/ and validation/); default $GRAFT_LAB_DATA, else the lab zip, downloaded once into the cache');
+  addTrainingOptions(cmd, { steps: LAB_RECIPE.stepsPerEpoch, validationSteps: LAB_RECIPE.validationSteps }).action(async (flags: TrainFlags) =>
+    runTraining(flags, await resolveLabDataset({ data: flags.data })),
   );
 }
