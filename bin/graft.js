@@ -15,12 +15,12 @@ if (process.platform === 'linux' && !(process.env.GLIBC_TUNABLES ?? '').includes
   const tunables = [process.env.GLIBC_TUNABLES, TUNABLES].filter(Boolean).join(':');
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     stdio: 'inherit',
-    env: { ...process.env, GLIBC_TUNABLES: tunables },
+    env: { ...process.env, GLIBC_TUNABLES: tunables, GRAFT_LAUNCHER_PID: String(process.pid) },
   });
-  // The child shares the terminal, so Ctrl-C reaches it directly (forwarding would send it twice);
-  // signals sent to this process alone are passed on.
-  process.on('SIGINT', () => {});
-  for (const sig of ['SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
+  // Signals sent to this process are passed on (a terminal's Ctrl-C reaches both; the CLI counts
+  // two interrupts within a moment as one). If this process is killed outright, the child notices
+  // it was orphaned and stops (see src/cli/main.ts).
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
   child.on('exit', (code, signal) => {
     process.exit(code ?? 128 + (signal ? osConstants.signals[signal] : 1));
   });

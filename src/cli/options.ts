@@ -34,12 +34,18 @@ export function choiceOption<T extends string>(name: string, choices: readonly T
 
 /**
  * An AbortSignal raised by the first Ctrl-C (SIGINT) or SIGTERM, so long jobs stop between steps
- * and keep what they wrote; a second Ctrl-C quits at once.
+ * and keep what they wrote; a second Ctrl-C quits at once. Two signals within half a second count
+ * as one (the terminal and the launcher both deliver a Ctrl-C).
  */
 export function interruptSignal(onFirst?: () => void): { signal: AbortSignal; release: () => void } {
   const controller = new AbortController();
+  let first = 0;
   const handler = () => {
-    if (controller.signal.aborted) process.exit(130);
+    if (controller.signal.aborted) {
+      if (Date.now() - first > 500) process.exit(130);
+      return;
+    }
+    first = Date.now();
     onFirst?.();
     controller.abort();
   };

@@ -1,5 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeFsError, GraftError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -68,27 +68,6 @@ async function readMeta(dir: string): Promise<Meta | null> {
   return meta;
 }
 
-/** Writes `chunks` as one file atomically (temporary file, fsync, rename) without joining them in memory. */
-async function writeChunksAtomic(file: string, dir: string, chunks: Uint8Array[]): Promise<void> {
-  const tmp = join(dir, `.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    const handle = await open(tmp, 'w');
-    try {
-      for (const c of chunks) {
-        let done = 0;
-        while (done < c.length) done += (await handle.write(c, done, c.length - done)).bytesWritten;
-      }
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true }).catch(() => {});
-    throw describeFsError(err, file, 'write');
-  }
-}
-
 export async function saveCheckpoint(dir: string, ck: Checkpoint): Promise<void> {
   try {
     await mkdir(dir, { recursive: true });
@@ -100,7 +79,7 @@ export async function saveCheckpoint(dir: string, ck: Checkpoint): Promise<void>
   const binary = `checkpoint-${generation}.bin`;
   const data = arrays(ck);
   const chunks = data.map((a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
-  await writeChunksAtomic(join(dir, binary), dir, chunks);
+  await writeFileAtomic(join(dir, binary), chunks);
   const meta: Meta = {
     format: FORMAT,
     generation,

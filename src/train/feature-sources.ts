@@ -159,32 +159,48 @@ function orderAndLabels(ctx: FeedContext, batchSize: number) {
  * The lab's feed: each step draws a batch, augments it with fresh random transforms and runs it
  * through the backbone. Epoch e's transforms come from (seed, e) alone, so a resumed run sees the
  * same images as an uninterrupted one.
+ *
+ * Pipelined: while the head trains on batch k, the backbone already runs on batch k+1 and the
+ * worker threads augment batch k+2, which fills the gaps each stage leaves on the cores.
  */
 export function faithfulSource(ctx: FeedContext, batchSize: number): BatchSource {
   const { order, encode } = orderAndLabels(ctx, batchSize);
   const [h, w] = ctx.store.size;
   const preparer = new BatchPreparer(ctx, batchSize);
-  const inputs = [sharedFloat32(inputLength(ctx, batchSize)), sharedFloat32(inputLength(ctx, batchSize))];
+  const inputs = [0, 1, 2].map(() => sharedFloat32(inputLength(ctx, batchSize)));
   return {
     stepsPerEpoch: order.steps,
     async *batches(epoch: number): AsyncGenerator<Batch> {
       const rng = new Random(deriveSeed(ctx.seed, epoch, STREAM_AUGMENT));
-      const start = (step: number) => {
+      const steps = order.steps;
+      // Transforms are drawn in step order, whatever the timing, so the epoch is reproducible.
+      let augmenting: Promise<unknown> = Promise.resolve();
+      const augment = (step: number): Promise<Uint32Array> => {
         const indices = order.batch(epoch, step).slice();
         const params = drawTransforms(ctx.augmentation, rng, indices.length, h, w);
-        return preparer.prepare(indices, params, inputs[step % 2]!).then(() => indices);
+        const done = augmenting.then(() => preparer.prepare(indices, params, inputs[step % 3]!)).then(() => indices);
+        augmenting = done.catch(() => undefined);
+        return done;
       };
-      let next = order.steps > 0 ? start(0) : undefined;
-      for (let step = 0; step < order.steps; step++) {
-        const indices = await next!;
-        // The next batch is augmented on the worker threads while this one goes through the backbone and the head.
-        next = step + 1 < order.steps ? start(step + 1) : undefined;
-        next?.catch(() => undefined);
-        const n = indices.length;
-        const features = await ctx.extractor.extract(inputs[step % 2]!.subarray(0, inputLength(ctx, n)), n);
-        yield { features, labels: encode(indices), size: n };
+      const extract = (step: number, augmented: Promise<Uint32Array>) =>
+        augmented.then(async (indices) => {
+          const n = indices.length;
+          return { indices, features: await ctx.extractor.extract(inputs[step % 3]!.subarray(0, inputLength(ctx, n)), n) };
+        });
+      const quiet = <T>(p: Promise<T> | undefined) => (p?.catch(() => undefined), p);
+      let nextAugmented = steps > 1 ? quiet(augment(1)) : undefined;
+      let current = steps > 0 ? quiet(extract(0, augment(0))) : undefined;
+      try {
+        for (let step = 0; step < steps; step++) {
+          const { indices, features } = await current!;
+          current = step + 1 < steps ? quiet(extract(step + 1, nextAugmented!)) : undefined;
+          nextAugmented = step + 2 < steps ? quiet(augment(step + 2)) : undefined;
+          yield { features, labels: encode(indices), size: indices.length };
+        }
+      } finally {
+        // Stopped early (interrupt, error): let in-flight work finish before the buffers are reused.
+        await Promise.allSettled([current, nextAugmented, augmenting]);
       }
-      await next;
     },
   };
 }

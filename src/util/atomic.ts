@@ -5,16 +5,23 @@ import { describeFsError } from './errors.js';
 
 /**
  * Writes `data` to `file` so that readers see either the old file or the complete new one, never
- * a torn one: write a temporary file beside it, fsync, then rename over the target.
+ * a torn one: write a temporary file beside it, fsync, then rename over the target. `data` may be
+ * a list of chunks, written one after another without joining them in memory.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array | readonly Uint8Array[]): Promise<void> {
   const dir = dirname(file);
   const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
     await mkdir(dir, { recursive: true });
     const handle = await open(tmp, 'w');
     try {
-      await handle.writeFile(data);
+      if (typeof data === 'string' || data instanceof Uint8Array) await handle.writeFile(data);
+      else {
+        for (const chunk of data) {
+          let done = 0;
+          while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten;
+        }
+      }
       await handle.sync();
     } finally {
       await handle.close();

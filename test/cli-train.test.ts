@@ -1,0 +1,94 @@
+/**
+ * `graft train` as a user runs it: Ctrl-C and kill -9 in the middle of a run leave the last
+ * checkpoint intact, and --resume finishes with the same history as an uninterrupted run.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sharedInceptionWeightsDir, sharedLabDataDir } from '../src/util/paths.js';
+
+const bin = fileURLToPath(new URL('../bin/graft.js', import.meta.url));
+
+async function makeDataset(): Promise<string> {
+  const root = await mkdtemp(join(tmpdir(), 'graft-cli-'));
+  for (const [split, n] of [['train', 6], ['validation', 2]] as const) {
+    for (const cls of ['cats', 'dogs']) {
+      const from = join(sharedLabDataDir(), split, cls);
+      await mkdir(join(root, 'data', split, cls), { recursive: true });
+      for (const f of (await readdir(from)).sort().slice(0, n)) await copyFile(join(from, f), join(root, 'data', split, cls, f));
+    }
+  }
+  return root;
+}
+
+const root = await makeDataset();
+test.after(() => rm(root, { recursive: true, force: true }));
+
+function graft(args: string[]): { child: ChildProcess; done: Promise<{ code: number | null; out: string; err: string }> } {
+  const child = spawn(process.execPath, [bin, 'train', '--data', join(root, 'data'), '--weights', sharedInceptionWeightsDir('fp32'),
+    '--head', 'flatten,dense:4:relu', '--batch-size', '4', '--seed', '3', '--quiet', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (err += d));
+  const done = new Promise<{ code: number | null; out: string; err: string }>((resolve) => child.on('close', (code) => resolve({ code, out, err })));
+  return { child, done };
+}
+
+/** Resolves once `file` exists and `predicate` holds for its text. */
+async function waitFor(file: string, predicate: (text: string) => boolean): Promise<void> {
+  for (let i = 0; i < 1200; i++) {
+    if (existsSync(file) && predicate(await readFile(file, 'utf8').catch(() => ''))) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${file}`);
+}
+
+const epochOf = (text: string) => (JSON.parse(text) as { epoch: number }).epoch;
+
+test('Ctrl-C stops with one clear line and keeps the checkpoint; kill -9 then --resume matches an uninterrupted run', async () => {
+  const straight = graft(['--epochs', '3', '--out', join(root, 'straight')]);
+  const s = await straight.done;
+  assert.equal(s.code, 0, s.err);
+  const expected = JSON.parse(await readFile(join(root, 'straight', 'history.json'), 'utf8'));
+  assert.equal(expected.loss.length, 3);
+
+  // SIGINT after the first checkpoint: a clean stop, no stack trace, checkpoint readable.
+  const ckpt = join(root, 'interrupted', 'checkpoint', 'checkpoint.json');
+  const interrupted = graft(['--epochs', '50', '--out', join(root, 'interrupted')]);
+  await waitFor(ckpt, (t) => epochOf(t) >= 1);
+  interrupted.child.kill('SIGINT');
+  const i = await interrupted.done;
+  assert.equal(i.code, 1);
+  assert.match(i.err, /graft: error: training interrupted in epoch \d+; the checkpoint of epoch \d+ in .* is intact/);
+  assert.doesNotMatch(i.err, /\n\s+at /, 'no stack trace');
+  assert.ok(epochOf(await readFile(ckpt, 'utf8')) >= 1);
+
+  // kill -9 mid-run, then resume: the same history as the uninterrupted run.
+  const killedCkpt = join(root, 'killed', 'checkpoint', 'checkpoint.json');
+  const killed = graft(['--epochs', '3', '--out', join(root, 'killed')]);
+  await waitFor(killedCkpt, (t) => epochOf(t) >= 1);
+  killed.child.kill('SIGKILL');
+  await killed.done;
+  const resumed = graft(['--epochs', '3', '--out', join(root, 'killed'), '--resume']);
+  const r = await resumed.done;
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /Resuming from the checkpoint of epoch [12]\/3/);
+  assert.deepEqual(JSON.parse(await readFile(join(root, 'killed', 'history.json'), 'utf8')), expected);
+});
+
+test('bad input is one line naming the problem, exit 1', async () => {
+  const missing = graft(['--out', join(root, 'x'), '--data', join(root, 'nope')]);
+  const m = await missing.done;
+  assert.equal(m.code, 1);
+  assert.match(m.err, /^graft: error: .*nope/m);
+  assert.doesNotMatch(m.err, /\n\s+at /);
+  const badMode = graft(['--out', join(root, 'x'), '--mode', 'sometimes']);
+  const b = await badMode.done;
+  assert.equal(b.code, 1);
+  assert.match(b.err, /unknown feed mode 'sometimes'/);
+});
