@@ -1,7 +1,8 @@
 /**
  * `npm run bench [-- --json] [-- --only name,...]`: prints graft's speed figures. Each module in
  * bench/figures/ exports `run(report)` and measures one stage; they run one after another so
- * that they do not compete for the cores.
+ * that they do not compete for the cores. Stages that export `optIn` (whole lab runs, ~20 min)
+ * run only when named with --only.
  */
 import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +28,8 @@ const modules = (await readdir(dir)).filter((f) => /\.(js|ts)$/.test(f) && !f.en
 for (const file of modules) {
   const stage = file.replace(/\.(js|ts)$/, '');
   if (only && !only.has(stage)) continue;
-  const mod = (await import(new URL(`./figures/${file}`, import.meta.url).href)) as { run: (r: Report) => Promise<void> };
+  const mod = (await import(new URL(`./figures/${file}`, import.meta.url).href)) as { run: (r: Report) => Promise<void>; optIn?: boolean };
+  if (mod.optIn && !only) continue;
   if (!json) console.error(`# ${stage}`);
   await mod.run(report);
 }

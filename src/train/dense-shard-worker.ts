@@ -31,7 +31,8 @@ export type ShardRequest =
   | { op: 'forward'; n: number }
   | { op: 'backward'; n: number; step: number }
   | { op: 'gradient'; n: number }
-  | { op: 'get' }
+  /** Writes this shard's columns of the kernel and slots into full-size [inputSize, units] shared arrays. */
+  | { op: 'gather'; kernel: Float32Array; slots: Float32Array[] }
   | { op: 'set'; kernel: Float32Array; slots: Float32Array[] }
   | { op: 'close' };
 
@@ -128,10 +129,13 @@ parentPort!.on('message', (req: ShardRequest) => {
           parentPort!.postMessage({ ok: true, gradient: full }, [full.buffer]);
           break;
         }
-        case 'get': {
-          const k = kernel.slice();
-          const s = slots.map((a) => a.slice());
-          parentPort!.postMessage({ ok: true, kernel: k, slots: s }, [k.buffer, ...s.map((a) => a.buffer)]);
+        case 'gather': {
+          const put = (dst: Float32Array, src: Float32Array) => {
+            for (let i = 0; i < K; i++) dst.set(src.subarray(i * C, (i + 1) * C), i * N + col0);
+          };
+          put(req.kernel, kernel);
+          slots.forEach((a, j) => put(req.slots[j]!, a));
+          parentPort!.postMessage({ ok: true });
           break;
         }
         case 'set':

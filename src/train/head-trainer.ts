@@ -71,6 +71,8 @@ export class HeadTrainer {
   private readonly grads: { kernel: Float32Array; bias: Float32Array }[];
   private readonly probs: Float32Array;
   private pending: Promise<unknown> = Promise.resolve();
+  /** Whole-size copies of the first kernel's optimiser slots, filled by gatherFirst. */
+  private firstSlots: Float32Array[] | null = null;
   private disposed = false;
 
   private constructor(
@@ -231,8 +233,7 @@ export class HeadTrainer {
   /** Copies the workers' shards of the first kernel back into `params` and returns it. */
   async syncParams(): Promise<HeadParams> {
     return this.serial(async () => {
-      const { kernel } = await this.gatherFirst();
-      this.params.dense[0]!.kernel.set(kernel);
+      await this.gatherFirst();
       return this.params;
     });
   }
@@ -248,7 +249,10 @@ export class HeadTrainer {
     });
   }
 
-  /** The optimiser's state: iterations and slots per param array (dense i: kernel at 2i, bias at 2i+1). */
+  /**
+   * The optimiser's state: iterations and slots per param array (dense i: kernel at 2i, bias at 2i+1).
+   * The first kernel's slots are shared buffers, overwritten by the next call: save or copy them first.
+   */
   async getOptimizerState(): Promise<OptimizerState> {
     return this.serial(async () => {
       const { slots } = await this.gatherFirst();
@@ -417,20 +421,18 @@ export class HeadTrainer {
     });
   }
 
+  /**
+   * The first kernel and its optimiser slots, whole. The workers write their columns straight into
+   * params.dense[0].kernel and into slot arrays kept for this (both on shared memory), so a
+   * checkpoint every epoch allocates nothing; the returned slots are reused by the next call.
+   */
   private async gatherFirst(): Promise<{ kernel: Float32Array; slots: Float32Array[] }> {
     const K = this.inputSize, N = this.params.dense[0]!.units, S = slotCount(this.opt);
-    const parts = await Promise.all(this.shards.map((s) => call(s.worker, { op: 'get' })));
-    const kernel = new Float32Array(K * N);
-    const slots = Array.from({ length: S }, () => new Float32Array(K * N));
-    parts.forEach((part, s) => {
-      const { col0, cols } = this.shards[s]!;
-      const put = (dst: Float32Array, src: Float32Array) => {
-        for (let i = 0; i < K; i++) dst.set(src.subarray(i * cols, (i + 1) * cols), i * N + col0);
-      };
-      put(kernel, part.kernel as Float32Array);
-      (part.slots as Float32Array[]).forEach((a, j) => put(slots[j]!, a));
-    });
-    return { kernel, slots };
+    const kernel = this.params.dense[0]!.kernel;
+    if (!(kernel.buffer instanceof SharedArrayBuffer)) throw new Error('the first Dense kernel must be on shared memory (initHead puts it there)');
+    this.firstSlots ??= Array.from({ length: S }, () => new Float32Array(new SharedArrayBuffer(K * N * 4)));
+    await Promise.all(this.shards.map((s) => call(s.worker, { op: 'gather', kernel, slots: this.firstSlots! })));
+    return { kernel, slots: this.firstSlots };
   }
 
   private async scatterFirst(kernel: Float32Array | null, slots: Float32Array[] | null): Promise<void> {
