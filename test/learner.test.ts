@@ -17,8 +17,7 @@ import { loadTfjsLayersModel } from '../src/backbone/weights/tfjs-layers.js';
 import { sharedInceptionWeightsDir, sharedLabDataDir } from '../src/util/paths.js';
 import { readHistory } from '../src/export/history-io.js';
 import { decodeImage } from '../src/data/decode.js';
-import { loadLayersModelFromDir, useWasmBackend } from './helpers/tfjs-node-io.js';
-import { tf } from './support/tfjs-reference.js';
+import { loadLayersModelFromDir, tf, useWasm } from './support/tfjs-reference.js';
 
 const PER_CLASS = { train: 8, validation: 4 };
 
@@ -94,7 +93,7 @@ test('faithful training writes history, plots, metrics, checkpoint and a model t
     // Plain @tensorflow/tfjs loads model/ as a browser would and gives graft's predictions.
     const files = evaluation.files.slice(0, 4);
     const ours = await predictFiles(model, files);
-    await useWasmBackend();
+    await useWasm();
     const tfModel = await loadLayersModelFromDir(join(out, 'model'));
     // The same pixels graft decodes: this compares the two runtimes, not two decoders.
     const pixels = await Promise.all(files.map((f) => decodeImage(f, { width: 150, height: 150 })));

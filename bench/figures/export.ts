@@ -50,21 +50,21 @@ export async function run(report: Report): Promise<void> {
     ]);
     const graph = buildClassifierGraph(features, LAB_HEAD);
     const ms = await best(3, () => writeTfjsLayersModel(graph, weights, join(dir, 'tfjs')).then(() => {}));
-    report({ name: 'tfjs export lab head fp32', value: ms / 1000, unit: 's (154 MB, best of 3)' });
+    report({ name: 'export_tfjs_lab_head_fp32_s', value: ms / 1000, unit: 's' });
     const ms16 = await best(3, () => writeTfjsLayersModel(graph, weights, join(dir, 'tfjs'), { quantize: 'float16' }).then(() => {}));
-    report({ name: 'tfjs export lab head fp16', value: ms16 / 1000, unit: 's (best of 3)' });
+    report({ name: 'export_tfjs_lab_head_fp16_s', value: ms16 / 1000, unit: 's' });
 
     const epochs = 20;
     const series = () => Array.from({ length: epochs }, () => rng.next());
     const history = { loss: series(), accuracy: series(), val_loss: series(), val_accuracy: series() };
-    report({ name: 'history plots', value: await best(3, () => plotHistory(history, dir).then(() => {})), unit: 'ms (2 PNGs, best of 3)' });
+    report({ name: 'plot_history_ms', value: await best(3, () => plotHistory(history, dir).then(() => {})), unit: 'ms' });
 
     const n = 1000;
     const probs = Float32Array.from({ length: n }, () => rng.next());
     const labels = Array.from({ length: n }, () => rng.int(2));
     const files = labels.map((y, i) => `${y ? 'dogs' : 'cats'}/${i}.jpg`);
     const evalMs = await best(3, () => writeEvaluation(dir, computeMetrics(probs, labels), { classes: ['cats', 'dogs'], files }).then(() => {}));
-    report({ name: 'metrics + report (1000 items)', value: evalMs, unit: 'ms (best of 3)' });
+    report({ name: 'metrics_report_1000_ms', value: evalMs, unit: 'ms' });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

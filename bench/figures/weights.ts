@@ -43,10 +43,10 @@ export async function run(report: Report): Promise<void> {
     const file = join(dir, 'notop.h5');
     await writeKerasH5(file, layers);
     const mb = statSync(file).size / 1e6;
-    report({ name: 'weights.h5_notop_size', value: mb, unit: 'MB' });
-    report({ name: 'weights.h5_load_notop', value: await best(3, async () => void (await loadKerasH5Weights(file, graph))), unit: 'ms' });
+    report({ name: 'weights_h5_notop_mb', value: mb, unit: 'MB' });
+    report({ name: 'weights_h5_load_notop_ms', value: await best(3, async () => void (await loadKerasH5Weights(file, graph))), unit: 'ms' });
     const cut = cutAt(graph, 'mixed7');
-    report({ name: 'weights.h5_load_mixed7', value: await best(3, async () => void (await loadKerasH5Weights(file, cut))), unit: 'ms' });
+    report({ name: 'weights_h5_load_mixed7_ms', value: await best(3, async () => void (await loadKerasH5Weights(file, cut))), unit: 'ms' });
 
     const body = Buffer.alloc(Math.round(mb * 1e6), 7);
     const md5 = createHash('md5').update(body).digest('hex');
@@ -59,7 +59,7 @@ export async function run(report: Report): Promise<void> {
     let n = 0;
     const ms = await best(3, async () => void (await downloadFile(url, join(dir, `dl${n++}.h5`), { md5, progressBar: false })));
     server.close();
-    report({ name: 'weights.download_local', value: body.length / 1e6 / (ms / 1000), unit: 'MB/s' });
+    report({ name: 'weights_download_local_mb_s', value: body.length / 1e6 / (ms / 1000), unit: 'MB/s' });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
