@@ -19,8 +19,9 @@ const onlyArg = process.argv.indexOf('--only');
 const only = onlyArg >= 0 ? new Set((process.argv[onlyArg + 1] ?? '').split(',')) : null;
 
 const report: Report = (f) => {
-  if (json) console.log(JSON.stringify({ name: f.name, value: Number(f.value.toFixed(3)), unit: f.unit }));
-  else console.log(`${f.name.padEnd(28)} ${f.value.toFixed(2).padStart(10)} ${f.unit}`);
+  const digits = Math.abs(f.value) < 1 ? 4 : 2;
+  if (json) console.log(JSON.stringify({ name: f.name, value: Number(f.value.toFixed(digits + 1)), unit: f.unit }));
+  else console.log(`${f.name.padEnd(28)} ${f.value.toFixed(digits).padStart(10)} ${f.unit}`);
 };
 
 const dir = fileURLToPath(new URL('./figures/', import.meta.url));

@@ -118,7 +118,7 @@ function limitSamples(data: ArrayData, samples: number): ArrayData {
   return { features: data.features.subarray(0, samples * fsize), labels: data.labels.subarray(0, samples * lsize), count: samples };
 }
 
-/** A source cut to `steps` batches per epoch, continuing across epochs like Keras's endless generator. */
+/** A source cut to the first `steps` batches of each epoch (of that epoch's shuffled order). */
 function limitSteps(source: BatchSource, steps: number | undefined): BatchSource {
   if (steps === undefined || steps === source.stepsPerEpoch) return source;
   if (steps > source.stepsPerEpoch) {

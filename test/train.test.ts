@@ -82,6 +82,33 @@ test('the SIMD RMSprop kernel matches the JS kernel (including a non-multiple-of
   }
 });
 
+test('RMSprop flushes values headed for subnormal floats to zero, in SIMD and JS alike, and keeps NaN', () => {
+  const n = 9, mem = wasmMemory(n * 12 + 64);
+  const kernel = simdRmsprop(mem)!;
+  const w = new Float32Array(mem.buffer, 0, n), ms = new Float32Array(mem.buffer, 64, n), g = new Float32Array(mem.buffer, 128, n);
+  // A weight whose gradient stays zero: its mean square decays by rho each step and must reach exactly 0.
+  w.set([1, 1, 1, 1, 1, 1, 1, 1, 1]);
+  ms.set([1e-8, 1e-8, 2e-30, 1e-3, 1e-3, 0, 0, 0, 1e-3]);
+  g.set([0, 0, 0, 1e-20, 0.5, 0, 0, 0, NaN]);
+  const w2 = w.slice(), ms2 = ms.slice(), g2 = g.slice();
+  const opt = resolveOptimizer({ kind: 'rmsprop', learningRate: 0.001 });
+  for (let s = 0; s < 700; s++) {
+    kernel(w, ms, g, 0.001, 0.9, 1e-7);
+    applyUpdate(opt, s + 1, w2, g2, [ms2]);
+  }
+  assert.equal(ms[0], 0, 'a decayed mean square ends at 0, not a subnormal');
+  assert.equal(ms2[0], 0);
+  assert.equal(ms[2], 0, 'below the flush threshold at once');
+  assert.equal(w[3], 1, 'a 1e-20 gradient moves nothing');
+  assert.ok(w[4]! < 1 && ms[4]! > 0.1, 'normal gradients train as before');
+  assert.ok(Number.isNaN(w[8]!) && Number.isNaN(w2[8]!), 'NaN gradients are not hidden');
+  for (let i = 0; i < n - 1; i++) {
+    assert.ok(Math.abs(w[i]! - w2[i]!) <= 1e-5, `w[${i}] ${w[i]} vs ${w2[i]}`);
+    assert.ok(Math.abs(ms[i]! - ms2[i]!) <= 1e-6 * Math.max(ms2[i]!, 1e-30), `ms[${i}]`);
+  }
+  for (let i = 0; i < n; i++) assert.ok(ms[i]! === 0 || ms[i]! >= 1e-30 || Number.isNaN(ms[i]!), `ms[${i}] = ${ms[i]} is subnormal`);
+});
+
 test('losses and accuracies follow Keras (clipping at 1e-7, threshold 0.5, argmax)', () => {
   const p = Float32Array.from([0.9, 0.2, 0.5, 0]), y = Float32Array.from([1, 0, 1, 0]);
   const expected = -(Math.log(Math.fround(0.9)) + Math.log(1 - Math.fround(0.2)) + Math.log(0.5) + Math.log(1 - 1e-7)) / 4;

@@ -32,6 +32,8 @@ export class OrtMatMul {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
+      // Tiny gradients late in training would otherwise run as slow subnormal arithmetic.
+      extra: { session: { set_denormal_as_zero: '1' } },
     });
     return new OrtMatMul(session);
   }

@@ -5,12 +5,18 @@
  *
  * rmsprop(w, ms, g, n4, lr, rho, 1-rho, eps): for n4 groups of 4 floats at byte offsets w, ms, g:
  *   ms = rho*ms + (1-rho)*g*g;  w = w - (lr*g) / (sqrt(ms) + eps)
+ * with gradients and ms values too small to matter flushed to zero (see FLUSH_GRADIENT_BELOW).
  */
+import { applyUpdate, FLUSH_GRADIENT_BELOW, FLUSH_SLOT_BELOW } from './optimizers.js';
+
 const I32 = 0x7f, F32 = 0x7d, V128 = 0x7b;
 const simd = (op: number) => (op < 128 ? [0xfd, op] : [0xfd, (op & 0x7f) | 0x80, op >> 7]);
 const LOAD = [...simd(0x00), 0x02, 0x00];
 const STORE = [...simd(0x0b), 0x02, 0x00];
 const SPLAT = simd(0x13), SQRT = simd(227), ADD = simd(228), SUB = simd(229), MUL = simd(230), DIV = simd(231);
+const ABS = simd(224), LT = simd(0x43), ANDNOT = simd(0x4f);
+/** f32.const x */
+const f32const = (x: number) => [0x43, ...new Uint8Array(new Float32Array([x]).buffer)];
 const get = (i: number) => [0x20, i], set = (i: number) => [0x21, i], tee = (i: number) => [0x22, i];
 const bump = (i: number, by: number) => [...get(i), 0x41, by, 0x6a, ...set(i)];
 
@@ -30,9 +36,12 @@ function leb(n: number): number[] {
 const str = (s: string) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
 
 function moduleBytes(): Uint8Array {
-  // params: 0 w, 1 ms, 2 g, 3 n4, 4 lr, 5 rho, 6 omr, 7 eps; locals: 8 vlr, 9 vrho, 10 vomr, 11 veps, 12 g, 13 ms
+  // params: 0 w, 1 ms, 2 g, 3 n4, 4 lr, 5 rho, 6 omr, 7 eps;
+  // locals: 8 vlr, 9 vrho, 10 vomr, 11 veps, 12 g, 13 ms, 14 flush-g threshold, 15 flush-ms threshold
   const body = [
-    1, 6, V128,
+    1, 8, V128,
+    ...f32const(FLUSH_GRADIENT_BELOW), ...SPLAT, ...set(14),
+    ...f32const(FLUSH_SLOT_BELOW), ...SPLAT, ...set(15),
     ...get(4), ...SPLAT, ...set(8),
     ...get(5), ...SPLAT, ...set(9),
     ...get(6), ...SPLAT, ...set(10),
@@ -40,10 +49,14 @@ function moduleBytes(): Uint8Array {
     0x02, 0x40, 0x03, 0x40,
     ...get(3), 0x45, 0x0d, 1,
     ...get(2), ...LOAD, ...set(12),
+    // g = g & ~(|g| < flush): keeps NaN, drops values whose square would be subnormal
+    ...get(12), ...get(12), ...ABS, ...get(14), ...LT, ...ANDNOT, ...set(12),
     ...get(1),
     ...get(9), ...get(1), ...LOAD, ...MUL,
     ...get(10), ...get(12), ...get(12), ...MUL, ...MUL,
     ...ADD, ...tee(13),
+    // ms = ms & ~(ms < flush)
+    ...get(13), ...get(15), ...LT, ...ANDNOT, ...tee(13),
     ...STORE,
     ...get(0),
     ...get(0), ...LOAD,
@@ -98,11 +111,7 @@ export function simdRmsprop(memory: WasmMemory): RmspropKernel | null {
     if (w.buffer !== memory.buffer || ms.buffer !== memory.buffer || g.buffer !== memory.buffer) throw new Error('simdRmsprop: arrays must lie in the kernel memory');
     const n = w.length, n4 = n >>> 2;
     fn(w.byteOffset, ms.byteOffset, g.byteOffset, n4, lr, rho, 1 - rho, eps);
-    for (let i = n4 * 4; i < n; i++) {
-      const gi = g[i]!;
-      const m = Math.fround(rho * ms[i]! + (1 - rho) * gi * gi);
-      ms[i] = m;
-      w[i] = w[i]! - (lr * gi) / (Math.sqrt(m) + eps);
-    }
+    const tail = n4 * 4;
+    if (tail < n) applyUpdate({ kind: 'rmsprop', learningRate: lr, rho, epsilon: eps }, 0, w, g, [ms], tail, n, tail);
   };
 }
