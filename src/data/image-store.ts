@@ -80,18 +80,36 @@ export async function runPool(n: number, limit: number, task: (i: number, slot: 
   if (failed !== undefined) throw failed;
 }
 
-class MemoryImageStore implements ImageStore {
+/** What every store knows about its images, whichever way it holds them. */
+interface StoreFacts {
+  size: [number, number];
+  count: number;
+  labels: Int32Array;
+  paths: string[];
+  classes: string[];
+  bad: SkippedFile[];
+  imageBytes: number;
+}
+
+abstract class BaseImageStore {
+  readonly size: [number, number];
+  readonly count: number;
+  readonly labels: Int32Array;
+  readonly paths: string[];
+  readonly classes: string[];
+  readonly bad: SkippedFile[];
+  readonly imageBytes: number;
+
+  constructor(facts: StoreFacts) {
+    ({ size: this.size, count: this.count, labels: this.labels, paths: this.paths, classes: this.classes, bad: this.bad, imageBytes: this.imageBytes } = facts);
+  }
+}
+
+class MemoryImageStore extends BaseImageStore implements ImageStore {
   readonly inMemory = true;
-  constructor(
-    readonly size: [number, number],
-    readonly count: number,
-    readonly labels: Int32Array,
-    readonly paths: string[],
-    readonly classes: string[],
-    readonly bad: SkippedFile[],
-    readonly imageBytes: number,
-    readonly pixels: Uint8Array,
-  ) {}
+  constructor(facts: StoreFacts, readonly pixels: Uint8Array) {
+    super(facts);
+  }
 
   get(i: number): Uint8Array {
     if (!(i >= 0 && i < this.count)) throw new RangeError(`image ${i} out of range [0, ${this.count})`);
@@ -103,19 +121,11 @@ class MemoryImageStore implements ImageStore {
   }
 }
 
-class StreamingImageStore implements ImageStore {
+class StreamingImageStore extends BaseImageStore implements ImageStore {
   readonly inMemory = false;
-  constructor(
-    readonly size: [number, number],
-    readonly count: number,
-    readonly labels: Int32Array,
-    readonly paths: string[],
-    readonly classes: string[],
-    readonly bad: SkippedFile[],
-    readonly imageBytes: number,
-    private readonly decode: DecodeOptions,
-    private readonly concurrency: number,
-  ) {}
+  constructor(facts: StoreFacts, private readonly decode: DecodeOptions, private readonly concurrency: number) {
+    super(facts);
+  }
 
   get(): Uint8Array {
     throw new Error('this image store streams from disk (dataset over the memory budget); use load()');
@@ -196,8 +206,7 @@ export async function buildImageStore(listing: DatasetListing, opts: BuildStoreO
   if (bad.length > 0) warn(`warning: ${bad.length} of ${n} images in ${listing.root} could not be decoded and were skipped`);
 
   const size: [number, number] = [height, width];
-  if (inMemory) {
-    return new MemoryImageStore(size, count, labels, paths, listing.classes, bad, imageBytes, pixels.subarray(0, count * imageBytes));
-  }
-  return new StreamingImageStore(size, count, labels, paths, listing.classes, bad, imageBytes, decode, concurrency);
+  const facts: StoreFacts = { size, count, labels, paths, classes: listing.classes, bad, imageBytes };
+  if (inMemory) return new MemoryImageStore(facts, pixels.subarray(0, count * imageBytes));
+  return new StreamingImageStore(facts, decode, concurrency);
 }
