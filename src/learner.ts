@@ -26,6 +26,7 @@ import type { ClassifierInfo } from './model/classifier-info.js';
 import { cachedFeatures, faithfulSource, feedModeName, viewsSource, type FeedContext, type FeedMode } from './train/feature-sources.js';
 import { fit, arrayBatchSource, type ArrayData, type BatchSource, type EpochLogs } from './train/fit.js';
 import { HeadTrainer } from './train/head-trainer.js';
+import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
 import type { OptimizerConfig } from './train/optimizers.js';
 import { writeFileAtomic } from './util/atomic.js';
@@ -145,6 +146,16 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const log = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   const verbose = opts.verbose ?? 1;
   const say = (line: string) => verbose > 0 && log(line);
+  /** Runs a long step with a progress bar on a terminal (verbose 1 only). */
+  const withProgress = async <T>(label: string, run: (onProgress?: (done: number, total: number) => void) => Promise<T>): Promise<T> => {
+    if (verbose !== 1) return run();
+    let bar: Progbar | null = null;
+    try {
+      return await run((done, total) => (bar ??= new Progbar(total, label)).update(done));
+    } finally {
+      (bar as Progbar | null)?.clear();
+    }
+  };
   const out = resolve(opts.out);
   const seed = opts.seed ?? 0;
   const inputSize = opts.inputSize ?? LAB_RECIPE.inputSize;
@@ -169,8 +180,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     backbone = await loadBackbone({ weights: opts.weights, cut: opts.cut ?? LAB_RECIPE.cut, inputSize });
     say(`Backbone: ${backbone.source}, cut at ${backbone.graph.outputs[0]} -> (None, ${backbone.outputShape.join(', ')})`);
     const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
-    const trainStore = await buildImageStore(train, storeOptions);
-    const valStore = await buildImageStore(validation, storeOptions);
+    const trainStore = await withProgress('Decoding ', (onProgress) => buildImageStore(train, { ...storeOptions, onProgress }));
+    const valStore = await withProgress('Decoding ', (onProgress) => buildImageStore(validation, { ...storeOptions, onProgress }));
     for (const [name, store] of [['training', trainStore], ['validation', valStore]] as const) {
       if (store.count === 0) throw new GraftError(`no readable ${name} images in ${name === 'training' ? train.root : validation.root}`);
     }
@@ -185,7 +196,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       trainer = await HeadTrainer.create(head, initial, opts.optimizer ?? LAB_RECIPE.optimizer, { seed, featureShape });
 
       const t0 = performance.now();
-      const valData = await cachedFeatures(context(valStore));
+      const valData = await withProgress('Features ', (p) => cachedFeatures(context(valStore), p));
       say(`Validation features of ${valData.count} images computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
       const valSamples = opts.validationSteps === undefined ? valData.count : opts.validationSteps * batchSize;
       const valUsed = limitSamples(valData, valSamples);
@@ -195,12 +206,12 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
         source = faithfulSource(context(trainStore), batchSize);
       } else if (mode.kind === 'cached') {
         const t1 = performance.now();
-        const cached = await cachedFeatures(context(trainStore));
+        const cached = await withProgress('Features ', (p) => cachedFeatures(context(trainStore), p));
         say(`Training features of ${cached.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
         source = arrayBatchSource(cached, batchSize, { shuffle: true, seed });
       } else {
         const t1 = performance.now();
-        source = await viewsSource(context(trainStore), batchSize, mode.views);
+        source = await withProgress('Views ', (p) => viewsSource(context(trainStore), batchSize, mode.views, p));
         say(`${mode.views} augmented views of ${trainStore.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
       }
       source = limitSteps(source, opts.stepsPerEpoch);

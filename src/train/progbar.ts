@@ -1,32 +1,50 @@
+import cliProgress from 'cli-progress';
+
 /**
- * Keras-style progress within an epoch: a redrawn bar on a terminal, nothing on a pipe (where
- * only the per-epoch line is printed, so logs stay readable).
+ * A progress bar on a terminal (cli-progress), nothing on a pipe, where only the per-epoch or
+ * summary lines are printed so logs stay readable. Keras-style by default:
+ * ` 37/100 [==========>...................] - ETA: 9s - loss: 0.1234 - accuracy: 0.9500`.
  */
 export class Progbar {
-  private readonly start = performance.now();
-  private lastDraw = 0;
+  private bar: cliProgress.SingleBar | null = null;
 
-  constructor(private readonly total: number, private readonly stream: NodeJS.WriteStream = process.stderr) {}
+  constructor(
+    private readonly total: number,
+    private readonly label = '',
+    private readonly stream: NodeJS.WriteStream = process.stderr,
+  ) {}
 
   get enabled(): boolean {
     return this.stream.isTTY === true;
   }
 
-  update(done: number, values: Record<string, number>): void {
+  /** Moves the bar to `done`, with metrics shown after it. */
+  update(done: number, values: Record<string, number> = {}): void {
     if (!this.enabled) return;
-    const now = performance.now();
-    if (done < this.total && now - this.lastDraw < 100) return;
-    this.lastDraw = now;
-    const width = 30, filled = Math.round((width * done) / Math.max(1, this.total));
-    const bar = '='.repeat(Math.max(0, filled - 1)) + (done < this.total ? '>' : '=') + '.'.repeat(width - filled);
-    const elapsed = (now - this.start) / 1000;
-    const eta = done > 0 ? (elapsed / done) * (this.total - done) : 0;
     const metrics = Object.entries(values).map(([k, v]) => ` - ${k}: ${v.toFixed(4)}`).join('');
-    const digits = String(this.total).length;
-    this.stream.write(`\r${String(done).padStart(digits)}/${this.total} [${bar}] - ETA: ${Math.round(eta)}s${metrics}\x1b[K`);
+    if (!this.bar) {
+      const digits = String(this.total).length;
+      this.bar = new cliProgress.SingleBar(
+        {
+          format: `${this.label}{done}/{total} [{bar}] - ETA: {eta}s{metrics}`,
+          barCompleteChar: '=',
+          barIncompleteChar: '.',
+          barsize: 30,
+          stream: this.stream,
+          hideCursor: true,
+          clearOnComplete: true,
+          fps: 10,
+        },
+        cliProgress.Presets.legacy,
+      );
+      this.bar.start(this.total, 0, { done: '0'.padStart(digits), metrics: '' });
+    }
+    this.bar.update(done, { done: String(done).padStart(String(this.total).length), metrics });
   }
 
+  /** Removes the bar, leaving the line free for what follows. */
   clear(): void {
-    if (this.enabled) this.stream.write('\r\x1b[K');
+    this.bar?.stop();
+    this.bar = null;
   }
 }

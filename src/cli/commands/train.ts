@@ -36,9 +36,9 @@ interface TrainFlags {
 }
 
 /** The knobs `graft train` and `graft lab` share, with the lab's values as defaults. */
-function addTrainingOptions(cmd: Command, defaults: { steps?: number; validationSteps?: number }): Command {
+function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: number; validationSteps?: number }): Command {
   return cmd
-    .option('--out <dir>', 'where results, checkpoints and the model go', 'runs/graft')
+    .option('--out <dir>', 'where results, checkpoints and the model go', defaults.out)
     .option('--weights <spec>', "backbone weights: 'imagenet', a Keras .h5 file or a TF.js model folder", 'imagenet')
     .option('--cut <layer>', 'backbone layer the head sits on', LAB_RECIPE.cut)
     .option('--input-size <HxW>', 'image size, e.g. 150 or 150x150', '150x150')
@@ -108,7 +108,7 @@ export function registerTrain(program: Command): void {
     .requiredOption('--data <dir>', 'class folders, or a folder with train/ and validation/')
     .option('--val <dir>', 'validation class folders')
     .option('--validation-split <f>', 'hold out this fraction of each class for validation', floatOption('validation-split', 0.01, 0.9));
-  addTrainingOptions(cmd, {}).action((flags: TrainFlags) => runTraining(flags, flags.data!));
+  addTrainingOptions(cmd, { out: 'runs/train' }).action((flags: TrainFlags) => runTraining(flags, flags.data!));
 }
 
 export function registerLab(program: Command): void {
@@ -116,7 +116,7 @@ export function registerLab(program: Command): void {
     .command('lab')
     .description("Reproduce the Keras transfer-learning lab: InceptionV3 cut at mixed7, Flatten-1024-Dropout-sigmoid head, cats vs dogs")
     .option('--data <dir>', 'the lab dataset (a folder with train/ and validation/); default $GRAFT_LAB_DATA, else the lab zip, downloaded once into the cache');
-  addTrainingOptions(cmd, { steps: LAB_RECIPE.stepsPerEpoch, validationSteps: LAB_RECIPE.validationSteps }).action(async (flags: TrainFlags) =>
+  addTrainingOptions(cmd, { out: 'runs/lab', steps: LAB_RECIPE.stepsPerEpoch, validationSteps: LAB_RECIPE.validationSteps }).action(async (flags: TrainFlags) =>
     runTraining(flags, await resolveLabDataset({ data: flags.data })),
   );
 }
