@@ -95,7 +95,7 @@ export { downloadFile, DownloadNetworkError } from './util/download.js';
 export { resolveLabDataset, cachedLabDatasetDir, LAB_DATASET_URL, LAB_DATASET_NAME } from './data/lab-dataset.js';
 export type { LabDatasetOptions } from './data/lab-dataset.js';
 export type { DownloadOptions, DownloadProgress } from './util/download.js';
-export { trainClassifier, exportClassifier, LAB_RECIPE } from './learner.js';
+export { trainClassifier, exportClassifier, LAB_RECIPE, LAB_STEPS } from './learner.js';
 export type { TrainOptions, TrainResult } from './learner.js';
 export { parseFeedMode, feedModeName, faithfulSource, viewsSource, cachedFeatures, computeFeatures } from './train/feature-sources.js';
 export type { FeedMode, FeedContext } from './train/feature-sources.js';

@@ -70,7 +70,11 @@ export interface TrainOptions {
   onEpochEnd?: (epoch: number, logs: EpochLogs) => void | Promise<void>;
 }
 
-/** The Keras lab's recipe: what `graft lab` trains. */
+/**
+ * The Keras lab's recipe, usable on any dataset: what `graft lab` trains. (The lab's
+ * steps_per_epoch=100 and validation_steps=50 are one pass over its 2000 and 1000 images,
+ * which is the default anyway; see LAB_STEPS.)
+ */
 export const LAB_RECIPE = {
   cut: 'mixed7',
   inputSize: [150, 150] as [number, number],
@@ -78,13 +82,14 @@ export const LAB_RECIPE = {
   optimizer: { kind: 'rmsprop', learningRate: 1e-4 } as OptimizerConfig,
   epochs: 20,
   batchSize: 20,
-  stepsPerEpoch: 100,
-  validationSteps: 50,
   mode: { kind: 'faithful' } as FeedMode,
   augmentation: LAB_AUGMENTATION,
   preprocess: 'rescale' as PreprocessName,
   interpolation: 'nearest' as Interpolation,
 } satisfies Partial<TrainOptions>;
+
+/** The lab's fit() arguments for its dataset: 100 batches of 20 training, 50 of 20 validation images. */
+export const LAB_STEPS = { stepsPerEpoch: 100, validationSteps: 50 } as const;
 
 export interface TrainResult {
   history: History;
@@ -123,7 +128,7 @@ function limitSamples(data: ArrayData, samples: number): ArrayData {
 function limitSteps(source: BatchSource, steps: number | undefined): BatchSource {
   if (steps === undefined || steps === source.stepsPerEpoch) return source;
   if (steps > source.stepsPerEpoch) {
-    throw new GraftError(`steps per epoch ${steps} is more than the ${source.stepsPerEpoch} batches the training images make; leave it out to use them all`);
+    throw new GraftError(`steps per epoch ${steps} is more than the ${source.stepsPerEpoch} batches the training images make; pass a smaller --steps (or none, for one pass)`);
   }
   return {
     stepsPerEpoch: steps,

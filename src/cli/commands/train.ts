@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseHeadSpec } from '../../model/head-spec-parse.js';
-import { LAB_RECIPE, trainClassifier, type TrainOptions } from '../../learner.js';
+import { LAB_RECIPE, LAB_STEPS, trainClassifier, type TrainOptions } from '../../learner.js';
 import { parseFeedMode } from '../../train/feature-sources.js';
 import { NO_AUGMENTATION } from '../../data/augment.js';
 import { PREPROCESS_NAMES, type PreprocessName } from '../../data/preprocess.js';
@@ -116,7 +116,7 @@ export function registerLab(program: Command): void {
     .command('lab')
     .description("Reproduce the Keras transfer-learning lab: InceptionV3 cut at mixed7, Flatten-1024-Dropout-sigmoid head, cats vs dogs")
     .option('--data <dir>', 'the lab dataset (a folder with train/ and validation/); default $GRAFT_LAB_DATA, else the lab zip, downloaded once into the cache');
-  addTrainingOptions(cmd, { out: 'runs/lab', steps: LAB_RECIPE.stepsPerEpoch, validationSteps: LAB_RECIPE.validationSteps }).action(async (flags: TrainFlags) =>
+  addTrainingOptions(cmd, { out: 'runs/lab', steps: LAB_STEPS.stepsPerEpoch, validationSteps: LAB_STEPS.validationSteps }).action(async (flags: TrainFlags) =>
     runTraining(flags, await resolveLabDataset({ data: flags.data })),
   );
 }
