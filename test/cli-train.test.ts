@@ -81,6 +81,40 @@ test('Ctrl-C stops with one clear line and keeps the checkpoint; kill -9 then --
   assert.deepEqual(JSON.parse(await readFile(join(root, 'killed', 'history.json'), 'utf8')), expected);
 });
 
+/** Runs a graft command to the end; its exit code and output. */
+async function graftRun(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, out, err })));
+}
+
+test('predict and evaluate use the trained run folder; their JSON agrees with training', async () => {
+  const run = join(root, 'straight');
+  assert.ok(existsSync(join(run, 'model.onnx')), 'the first test trained this run');
+  const valCats = join(root, 'data', 'validation', 'cats');
+  const p = await graftRun(['predict', '--model', run, '--json', valCats, join(root, 'missing.jpg')]);
+  assert.equal(p.code, 1, 'a missing input is an error');
+  assert.match(p.err, /graft: error: cannot read .*missing\.jpg/);
+  const ok = await graftRun(['predict', '--model', run, '--json', valCats]);
+  assert.equal(ok.code, 0, ok.err);
+  const rows = ok.out.trim().split('\n').map((l) => JSON.parse(l) as { file: string; class: string; probability: number; probabilities: Record<string, number> });
+  assert.equal(rows.length, 2);
+  for (const r of rows) {
+    assert.ok(['cats', 'dogs'].includes(r.class));
+    assert.ok(Math.abs(r.probabilities.cats! + r.probabilities.dogs! - 1) < 1e-6);
+    assert.equal(r.probability, Math.max(r.probabilities.cats!, r.probabilities.dogs!));
+  }
+  const e = await graftRun(['evaluate', '--model', run, '--data', join(root, 'data'), '--json']);
+  assert.equal(e.code, 0, e.err);
+  const report = JSON.parse(e.out) as { count: number; accuracy: number; loss: number; confusion: number[][] };
+  const metrics = JSON.parse(await readFile(join(run, 'metrics.json'), 'utf8')) as { accuracy: number; loss: number };
+  assert.equal(report.count, 4);
+  assert.equal(report.accuracy, metrics.accuracy);
+  assert.ok(Math.abs(report.loss - metrics.loss) < 1e-4);
+});
+
 test('bad input is one line naming the problem, exit 1', async () => {
   const missing = graft(['--out', join(root, 'x'), '--data', join(root, 'nope')]);
   const m = await missing.done;
