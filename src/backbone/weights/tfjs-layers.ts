@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { GraftError, describeFsError } from '../../util/errors.js';
 import type { KerasGraph, WeightMap } from '../keras-graph.js';
 import { parseKerasTopology } from '../topology.js';
+import { FLOAT16_TO_FLOAT32 } from '../../util/float16.js';
 
 export interface LoadedWeights {
   graph: KerasGraph;
@@ -33,26 +34,6 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** IEEE 754 half -> float. */
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
-
-let halfTableCache: Float32Array | undefined;
-/** All 65536 half values as floats: a table lookup is much faster than converting each value. */
-function halfTable(): Float32Array {
-  if (!halfTableCache) {
-    halfTableCache = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) halfTableCache[h] = halfToFloat(h);
-  }
-  return halfTableCache;
-}
-
 /** Bytes one value of `entry` occupies in the shard, or null for an unknown dtype. */
 function storedBytes(entry: ManifestEntry): number | null {
   const q = entry.quantization?.dtype;
@@ -69,8 +50,7 @@ function decode(entry: ManifestEntry, bytes: Uint8Array): Float32Array {
     if (entry.dtype === 'int32') for (let i = 0; i < n; i++) out[i] = view.getInt32(i * 4, true);
     else for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
   } else if (q.dtype === 'float16') {
-    const table = halfTable();
-    for (let i = 0; i < n; i++) out[i] = table[view.getUint16(i * 2, true)]!;
+    for (let i = 0; i < n; i++) out[i] = FLOAT16_TO_FLOAT32[view.getUint16(i * 2, true)]!;
   } else {
     const min = Number(q.min ?? 0);
     const scale = Number(q.scale ?? 1);

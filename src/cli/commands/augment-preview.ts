@@ -1,15 +1,14 @@
 import type { Command } from 'commander';
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { decodeImage } from '../../data/decode.js';
-import { isImageFileName } from '../../data/listing.js';
+import { listImageFiles } from '../../data/listing.js';
 import { LAB_AUGMENTATION } from '../../data/augment.js';
 import { augmentPreview } from '../../data/augment-preview.js';
 import { GraftError, describeFsError } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { intOption } from '../options.js';
 
-/** FILE itself, or the first image (by name, searching sub-folders) under a folder. */
+/** FILE itself, or the first image (in Keras's walk order, sub-folders included) under a folder. */
 async function pickImage(path: string): Promise<string> {
   let st;
   try {
@@ -18,17 +17,9 @@ async function pickImage(path: string): Promise<string> {
     throw describeFsError(err, path);
   }
   if (!st.isDirectory()) return path;
-  const entries = (await readdir(path, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name));
-  for (const e of entries) if (e.isFile() && isImageFileName(e.name)) return join(path, e.name);
-  for (const e of entries) {
-    if (!e.isDirectory()) continue;
-    try {
-      return await pickImage(join(path, e.name));
-    } catch {
-      // no image in that sub-folder; try the next
-    }
-  }
-  throw new GraftError(`no image found in ${path}`, { file: path });
+  const [first] = await listImageFiles(path);
+  if (!first) throw new GraftError(`no image found in ${path}`, { file: path });
+  return first;
 }
 
 export function registerAugmentPreview(program: Command): void {

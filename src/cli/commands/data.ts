@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { GraftError } from '../../util/errors.js';
+import { choiceOption, floatOption, intOption } from '../options.js';
 import { formatDatasetReport, inspectDataset } from '../../data/inspect.js';
 
 /** `graft data DIR`: what graft sees in a dataset folder, decoding every image to find bad ones. */
@@ -9,23 +10,17 @@ export function registerData(program: Command): void {
     .description('Show the classes, counts, image sizes and bad files graft finds in a dataset folder')
     .argument('<dir>', 'a folder with train/ and validation/ (or val/), or one sub-folder per class')
     .option('--json', 'print one JSON object')
-    .option('--validation-split <fraction>', 'hold out this fraction of each class (single class-folder root)')
-    .option('--split-order <order>', "'keras' (first fraction of each class, like Keras) or 'shuffled'", 'keras')
-    .option('--seed <n>', 'seed of a shuffled split', '0')
+    .option('--validation-split <fraction>', 'hold out this fraction of each class (single class-folder root)', floatOption('validation-split', 0, 1))
+    .option('--split-order <order>', "'keras' (first fraction of each class, like Keras) or 'shuffled'", choiceOption('split-order', ['keras', 'shuffled'] as const), 'keras')
+    .option('--seed <n>', 'seed of a shuffled split', intOption('seed', 0), 0)
     .option('--headers-only', 'read image headers only (fast; misses corrupt pixel data)')
     .option('--follow-symlinks', 'descend into linked folders')
-    .option('--on-bad-image <mode>', "'skip' (list bad files) or 'error' (fail on the first one, as training would)", 'skip')
-    .action(async (dir: string, o: { json?: boolean; validationSplit?: string; splitOrder: string; seed: string; headersOnly?: boolean; followSymlinks?: boolean; onBadImage: string }) => {
-      const split = o.validationSplit === undefined ? undefined : Number(o.validationSplit);
-      if (split !== undefined && !Number.isFinite(split)) throw new GraftError(`--validation-split must be a number, got ${o.validationSplit}`);
-      if (o.splitOrder !== 'keras' && o.splitOrder !== 'shuffled') throw new GraftError(`--split-order must be keras or shuffled, got ${o.splitOrder}`);
-      if (o.onBadImage !== 'skip' && o.onBadImage !== 'error') throw new GraftError(`--on-bad-image must be skip or error, got ${o.onBadImage}`);
-      const seed = Number(o.seed);
-      if (!Number.isInteger(seed)) throw new GraftError(`--seed must be an integer, got ${o.seed}`);
+    .option('--on-bad-image <mode>', "'skip' (list bad files) or 'error' (fail on the first one, as training would)", choiceOption('on-bad-image', ['skip', 'error'] as const), 'skip')
+    .action(async (dir: string, o: { json?: boolean; validationSplit?: number; splitOrder: 'keras' | 'shuffled'; seed: number; headersOnly?: boolean; followSymlinks?: boolean; onBadImage: 'skip' | 'error' }) => {
       const report = await inspectDataset(dir, {
-        validationSplit: split,
+        validationSplit: o.validationSplit,
         splitOrder: o.splitOrder,
-        seed,
+        seed: o.seed,
         decode: !o.headersOnly,
         followSymlinks: o.followSymlinks,
       });
