@@ -22,7 +22,8 @@ function referenceSteps(cfg: OptimizerConfig, w0: number[], grads: number[][]): 
       if (cfg.kind === 'rmsprop') {
         const rho = cfg.rho ?? 0.9, eps = cfg.epsilon ?? 1e-7;
         s1[i] = rho * s1[i]! + (1 - rho) * g[i]! ** 2;
-        w[i] = w[i]! - (cfg.learningRate! * g[i]!) / (Math.sqrt(s1[i]!) + eps);
+        const denominator = cfg.legacy ? Math.sqrt(s1[i]!) + eps : Math.sqrt(s1[i]! + eps);
+        w[i] = w[i]! - (cfg.learningRate! * g[i]!) / denominator;
       } else if (cfg.kind === 'adam') {
         const b1 = 0.9, b2 = 0.999, eps = 1e-7, step = t + 1;
         s1[i] = b1 * s1[i]! + (1 - b1) * g[i]!;
@@ -46,6 +47,9 @@ test('RMSprop, Adam and SGD kernels follow Keras formulas over several steps', (
   const grads = Array.from({ length: steps }, () => Array.from({ length: n }, () => rng.uniform(-0.5, 0.5)));
   const configs: OptimizerConfig[] = [
     { kind: 'rmsprop', learningRate: 0.01 },
+    { kind: 'rmsprop', learningRate: 0.01, legacy: true },
+    { kind: 'rmsprop', learningRate: 0.01, epsilon: 1e-3 },
+    { kind: 'rmsprop', learningRate: 0.01, epsilon: 1e-3, legacy: true },
     { kind: 'adam', learningRate: 0.01 },
     { kind: 'sgd', learningRate: 0.1 },
     { kind: 'sgd', learningRate: 0.1, momentum: 0.9 },
@@ -59,27 +63,33 @@ test('RMSprop, Adam and SGD kernels follow Keras formulas over several steps', (
     for (let i = 0; i < n; i++) assert.ok(Math.abs(w[i]! - ref[i]!) < 1e-5, `${cfg.kind} w[${i}] ${w[i]} vs ${ref[i]}`);
     assert.ok(ref.some((v, i) => Math.abs(v - w0[i]!) > 1e-3), 'the weights moved');
   }
-  assert.deepEqual(resolveOptimizer({ kind: 'rmsprop' }), { kind: 'rmsprop', learningRate: 0.001, rho: 0.9, epsilon: 1e-7 });
+  assert.deepEqual(resolveOptimizer({ kind: 'rmsprop' }), { kind: 'rmsprop', learningRate: 0.001, rho: 0.9, epsilon: 1e-7, legacy: false });
   assert.throws(() => resolveOptimizer({ kind: 'sgd', nesterov: true }), GraftError);
 });
 
-test('the SIMD RMSprop kernel matches the JS kernel (including a non-multiple-of-4 tail)', () => {
+test('the SIMD RMSprop kernels (current and legacy) match the JS kernel, including a non-multiple-of-4 tail', () => {
   const n = 1003, mem = wasmMemory(n * 12 + 64);
-  const kernel = simdRmsprop(mem);
-  assert.ok(kernel, 'WebAssembly SIMD available');
   const w = new Float32Array(mem.buffer, 0, n), ms = new Float32Array(mem.buffer, 4016, n), g = new Float32Array(mem.buffer, 8032, n);
-  const rng = new Random(4);
-  for (let i = 0; i < n; i++) { w[i] = rng.uniform(-1, 1); ms[i] = rng.next() * 1e-3; g[i] = rng.uniform(-0.1, 0.1); }
-  const w2 = w.slice(), ms2 = ms.slice();
-  const opt = resolveOptimizer({ kind: 'rmsprop', learningRate: 0.001 });
-  for (let s = 0; s < 3; s++) {
-    kernel(w, ms, g, 0.001, 0.9, 1e-7);
-    applyUpdate(opt, s + 1, w2, g, [ms2]);
+  const after: Float32Array[] = [];
+  for (const legacy of [false, true]) {
+    const kernel = simdRmsprop(mem, legacy);
+    assert.ok(kernel, 'WebAssembly SIMD available');
+    const rng = new Random(4);
+    for (let i = 0; i < n; i++) { w[i] = rng.uniform(-1, 1); ms[i] = rng.next() * 1e-3; g[i] = rng.uniform(-0.1, 0.1); }
+    const w2 = w.slice(), ms2 = ms.slice();
+    // epsilon 1e-3 is of the size of ms here, so putting it inside or outside the root matters
+    const opt = resolveOptimizer({ kind: 'rmsprop', learningRate: 0.001, epsilon: 1e-3, legacy });
+    for (let s = 0; s < 3; s++) {
+      kernel(w, ms, g, 0.001, 0.9, 1e-3);
+      applyUpdate(opt, s + 1, w2, g, [ms2]);
+    }
+    for (let i = 0; i < n; i++) {
+      assert.ok(Math.abs(w[i]! - w2[i]!) <= 1e-6 * Math.max(1, Math.abs(w2[i]!)), `legacy=${legacy} w[${i}]`);
+      assert.ok(Math.abs(ms[i]! - ms2[i]!) <= 1e-6 * ms2[i]!, `legacy=${legacy} ms[${i}]`);
+    }
+    after.push(w.slice());
   }
-  for (let i = 0; i < n; i++) {
-    assert.ok(Math.abs(w[i]! - w2[i]!) <= 1e-6 * Math.max(1, Math.abs(w2[i]!)), `w[${i}]`);
-    assert.ok(Math.abs(ms[i]! - ms2[i]!) <= 1e-6 * ms2[i]!, `ms[${i}]`);
-  }
+  assert.ok(after[0]!.some((v, i) => Math.abs(v - after[1]![i]!) > 1e-5), 'the two epsilon placements give different weights');
 });
 
 test('RMSprop flushes values headed for subnormal floats to zero, in SIMD and JS alike, and keeps NaN', () => {

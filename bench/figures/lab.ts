@@ -1,5 +1,5 @@
 /**
- * Whole `graft lab` runs as a user starts them (opt-in: `npm run bench -- --only lab`, ~20 min):
+ * Whole `graft lab` runs as a user starts them (opt-in: `npm run bench -- --only lab`, ~50 min; GRAFT_BENCH_LAB=faithful,cached picks recipes):
  * wall time, peak resident memory and final validation accuracy for each recipe.
  */
 import { spawn } from 'node:child_process';
@@ -39,6 +39,9 @@ async function runLab(name: string, args: string[], report: Report): Promise<voi
   report({ name: `lab_${name}_s`, value: seconds, unit: 's' });
   report({ name: `lab_${name}_peak_rss_mb`, value: peak, unit: 'MB' });
   report({ name: `lab_${name}_val_accuracy`, value: history.val_accuracy.at(-1)!, unit: 'fraction' });
+  // The final epoch alone swings by a point or two; the last five say where the run settled.
+  const last5 = history.val_accuracy.slice(-5);
+  report({ name: `lab_${name}_val_accuracy_last5_mean`, value: last5.reduce((a, b) => a + b, 0) / last5.length, unit: 'fraction' });
   await rm(out, { recursive: true, force: true });
 }
 
@@ -49,6 +52,9 @@ export async function run(report: Report): Promise<void> {
     ['cached', ['--mode', 'cached']],
     ['cached_gap', ['--mode', 'cached', '--head', 'gap,dense:1024:relu,dropout:0.2']],
     ['cached_inception', ['--mode', 'cached', '--preprocess', 'inception']],
+    ['views2', ['--mode', 'views=2']],
+    ['faithful_inception', ['--mode', 'faithful', '--preprocess', 'inception']],
+    ['faithful_rmsprop_legacy', ['--mode', 'faithful', '--optimizer', 'rmsprop-legacy']],
   ];
   for (const [name, args] of recipes) {
     if (only && !only.split(',').includes(name)) continue;

@@ -5,7 +5,7 @@ import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { unzipSync } from 'fflate';
 import { DownloadNetworkError, downloadFile } from '../util/download.js';
 import { GraftError, describeFsError } from '../util/errors.js';
-import { cacheDir, sharedRoot } from '../util/paths.js';
+import { cacheDir, sharedDatasetDir } from '../util/paths.js';
 
 /** The zip the Keras transfer-learning lab downloads (about 65 MB: 2000 train + 1000 validation images). */
 export const LAB_DATASET_URL = 'https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip';
@@ -64,7 +64,7 @@ export async function resolveLabDataset(opts: LabDatasetOptions = {}): Promise<s
   if (opts.data !== undefined) return checkLabFolder(opts.data, 'dataset folder');
   const env = process.env.GRAFT_LAB_DATA;
   if (env) return checkLabFolder(env, 'GRAFT_LAB_DATA');
-  const shared = opts.shared ?? join(sharedRoot(), 'datasets', LAB_DATASET_NAME);
+  const shared = opts.shared ?? sharedDatasetDir(LAB_DATASET_NAME);
   if (shared !== false && isDir(join(shared, 'train'))) return resolve(shared);
 
   const cache = resolve(opts.cacheDir ?? cacheDir());

@@ -56,7 +56,7 @@ const slots = Array.from({ length: S }, (_, s) => slotArea.subarray(s * K * C, (
 const scratch = take(sizes.scratch);
 const x = take(sizes.x), xt = take(sizes.xt), dh = take(sizes.dh), h = take(sizes.h);
 const xShared = new Float32Array(init.x), hShared = new Float32Array(init.h), dhShared = new Float32Array(init.dh);
-const rmsprop: RmspropKernel | null = optimizer.kind === 'rmsprop' ? simdRmsprop(memory) : null;
+const rmsprop: RmspropKernel | null = optimizer.kind === 'rmsprop' ? simdRmsprop(memory, optimizer.legacy) : null;
 const matmul = await OrtMatMul.create(init.ortThreads);
 
 async function forward(n: number): Promise<void> {

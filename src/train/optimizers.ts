@@ -1,17 +1,31 @@
 import { GraftError } from '../util/errors.js';
 
 /**
- * Keras optimisers with Keras's defaults and formulas (Keras 3 / tf.keras 2.x Python code path).
- * Each has one fused per-element kernel: one pass over (weight, gradient, slots) per step, since
+ * Keras optimisers with Keras's defaults and formulas: Keras 3, which is also tf.keras's optimizer
+ * since TF 2.11. Each has one fused per-element kernel: one pass over (weight, gradient, slots) per step, since
  * the head's 38.5M weights make every extra pass a memory-bound ~0.1 s.
  */
 export type OptimizerConfig =
-  | { kind: 'rmsprop'; learningRate?: number; rho?: number; epsilon?: number; momentum?: number; centered?: boolean }
+  | {
+      kind: 'rmsprop';
+      learningRate?: number;
+      rho?: number;
+      epsilon?: number;
+      momentum?: number;
+      centered?: boolean;
+      /**
+       * tf.keras.optimizers.legacy.RMSprop (the only RMSprop up to TF 2.10) adds epsilon after the
+       * square root, lr*g/(sqrt(ms)+eps); Keras 3 and TF >= 2.11 add it inside, lr*g/sqrt(ms+eps).
+       * With eps 1e-7 the two differ where ms is below ~1e-6: the legacy rule gives such
+       * rarely-active weights full-size steps of about lr*sign(g), the current one damps them.
+       */
+      legacy?: boolean;
+    }
   | { kind: 'adam'; learningRate?: number; beta1?: number; beta2?: number; epsilon?: number }
   | { kind: 'sgd'; learningRate?: number; momentum?: number; nesterov?: boolean };
 
 export type ResolvedOptimizer =
-  | { kind: 'rmsprop'; learningRate: number; rho: number; epsilon: number }
+  | { kind: 'rmsprop'; learningRate: number; rho: number; epsilon: number; legacy: boolean }
   | { kind: 'adam'; learningRate: number; beta1: number; beta2: number; epsilon: number }
   | { kind: 'sgd'; learningRate: number; momentum: number };
 
@@ -25,7 +39,7 @@ export function resolveOptimizer(cfg: OptimizerConfig): ResolvedOptimizer {
   switch (cfg.kind) {
     case 'rmsprop':
       if ((cfg.momentum ?? 0) !== 0 || cfg.centered) throw new GraftError('RMSprop with momentum or centered=true is not supported');
-      return { kind: 'rmsprop', learningRate: lr(cfg.learningRate, 0.001), rho: cfg.rho ?? 0.9, epsilon: cfg.epsilon ?? 1e-7 };
+      return { kind: 'rmsprop', learningRate: lr(cfg.learningRate, 0.001), rho: cfg.rho ?? 0.9, epsilon: cfg.epsilon ?? 1e-7, legacy: cfg.legacy ?? false };
     case 'adam':
       return { kind: 'adam', learningRate: lr(cfg.learningRate, 0.001), beta1: cfg.beta1 ?? 0.9, beta2: cfg.beta2 ?? 0.999, epsilon: cfg.epsilon ?? 1e-7 };
     case 'sgd':
@@ -46,7 +60,7 @@ export function slotCount(opt: ResolvedOptimizer): number {
  * flushed to zero below FLUSH_SLOT_BELOW. Without it, weights whose features are always zero see
  * their mean square decay by rho every step into subnormal floats within a few epochs, and
  * subnormal arithmetic is ~100x slower on x86 (WebAssembly cannot set flush-to-zero). The effect
- * on the update is below float32 resolution: lr*g/(sqrt(ms)+eps) < 1e-4 * 1e-18 / 1e-7.
+ * on the update is below float32 resolution even in the legacy rule: lr*g/(sqrt(ms)+eps) < 1e-4 * 1e-18 / 1e-7.
  */
 export const FLUSH_GRADIENT_BELOW = 1e-18;
 export const FLUSH_SLOT_BELOW = 1e-30;
@@ -67,15 +81,16 @@ export function applyUpdate(
 ): void {
   const d = gOffset - lo;
   if (opt.kind === 'rmsprop') {
-    // ms = rho*ms + (1-rho)*g^2; w -= lr*g / (sqrt(ms) + eps)
+    // ms = rho*ms + (1-rho)*g^2; w -= lr*g / sqrt(ms + eps)   (legacy: lr*g / (sqrt(ms) + eps))
     const ms = slots[0]!, rho = opt.rho, omr = 1 - opt.rho, lr = opt.learningRate, eps = opt.epsilon;
+    const inside = opt.legacy ? 0 : eps, outside = opt.legacy ? eps : 0;
     for (let i = lo; i < hi; i++) {
       let gi = g[i + d]!;
       if (Math.abs(gi) < FLUSH_GRADIENT_BELOW) gi = 0;
       let m = Math.fround(rho * ms[i]! + omr * gi * gi);
       if (m < FLUSH_SLOT_BELOW) m = 0;
       ms[i] = m;
-      w[i] = w[i]! - (lr * gi) / (Math.sqrt(m) + eps);
+      w[i] = w[i]! - (lr * gi) / (Math.sqrt(m + inside) + outside);
     }
   } else if (opt.kind === 'adam') {
     // Keras: m += (g-m)(1-b1); v += (g^2-v)(1-b2); w -= lr*sqrt(1-b2^t)/(1-b1^t) * m/(sqrt(v)+eps)

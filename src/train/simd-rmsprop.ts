@@ -4,7 +4,7 @@
  * matrix products, the bottleneck of the head's step. No library ships such a kernel for Node.
  *
  * rmsprop(w, ms, g, n4, lr, rho, 1-rho, eps): for n4 groups of 4 floats at byte offsets w, ms, g:
- *   ms = rho*ms + (1-rho)*g*g;  w = w - (lr*g) / (sqrt(ms) + eps)
+ *   ms = rho*ms + (1-rho)*g*g;  w = w - (lr*g) / sqrt(ms + eps)     (legacy: (lr*g) / (sqrt(ms) + eps))
  * with gradients and ms values too small to matter flushed to zero (see FLUSH_GRADIENT_BELOW).
  */
 import { applyUpdate, FLUSH_GRADIENT_BELOW, FLUSH_SLOT_BELOW } from './optimizers.js';
@@ -35,7 +35,7 @@ function leb(n: number): number[] {
 }
 const str = (s: string) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
 
-function moduleBytes(): Uint8Array {
+function moduleBytes(legacy: boolean): Uint8Array {
   // params: 0 w, 1 ms, 2 g, 3 n4, 4 lr, 5 rho, 6 omr, 7 eps;
   // locals: 8 vlr, 9 vrho, 10 vomr, 11 veps, 12 g, 13 ms, 14 flush-g threshold, 15 flush-ms threshold
   const body = [
@@ -61,7 +61,7 @@ function moduleBytes(): Uint8Array {
     ...get(0),
     ...get(0), ...LOAD,
     ...get(8), ...get(12), ...MUL,
-    ...get(13), ...SQRT, ...get(11), ...ADD,
+    ...(legacy ? [...get(13), ...SQRT, ...get(11), ...ADD] : [...get(13), ...get(11), ...ADD, ...SQRT]),
     ...DIV, ...SUB,
     ...STORE,
     ...bump(0, 16), ...bump(1, 16), ...bump(2, 16),
@@ -100,10 +100,11 @@ export type RmspropKernel = (w: Float32Array, ms: Float32Array, g: Float32Array,
 
 /**
  * A kernel over arrays that all lie in `memory` (views of memory.buffer), or null where the
- * engine lacks WebAssembly SIMD. Lengths need not be multiples of 4 (the tail runs in JS).
+ * engine lacks WebAssembly SIMD; `legacy` selects tf.keras's legacy epsilon placement. Lengths
+ * need not be multiples of 4 (the tail runs in JS).
  */
-export function simdRmsprop(memory: WasmMemory): RmspropKernel | null {
-  const bytes = moduleBytes();
+export function simdRmsprop(memory: WasmMemory, legacy = false): RmspropKernel | null {
+  const bytes = moduleBytes(legacy);
   if (!wasm.validate(bytes)) return null;
   const instance = new wasm.Instance(new wasm.Module(bytes), { env: { mem: memory } });
   const fn = instance.exports.rmsprop as (w: number, m: number, g: number, n4: number, lr: number, rho: number, omr: number, eps: number) => void;
@@ -112,6 +113,6 @@ export function simdRmsprop(memory: WasmMemory): RmspropKernel | null {
     const n = w.length, n4 = n >>> 2;
     fn(w.byteOffset, ms.byteOffset, g.byteOffset, n4, lr, rho, 1 - rho, eps);
     const tail = n4 * 4;
-    if (tail < n) applyUpdate({ kind: 'rmsprop', learningRate: lr, rho, epsilon: eps }, 0, w, g, [ms], tail, n, tail);
+    if (tail < n) applyUpdate({ kind: 'rmsprop', learningRate: lr, rho, epsilon: eps, legacy }, 0, w, g, [ms], tail, n, tail);
   };
 }

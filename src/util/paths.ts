@@ -30,9 +30,14 @@ export function sharedInceptionWeightsDir(variant: WeightsVariant = 'fp32'): str
   return join(sharedRoot(), 'weights', `inceptionv3_imagenet_mixed7_${variant}`);
 }
 
+/** A dataset folder in ../shared/datasets. */
+export function sharedDatasetDir(name: string): string {
+  return join(sharedRoot(), 'datasets', name);
+}
+
 /** The Keras lab's dataset (train/ + validation/). GRAFT_LAB_DATA overrides. */
 export function sharedLabDataDir(): string {
-  return resolve(process.env.GRAFT_LAB_DATA ?? join(sharedRoot(), 'datasets', 'cats_and_dogs_filtered'));
+  return resolve(process.env.GRAFT_LAB_DATA ?? sharedDatasetDir('cats_and_dogs_filtered'));
 }
 
 /** Where downloads are kept: GRAFT_CACHE_DIR, else $XDG_CACHE_HOME/graft, else ~/.cache/graft. */

@@ -6,6 +6,7 @@ import h5wasm from 'h5wasm/node';
 import { inceptionV3Graph } from '../../src/backbone/architectures/inception-v3.js';
 import type { KerasGraph, WeightTensor } from '../../src/backbone/keras-graph.js';
 import { sharedInceptionWeightsDir } from '../../src/util/paths.js';
+import { kerasModelTopology } from '../../src/export/tfjs-layers.js';
 
 export interface FixtureLayer {
   name: string;
@@ -22,7 +23,7 @@ export async function writeKerasH5(
   const f = new h5wasm.File(file, 'w');
   if (opts.modelConfig) {
     // model.save: the topology as a JSON string attribute at the root, weights under model_weights.
-    const json = JSON.stringify(kerasModelConfig(opts.modelConfig));
+    const json = JSON.stringify(kerasModelTopology(opts.modelConfig, graphInputShape(opts.modelConfig)));
     f.create_attribute('model_config', json, null, `S${Buffer.byteLength(json)}`);
     f.create_attribute('keras_version', '2.1.5', null, 'S5');
   }
@@ -41,22 +42,11 @@ export async function writeKerasH5(
   f.close();
 }
 
-/** A KerasGraph as Keras 2 `model.to_json()` writes it (class Model, nested inbound_nodes). */
-export function kerasModelConfig(graph: KerasGraph): unknown {
-  return {
-    class_name: 'Model',
-    config: {
-      name: graph.name,
-      layers: graph.layers.map((l) => ({
-        name: l.name,
-        class_name: l.className,
-        config: { name: l.name, ...l.config },
-        inbound_nodes: l.inbound.length === 0 ? [] : [l.inbound.map((i) => [i, 0, 0, {}])],
-      })),
-      input_layers: graph.inputs.map((i) => [i, 0, 0]),
-      output_layers: graph.outputs.map((o) => [o, 0, 0]),
-    },
-  };
+/** The graph's input shape (H, W, C), from its InputLayer's batch_input_shape (or Keras 3 batch_shape). */
+function graphInputShape(graph: KerasGraph): [number, number, number] {
+  const input = graph.layers.find((l) => l.name === graph.inputs[0])!;
+  const shape = (input.config.batch_input_shape ?? input.config.batch_shape) as (number | null)[];
+  return shape.slice(1) as [number, number, number];
 }
 
 /** The shared fp32 TF.js weights (input_1..mixed7), read straight from model.json + shards. */

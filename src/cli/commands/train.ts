@@ -17,7 +17,7 @@ interface TrainFlags {
   cut: string;
   inputSize: string;
   head?: string;
-  optimizer: 'rmsprop' | 'adam' | 'sgd';
+  optimizer: (typeof OPTIMIZER_NAMES)[number];
   lr: number;
   momentum?: number;
   epochs: number;
@@ -35,6 +35,8 @@ interface TrainFlags {
   quiet?: boolean;
 }
 
+const OPTIMIZER_NAMES = ['rmsprop', 'rmsprop-legacy', 'adam', 'sgd'] as const;
+
 /** The knobs `graft train` and `graft lab` share, with the lab's values as defaults. */
 function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: number; validationSteps?: number }): Command {
   return cmd
@@ -43,7 +45,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--cut <layer>', 'backbone layer the head sits on', LAB_RECIPE.cut)
     .option('--input-size <HxW>', 'image size, e.g. 150 or 150x150', '150x150')
     .option('--head <spec>', "head layers, e.g. 'flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid' or 'gap,dense:1'; the output layer follows the number of classes")
-    .option('--optimizer <name>', 'rmsprop, adam or sgd', choiceOption('optimizer', ['rmsprop', 'adam', 'sgd'] as const), 'rmsprop')
+    .option('--optimizer <name>', 'rmsprop (Keras 3 / TF >= 2.11), rmsprop-legacy (tf.keras.optimizers.legacy.RMSprop), adam or sgd', choiceOption('optimizer', OPTIMIZER_NAMES), 'rmsprop')
     .option('--lr <rate>', 'learning rate', floatOption('lr', 0, 10), 1e-4)
     .option('--momentum <m>', 'SGD momentum', floatOption('momentum', 0, 1))
     .option('--epochs <n>', 'epochs', intOption('epochs', 1), LAB_RECIPE.epochs)
@@ -76,7 +78,8 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
     head: flags.head ? parseHeadSpec(flags.head) : undefined,
     optimizer:
       flags.optimizer === 'sgd' ? { kind: 'sgd', learningRate: flags.lr, momentum: flags.momentum ?? 0 }
-      : { kind: flags.optimizer, learningRate: flags.lr },
+      : flags.optimizer === 'adam' ? { kind: 'adam', learningRate: flags.lr }
+      : { kind: 'rmsprop', learningRate: flags.lr, legacy: flags.optimizer === 'rmsprop-legacy' },
     epochs: flags.epochs,
     batchSize: flags.batchSize,
     stepsPerEpoch: flags.steps,
