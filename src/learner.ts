@@ -220,6 +220,12 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
         say(`${mode.views} augmented views of ${trainStore.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
       }
       source = limitSteps(source, opts.stepsPerEpoch);
+      if (mode.kind !== 'faithful') {
+        // Every feature the run needs exists now: hand back the engine's arenas and the
+        // augmentation threads before the head's training, so they do not add to its peak memory.
+        await backbone!.extractor.dispose();
+        await pool!.close();
+      }
 
       const history = await fit(trainer, source, valUsed, {
         epochs: opts.epochs ?? LAB_RECIPE.epochs,

@@ -8,7 +8,7 @@ import { simdRmsprop, wasmMemory } from '../src/train/simd-rmsprop.js';
 import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from '../src/train/losses.js';
 import { HeadTrainer } from '../src/train/head-trainer.js';
 import { arrayBatchSource, fit, type ArrayData } from '../src/train/fit.js';
-import { loadCheckpoint } from '../src/train/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint } from '../src/train/checkpoint.js';
 import { initHead } from '../src/model/head.js';
 import type { HeadSpec } from '../src/model/head-spec.js';
 import { Random } from '../src/util/random.js';
@@ -176,6 +176,11 @@ test('resume after 2 epochs gives the same weights and history as 3 epochs strai
 
     const b = await makeTrainer(5);
     await fit(b, arrayBatchSource(train, 16, { seed: 9 }), val, { epochs: 2, checkpoint: { dir }, ...quiet });
+    // The first kernel's slots reach the checkpoint streamed in blocks: they must equal a whole copy.
+    const saved = await loadCheckpoint(dir), live = await b.getOptimizerState();
+    assert.equal(saved!.optimizer.slots[0]![0]!.length, live.slots[0]![0]!.length);
+    assert.deepEqual(saved!.optimizer.slots[0]![0], new Float32Array(live.slots[0]![0]!));
+    assert.ok(live.slots[0]![0]!.some((v) => v > 0), 'the slots hold something');
     await b.dispose();
     const c = await makeTrainer(5);
     const resumed = await fit(c, arrayBatchSource(train, 16, { seed: 9 }), val, { epochs: 3, checkpoint: { dir, resume: true }, ...quiet });
@@ -196,6 +201,37 @@ test('resume after 2 epochs gives the same weights and history as 3 epochs strai
     const d = await makeTrainer(6);
     await assert.rejects(fit(d, arrayBatchSource(train, 16, { seed: 9 }), val, { epochs: 4, checkpoint: { dir, resume: true }, ...quiet }), /another head, optimiser or seed/);
     await d.dispose();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('saveCheckpoint writes streamed arrays block by block, and refuses a stream of the wrong length', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-ck-'));
+  try {
+    const kernel = Float32Array.from({ length: 12 }, (_, i) => i), bias = Float32Array.from([7, 8, 9]);
+    const slot = Float32Array.from({ length: 12 }, (_, i) => 100 + i);
+    const streamed = (values: Float32Array, block: number) => ({
+      length: 12,
+      async *blocks() {
+        const buffer = new Float32Array(block); // one reused buffer, as HeadTrainer does
+        for (let i = 0; i < values.length; i += block) {
+          const part = buffer.subarray(0, Math.min(block, values.length - i));
+          part.set(values.subarray(i, i + part.length));
+          yield part;
+        }
+      },
+    });
+    const config = resolveOptimizer({ kind: 'rmsprop' });
+    const base = { seed: 1, fingerprint: 'f', history: { loss: [1], accuracy: [0.5], val_loss: [1], val_accuracy: [0.5] }, params: { dense: [{ inputSize: 4, units: 3, kernel, bias }] } };
+    await saveCheckpoint(dir, { ...base, epoch: 1, optimizer: { config, iterations: 5, slots: [[streamed(slot, 5)], [Float32Array.from([1, 2, 3])]] } });
+    const ck = await loadCheckpoint(dir);
+    assert.deepEqual(ck!.params.dense[0]!.kernel, kernel);
+    assert.deepEqual(ck!.optimizer.slots[0]![0], slot);
+    assert.deepEqual(ck!.optimizer.slots[1]![0], Float32Array.from([1, 2, 3]));
+    const short = { length: 12, async *blocks() { yield new Float32Array(5); } };
+    await assert.rejects(saveCheckpoint(dir, { ...base, epoch: 2, optimizer: { config, iterations: 6, slots: [[short], [Float32Array.from([1, 2, 3])]] } }), /gave 5 values, expected 12/);
+    assert.equal((await loadCheckpoint(dir))!.epoch, 1, 'the previous checkpoint stays');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

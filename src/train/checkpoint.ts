@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeFsError, GraftError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -23,6 +23,23 @@ export interface Checkpoint {
   optimizer: OptimizerState;
 }
 
+/** An array saved block by block, for arrays too big to copy whole only to save them. */
+export interface StreamedArray {
+  readonly length: number;
+  /** Consecutive blocks, `length` floats in all; each is written before the next is asked for. */
+  blocks(): AsyncIterable<Float32Array>;
+}
+
+/** Optimiser state as saveCheckpoint takes it: any slot may be streamed. */
+export interface SavedOptimizerState extends Omit<OptimizerState, 'slots'> {
+  slots: (Float32Array | StreamedArray)[][];
+}
+
+/** What saveCheckpoint writes: a Checkpoint whose optimiser slots may be streamed. */
+export interface CheckpointToSave extends Omit<Checkpoint, 'optimizer'> {
+  optimizer: SavedOptimizerState;
+}
+
 const FORMAT = 'graft-head-checkpoint-1';
 const JSON_NAME = 'checkpoint.json';
 
@@ -44,9 +61,27 @@ export function configFingerprint(config: unknown): string {
   return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16);
 }
 
-function arrays(ck: Pick<Checkpoint, 'params' | 'optimizer'>): Float32Array[] {
+function arrays(ck: CheckpointToSave): (Float32Array | StreamedArray)[] {
   const params = ck.params.dense.flatMap((d) => [d.kernel, d.bias]);
   return [...params, ...ck.optimizer.slots.flat()];
+}
+
+const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+/** The bytes of every array in order, streamed ones block by block. */
+async function* arrayBytes(data: (Float32Array | StreamedArray)[]): AsyncGenerator<Uint8Array> {
+  for (const a of data) {
+    if (a instanceof Float32Array) {
+      yield bytesOf(a);
+      continue;
+    }
+    let floats = 0;
+    for await (const block of a.blocks()) {
+      floats += block.length;
+      yield bytesOf(block);
+    }
+    if (floats !== a.length) throw new Error(`a streamed checkpoint array gave ${floats} values, expected ${a.length}`);
+  }
 }
 
 async function readMeta(dir: string): Promise<Meta | null> {
@@ -68,7 +103,7 @@ async function readMeta(dir: string): Promise<Meta | null> {
   return meta;
 }
 
-export async function saveCheckpoint(dir: string, ck: Checkpoint): Promise<void> {
+export async function saveCheckpoint(dir: string, ck: CheckpointToSave): Promise<void> {
   try {
     await mkdir(dir, { recursive: true });
   } catch (err) {
@@ -78,13 +113,12 @@ export async function saveCheckpoint(dir: string, ck: Checkpoint): Promise<void>
   const generation = (previous?.generation ?? 0) + 1;
   const binary = `checkpoint-${generation}.bin`;
   const data = arrays(ck);
-  const chunks = data.map((a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
-  await writeFileAtomic(join(dir, binary), chunks);
+  await writeFileAtomic(join(dir, binary), arrayBytes(data));
   const meta: Meta = {
     format: FORMAT,
     generation,
     binary,
-    bytes: chunks.reduce((s, c) => s + c.length, 0),
+    bytes: data.reduce((s, a) => s + a.length * 4, 0),
     epoch: ck.epoch,
     seed: ck.seed,
     fingerprint: ck.fingerprint,
@@ -104,31 +138,47 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint | null> {
   const meta = await readMeta(dir);
   if (!meta) return null;
   const file = join(dir, meta.binary);
-  let bytes: Buffer;
+  // Read straight into the arrays: the binary is as big as the head's weights and slots together.
+  let handle: FileHandle;
   try {
-    bytes = await readFile(file);
+    handle = await open(file, 'r');
   } catch (err) {
     throw describeFsError(err, file);
   }
-  if (bytes.length !== meta.bytes) throw new GraftError(`${file} holds ${bytes.length} bytes, expected ${meta.bytes}`, { file });
-  let offset = 0;
-  const take = (n: number) => {
-    const a = new Float32Array(n);
-    new Uint8Array(a.buffer).set(bytes.subarray(offset, offset + n * 4));
-    offset += n * 4;
-    return a;
-  };
-  const params: HeadParams = {
-    dense: meta.dense.map(({ inputSize, units }) => ({ inputSize, units, kernel: take(inputSize * units), bias: take(units) })),
-  };
-  const sizes = params.dense.flatMap((d) => [d.kernel.length, d.bias.length]);
-  const slots = sizes.map((n) => Array.from({ length: meta.optimizer.slotsPerParam }, () => take(n)));
-  return {
-    epoch: meta.epoch,
-    seed: meta.seed,
-    fingerprint: meta.fingerprint,
-    history: meta.history,
-    params,
-    optimizer: { config: meta.optimizer.config, iterations: meta.optimizer.iterations, slots },
-  };
+  try {
+    const size = (await handle.stat()).size;
+    if (size !== meta.bytes) throw new GraftError(`${file} holds ${size} bytes, expected ${meta.bytes}`, { file });
+    let offset = 0;
+    const take = async (n: number) => {
+      const a = new Float32Array(n), bytes = bytesOf(a);
+      for (let done = 0; done < bytes.length;) {
+        const { bytesRead } = await handle.read(bytes, done, bytes.length - done, offset + done);
+        if (bytesRead === 0) throw new GraftError(`${file} ended early`, { file });
+        done += bytesRead;
+      }
+      offset += n * 4;
+      return a;
+    };
+    const dense = [];
+    for (const { inputSize, units } of meta.dense) dense.push({ inputSize, units, kernel: await take(inputSize * units), bias: await take(units) });
+    const params: HeadParams = { dense };
+    const slots: Float32Array[][] = [];
+    for (const n of dense.flatMap((d) => [d.kernel.length, d.bias.length])) {
+      const perParam: Float32Array[] = [];
+      for (let j = 0; j < meta.optimizer.slotsPerParam; j++) perParam.push(await take(n));
+      slots.push(perParam);
+    }
+    return {
+      epoch: meta.epoch,
+      seed: meta.seed,
+      fingerprint: meta.fingerprint,
+      history: meta.history,
+      params,
+      optimizer: { config: meta.optimizer.config, iterations: meta.optimizer.iterations, slots },
+    };
+  } catch (err) {
+    throw err instanceof GraftError ? err : describeFsError(err, file);
+  } finally {
+    await handle.close();
+  }
 }

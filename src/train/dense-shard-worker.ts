@@ -31,8 +31,11 @@ export type ShardRequest =
   | { op: 'forward'; n: number }
   | { op: 'backward'; n: number; step: number }
   | { op: 'gradient'; n: number }
-  /** Writes this shard's columns of the kernel and slots into full-size [inputSize, units] shared arrays. */
-  | { op: 'gather'; kernel: Float32Array; slots: Float32Array[] }
+  /**
+   * Writes this shard's columns of rows [row0, row0 + rows) of the kernel (or of optimiser slot
+   * `slot`) into `into`, a shared [rows, units] array.
+   */
+  | { op: 'gather'; slot: number | null; row0: number; rows: number; into: Float32Array }
   | { op: 'set'; kernel: Float32Array; slots: Float32Array[] }
   | { op: 'close' };
 
@@ -130,11 +133,11 @@ parentPort!.on('message', (req: ShardRequest) => {
           break;
         }
         case 'gather': {
-          const put = (dst: Float32Array, src: Float32Array) => {
-            for (let i = 0; i < K; i++) dst.set(src.subarray(i * C, (i + 1) * C), i * N + col0);
-          };
-          put(req.kernel, kernel);
-          slots.forEach((a, j) => put(req.slots[j]!, a));
+          const src = req.slot === null ? kernel : slots[req.slot]!;
+          for (let i = 0; i < req.rows; i++) {
+            const r = req.row0 + i;
+            req.into.set(src.subarray(r * C, (r + 1) * C), i * N + col0);
+          }
           parentPort!.postMessage({ ok: true });
           break;
         }

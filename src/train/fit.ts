@@ -161,7 +161,7 @@ export async function fit(trainer: HeadTrainer, train: BatchSource, validation: 
     history.val_accuracy.push(val.accuracy);
     if (dir) {
       const params = await trainer.syncParams();
-      const optimizer = await trainer.getOptimizerState();
+      const optimizer = trainer.optimizerStateToSave();
       await saveCheckpoint(dir, { epoch: epoch + 1, seed: trainer.describe().seed, fingerprint, history, params, optimizer });
       lastSaved = epoch + 1;
     }

@@ -9,6 +9,10 @@ import { applyUpdate, resolveOptimizer, slotCount, type OptimizerConfig, type Op
 import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from './losses.js';
 import { deriveSeed, STREAM_DROPOUT } from './seeds.js';
 import type { ShardInit, ShardRequest } from './dense-shard-worker.js';
+import type { SavedOptimizerState, StreamedArray } from './checkpoint.js';
+
+/** Floats per block when the first kernel's slots are streamed to a checkpoint (4 MB). */
+const SLOT_BLOCK_FLOATS = 1 << 20;
 
 export interface HeadTrainerOptions {
   seed: number;
@@ -71,8 +75,8 @@ export class HeadTrainer {
   private readonly grads: { kernel: Float32Array; bias: Float32Array }[];
   private readonly probs: Float32Array;
   private pending: Promise<unknown> = Promise.resolve();
-  /** Whole-size copies of the first kernel's optimiser slots, filled by gatherFirst. */
-  private firstSlots: Float32Array[] | null = null;
+  /** Rows of the first kernel's slots on their way to a checkpoint (one block at a time). */
+  private slotBlock: Float32Array | null = null;
   private disposed = false;
 
   private constructor(
@@ -233,7 +237,7 @@ export class HeadTrainer {
   /** Copies the workers' shards of the first kernel back into `params` and returns it. */
   async syncParams(): Promise<HeadParams> {
     return this.serial(async () => {
-      await this.gatherFirst();
+      await this.gatherFirst(null, this.params.dense[0]!.kernel);
       return this.params;
     });
   }
@@ -249,15 +253,41 @@ export class HeadTrainer {
     });
   }
 
-  /**
-   * The optimiser's state: iterations and slots per param array (dense i: kernel at 2i, bias at 2i+1).
-   * The first kernel's slots are shared buffers, overwritten by the next call: save or copy them first.
-   */
+  /** The optimiser's state, copied whole: iterations and slots per param array (dense i: kernel at 2i, bias at 2i+1). */
   async getOptimizerState(): Promise<OptimizerState> {
     return this.serial(async () => {
-      const { slots } = await this.gatherFirst();
-      return { config: this.opt, iterations: this.iterations, slots: this.slots.map((s, i) => (i === 0 ? slots : s.map((a) => a.slice()))) };
+      const K = this.inputSize, N = this.params.dense[0]!.units;
+      const first: Float32Array[] = [];
+      for (let j = 0; j < slotCount(this.opt); j++) {
+        first.push(new Float32Array(new SharedArrayBuffer(K * N * 4)));
+        await this.gatherFirst(j, first[j]!);
+      }
+      return { config: this.opt, iterations: this.iterations, slots: this.slots.map((s, i) => (i === 0 ? first : s.map((a) => a.slice()))) };
     });
+  }
+
+  /**
+   * The optimiser's state for a checkpoint, without a whole copy of the first kernel's slots (each
+   * as big as the kernel): those are streamed in row blocks through one reused buffer, so they
+   * must be consumed before the next training step.
+   */
+  optimizerStateToSave(): SavedOptimizerState {
+    const K = this.inputSize, N = this.params.dense[0]!.units;
+    const rowsPerBlock = Math.max(1, Math.min(K, Math.floor(SLOT_BLOCK_FLOATS / N)));
+    const streamed = (slot: number): StreamedArray => ({
+      length: K * N,
+      blocks: async function* (this: HeadTrainer) {
+        this.slotBlock ??= new Float32Array(new SharedArrayBuffer(rowsPerBlock * N * 4));
+        for (let row0 = 0; row0 < K; row0 += rowsPerBlock) {
+          const rows = Math.min(rowsPerBlock, K - row0);
+          const block = this.slotBlock.subarray(0, rows * N);
+          await this.serial(() => this.gatherFirst(slot, block, row0, rows));
+          yield block;
+        }
+      }.bind(this),
+    });
+    const first = Array.from({ length: slotCount(this.opt) }, (_, j) => streamed(j));
+    return { config: this.opt, iterations: this.iterations, slots: this.slots.map((s, i) => (i === 0 ? first : s)) };
   }
 
   async setOptimizerState(state: OptimizerState): Promise<void> {
@@ -422,22 +452,18 @@ export class HeadTrainer {
   }
 
   /**
-   * The first kernel and its optimiser slots, whole. The workers write their columns straight into
-   * params.dense[0].kernel and into slot arrays kept for this (both on shared memory), so a
-   * checkpoint every epoch allocates nothing; the returned slots are reused by the next call.
+   * Rows [row0, row0 + rows) of the first kernel (slot null) or of its optimiser slot, whole-width,
+   * into `into` (on shared memory): the workers write their columns straight into it.
    */
-  private async gatherFirst(): Promise<{ kernel: Float32Array; slots: Float32Array[] }> {
-    const K = this.inputSize, N = this.params.dense[0]!.units, S = slotCount(this.opt);
-    const kernel = this.params.dense[0]!.kernel;
-    if (!(kernel.buffer instanceof SharedArrayBuffer)) throw new Error('the first Dense kernel must be on shared memory (initHead puts it there)');
-    this.firstSlots ??= Array.from({ length: S }, () => new Float32Array(new SharedArrayBuffer(K * N * 4)));
-    await Promise.all(this.shards.map((s) => call(s.worker, { op: 'gather', kernel, slots: this.firstSlots! })));
-    return { kernel, slots: this.firstSlots };
+  private async gatherFirst(slot: number | null, into: Float32Array, row0 = 0, rows = this.inputSize): Promise<void> {
+    if (!(into.buffer instanceof SharedArrayBuffer)) throw new Error('gatherFirst needs an array on shared memory (initHead puts the first kernel there)');
+    await Promise.all(this.shards.map((s) => call(s.worker, { op: 'gather', slot, row0, rows, into })));
   }
 
   private async scatterFirst(kernel: Float32Array | null, slots: Float32Array[] | null): Promise<void> {
     const K = this.inputSize, N = this.params.dense[0]!.units;
-    const current = kernel ?? (await this.gatherFirst()).kernel;
+    const current = kernel ?? this.params.dense[0]!.kernel;
+    if (!kernel) await this.gatherFirst(null, current);
     await Promise.all(this.shards.map((s) => call(s.worker, {
       op: 'set',
       kernel: columns(current, K, N, s.col0, s.cols),

@@ -6,9 +6,9 @@ import { describeFsError } from './errors.js';
 /**
  * Writes `data` to `file` so that readers see either the old file or the complete new one, never
  * a torn one: write a temporary file beside it, fsync, then rename over the target. `data` may be
- * a list of chunks, written one after another without joining them in memory.
+ * chunks (a list, or produced one by one), written one after another without joining them in memory.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array | readonly Uint8Array[]): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
   const dir = dirname(file);
   const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
@@ -17,7 +17,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array | 
     try {
       if (typeof data === 'string' || data instanceof Uint8Array) await handle.writeFile(data);
       else {
-        for (const chunk of data) {
+        for await (const chunk of data) {
           let done = 0;
           while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten;
         }
