@@ -11,8 +11,6 @@ import { deriveSeed, STREAM_DROPOUT } from './seeds.js';
 import type { ShardInit, ShardRequest } from './dense-shard-worker.js';
 import type { SavedOptimizerState, StreamedArray } from './checkpoint.js';
 
-/** Floats per block when the first kernel's slots are streamed to a checkpoint (4 MB). */
-const SLOT_BLOCK_FLOATS = 1 << 20;
 
 export interface HeadTrainerOptions {
   seed: number;
@@ -33,6 +31,8 @@ export interface HeadTrainerOptions {
    * else all rows.
    */
   blockRows?: number;
+  /** Floats per block when the first kernel's optimiser slots are streamed to a checkpoint (default 1M, 4 MB). */
+  checkpointBlockFloats?: number;
 }
 
 export interface StepResult {
@@ -88,6 +88,7 @@ export class HeadTrainer {
     shared: { x: SharedArrayBuffer; h: SharedArrayBuffer; dh: SharedArrayBuffer },
     readonly featureShape: number[],
     maxBatch: number,
+    private readonly checkpointBlockFloats: number,
   ) {
     this.opt = resolveOptimizer(optimizer);
     this.pooling = spec.layers[0]?.kind === 'gap' ? 'gap' : 'flatten';
@@ -160,7 +161,7 @@ export class HeadTrainer {
       await Promise.all(shards.map((s) => s.worker.terminate()));
       throw err;
     }
-    return new HeadTrainer(spec, params, optimizer, options.seed, shards, shared, featureShape, maxBatch);
+    return new HeadTrainer(spec, params, optimizer, options.seed, shards, shared, featureShape, maxBatch, options.checkpointBlockFloats ?? 1 << 20);
   }
 
   /** What identifies this training setup (for checkpoint fingerprints). */
@@ -272,20 +273,8 @@ export class HeadTrainer {
    * must be consumed before the next training step.
    */
   optimizerStateToSave(): SavedOptimizerState {
-    const K = this.inputSize, N = this.params.dense[0]!.units;
-    const rowsPerBlock = Math.max(1, Math.min(K, Math.floor(SLOT_BLOCK_FLOATS / N)));
-    const streamed = (slot: number): StreamedArray => ({
-      length: K * N,
-      blocks: async function* (this: HeadTrainer) {
-        this.slotBlock ??= new Float32Array(new SharedArrayBuffer(rowsPerBlock * N * 4));
-        for (let row0 = 0; row0 < K; row0 += rowsPerBlock) {
-          const rows = Math.min(rowsPerBlock, K - row0);
-          const block = this.slotBlock.subarray(0, rows * N);
-          await this.serial(() => this.gatherFirst(slot, block, row0, rows));
-          yield block;
-        }
-      }.bind(this),
-    });
+    const length = this.inputSize * this.params.dense[0]!.units;
+    const streamed = (slot: number): StreamedArray => ({ length, blocks: () => this.firstSlotBlocks(slot) });
     const first = Array.from({ length: slotCount(this.opt) }, (_, j) => streamed(j));
     return { config: this.opt, iterations: this.iterations, slots: this.slots.map((s, i) => (i === 0 ? first : s)) };
   }
@@ -449,6 +438,19 @@ export class HeadTrainer {
       if (i > 0) applyUpdate(this.opt, step, p.kernel, this.grads[i]!.kernel, this.slots[2 * i]!);
       applyUpdate(this.opt, step, p.bias, this.grads[i]!.bias, this.slots[2 * i + 1]!);
     });
+  }
+
+  /** Slot `slot` of the first kernel, row block by row block, in one reused shared buffer. */
+  private async *firstSlotBlocks(slot: number): AsyncGenerator<Float32Array> {
+    const K = this.inputSize, N = this.params.dense[0]!.units;
+    const rowsPerBlock = Math.max(1, Math.min(K, Math.floor(this.checkpointBlockFloats / N)));
+    this.slotBlock ??= new Float32Array(new SharedArrayBuffer(rowsPerBlock * N * 4));
+    for (let row0 = 0; row0 < K; row0 += rowsPerBlock) {
+      const rows = Math.min(rowsPerBlock, K - row0);
+      const block = this.slotBlock.subarray(0, rows * N);
+      await this.serial(() => this.gatherFirst(slot, block, row0, rows));
+      yield block;
+    }
   }
 
   /**
