@@ -1,5 +1,6 @@
 /**
- * Whole `graft lab` runs as a user starts them (opt-in: `npm run bench -- --only lab`, ~50 min; GRAFT_BENCH_LAB=faithful,cached picks recipes):
+ * Whole `graft lab` runs as a user starts them (opt-in: `npm run bench -- --only lab`, ~50 min; GRAFT_BENCH_LAB=faithful,cached picks recipes,
+ * GRAFT_BENCH_SEEDS=0,1,2 repeats each with other seeds):
  * wall time, peak resident memory and final validation accuracy for each recipe.
  */
 import { spawn } from 'node:child_process';
@@ -20,7 +21,8 @@ async function peakRssMb(pid: number): Promise<number> {
   return m ? Number(m[1]) / 1024 : 0;
 }
 
-async function runLab(name: string, args: string[], report: Report): Promise<void> {
+/** Runs one recipe and reports its figures; returns its final and last-five validation accuracy. */
+async function runLab(name: string, args: string[], report: Report): Promise<{ final: number; last5: number }> {
   const out = await mkdtemp(join(tmpdir(), `graft-bench-${name}-`));
   const bin = fileURLToPath(new URL('../../../bin/graft.js', import.meta.url));
   const t0 = performance.now();
@@ -41,8 +43,10 @@ async function runLab(name: string, args: string[], report: Report): Promise<voi
   report({ name: `lab_${name}_val_accuracy`, value: history.val_accuracy.at(-1)!, unit: 'fraction' });
   // The final epoch alone swings by a point or two; the last five say where the run settled.
   const last5 = history.val_accuracy.slice(-5);
-  report({ name: `lab_${name}_val_accuracy_last5_mean`, value: last5.reduce((a, b) => a + b, 0) / last5.length, unit: 'fraction' });
+  const last5Mean = last5.reduce((a, b) => a + b, 0) / last5.length;
+  report({ name: `lab_${name}_val_accuracy_last5_mean`, value: last5Mean, unit: 'fraction' });
   await rm(out, { recursive: true, force: true });
+  return { final: history.val_accuracy.at(-1)!, last5: last5Mean };
 }
 
 export async function run(report: Report): Promise<void> {
@@ -56,8 +60,16 @@ export async function run(report: Report): Promise<void> {
     ['faithful_inception', ['--mode', 'faithful', '--preprocess', 'inception']],
     ['faithful_rmsprop_legacy', ['--mode', 'faithful', '--optimizer', 'rmsprop-legacy']],
   ];
+  // GRAFT_BENCH_SEEDS=0,1,2 runs every recipe once per seed and adds the mean over the seeds.
+  const seeds = (process.env.GRAFT_BENCH_SEEDS ?? '0').split(',').map(Number);
   for (const [name, args] of recipes) {
     if (only && !only.split(',').includes(name)) continue;
-    await runLab(name, args, report);
+    const results = [];
+    for (const seed of seeds) results.push(await runLab(seed === 0 ? name : `${name}_seed${seed}`, [...args, '--seed', String(seed)], report));
+    if (seeds.length > 1) {
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      report({ name: `lab_${name}_val_accuracy_seed_mean`, value: mean(results.map((r) => r.final)), unit: 'fraction' });
+      report({ name: `lab_${name}_val_accuracy_last5_seed_mean`, value: mean(results.map((r) => r.last5)), unit: 'fraction' });
+    }
   }
 }
