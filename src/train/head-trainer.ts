@@ -11,7 +11,6 @@ import { deriveSeed, STREAM_DROPOUT } from './seeds.js';
 import type { ShardInit, ShardRequest } from './dense-shard-worker.js';
 import type { SavedOptimizerState, StreamedArray } from './checkpoint.js';
 
-
 export interface HeadTrainerOptions {
   seed: number;
   /** Worker threads sharing the first Dense kernel (default: available cores). */
