@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import type { History } from '../train/history.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { describeFsError, GraftError } from '../util/errors.js';
+import { GraftError } from '../util/errors.js';
+import { readJsonFile } from '../util/json-file.js';
 
 const KEYS = ['loss', 'accuracy', 'val_loss', 'val_accuracy'] as const;
 /** Keras before 2.3 (and the original lab notebook) said acc / val_acc. */
@@ -19,19 +19,8 @@ export async function writeHistory(file: string, history: History): Promise<void
 
 /** Reads a history.json written by graft or by Keras (json.dump(history.history)). */
 export async function readHistory(file: string): Promise<History> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw describeFsError(err, file);
-  }
-  let json: unknown;
-  try {
-    // Python's json.dump writes NaN/Infinity bare; make them JSON nulls first.
-    json = JSON.parse(text.replace(/(?<=[[,:\s])(-?Infinity|NaN)(?=\s*[,\]}])/g, 'null'));
-  } catch (err) {
-    throw new GraftError(`${file}: not valid JSON (${(err as Error).message})`, { file });
-  }
+  // Python's json.dump writes NaN/Infinity bare; make them JSON nulls first.
+  const json = await readJsonFile(file, { prepare: (text) => text.replace(/(?<=[[,:\s])(-?Infinity|NaN)(?=\s*[,\]}])/g, 'null') });
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     throw new GraftError(`${file}: expected an object of per-epoch lists (loss, accuracy, val_loss, val_accuracy)`, { file });
   }

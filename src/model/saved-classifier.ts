@@ -3,7 +3,7 @@
  * and model.onnx), the TF.js model folder alone, or model.onnx alone; the whole network runs on
  * onnxruntime.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import onnxProto from 'onnx-proto';
@@ -12,7 +12,8 @@ import { createOrtExtractor, type FeatureExtractor } from '../backbone/engine.js
 import { loadTfjsLayersModel } from '../backbone/weights/tfjs-layers.js';
 import { decodeImageInto } from '../data/decode.js';
 import { preprocessParams } from '../data/preprocess.js';
-import { describeFsError, GraftError } from '../util/errors.js';
+import { GraftError } from '../util/errors.js';
+import { readJsonFile } from '../util/json-file.js';
 import type { ClassifierInfo } from './classifier-info.js';
 
 export interface Prediction {
@@ -42,15 +43,9 @@ function checkInfo(info: unknown, source: string): ClassifierInfo {
   return i as ClassifierInfo;
 }
 
-function readModelJsonInfo(file: string): ClassifierInfo {
-  let json: { userDefinedMetadata?: { graft?: unknown } };
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code) throw describeFsError(err, file);
-    throw new GraftError(`${file}: not valid JSON`, { file });
-  }
-  return checkInfo(json.userDefinedMetadata?.graft, file);
+async function readModelJsonInfo(file: string): Promise<ClassifierInfo> {
+  const json = (await readJsonFile(file)) as { userDefinedMetadata?: { graft?: unknown } } | null;
+  return checkInfo(json?.userDefinedMetadata?.graft, file);
 }
 
 async function readOnnxInfo(file: string, bytes: Uint8Array): Promise<ClassifierInfo> {
@@ -78,7 +73,7 @@ export async function loadClassifier(path: string, opts: { threads?: number } = 
     if (!existsSync(modelJson)) {
       throw new GraftError(`${path}: no classifier here (expected model/model.json from graft train, a TF.js model folder, or model.onnx)`, { file: path });
     }
-    info = readModelJsonInfo(modelJson);
+    info = await readModelJsonInfo(modelJson);
     // A run folder has model.onnx beside model/; a bare TF.js folder is converted in memory.
     const onnxFile = join(target, 'model.onnx');
     onnx = existsSync(onnxFile) ? new Uint8Array(await readFile(onnxFile)) : await convertTfjs(modelDir, info);

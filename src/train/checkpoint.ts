@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeFsError, GraftError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { readJsonFile } from '../util/json-file.js';
 import type { HeadParams } from '../model/head.js';
 import type { History } from './history.js';
 import type { OptimizerState } from './optimizers.js';
@@ -86,19 +87,8 @@ async function* arrayBytes(data: (Float32Array | StreamedArray)[]): AsyncGenerat
 
 async function readMeta(dir: string): Promise<Meta | null> {
   const file = join(dir, JSON_NAME);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw describeFsError(err, file);
-  }
-  let meta: Meta;
-  try {
-    meta = JSON.parse(text) as Meta;
-  } catch {
-    throw new GraftError(`${file} is not valid JSON`, { file });
-  }
+  const meta = (await readJsonFile(file, { allowMissing: true })) as Meta | undefined;
+  if (!meta) return null;
   if (meta.format !== FORMAT) throw new GraftError(`${file} is not a graft head checkpoint (format ${String(meta.format)})`, { file });
   return meta;
 }

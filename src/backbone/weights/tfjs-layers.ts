@@ -8,6 +8,7 @@ import { GraftError, describeFsError } from '../../util/errors.js';
 import type { KerasGraph, WeightMap } from '../keras-graph.js';
 import { parseKerasTopology } from '../topology.js';
 import { FLOAT16_TO_FLOAT32 } from '../../util/float16.js';
+import { readJsonFile } from '../../util/json-file.js';
 
 export interface LoadedWeights {
   graph: KerasGraph;
@@ -60,19 +61,6 @@ function decode(entry: ManifestEntry, bytes: Uint8Array): Float32Array {
   return out;
 }
 
-async function readJson(file: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw describeFsError(err, file);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new GraftError(`${file}: not valid JSON (${(err as Error).message})`, { file, cause: err });
-  }
-}
 
 /**
  * The error for a group whose shards hold fewer bytes than its manifest needs. The converter writes
@@ -109,7 +97,7 @@ function truncated(shards: { path: string; bytes: Uint8Array }[], entries: Manif
 export async function loadTfjsLayersModel(dir: string): Promise<LoadedWeights> {
   const file = dir.endsWith('.json') ? dir : join(dir, 'model.json');
   const folder = dir.endsWith('.json') ? join(dir, '..') : dir;
-  const json = await readJson(file);
+  const json = await readJsonFile(file);
   if (!isObject(json)) throw new GraftError(`${file}: not a TF.js model.json (expected a JSON object)`, { file });
   if (json.format !== undefined && json.format !== 'layers-model') {
     throw new GraftError(`${file}: a TF.js "${String(json.format)}" is not supported; graft needs a "layers-model" (Keras topology + weights)`, { file });
