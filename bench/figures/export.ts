@@ -14,21 +14,12 @@ import { plotHistory } from '../../src/evaluate/plots.js';
 import { computeMetrics } from '../../src/evaluate/metrics.js';
 import { writeEvaluation } from '../../src/evaluate/report.js';
 import { Random } from '../../src/util/random.js';
+import { bestMs } from '../timing.js';
 
 function filled(rng: Random, shape: number[]) {
   const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
   for (let i = 0; i < data.length; i++) data[i] = rng.uniform(-0.01, 0.01);
   return { shape, data };
-}
-
-async function best(times: number, f: () => Promise<void>): Promise<number> {
-  let min = Infinity;
-  for (let i = 0; i < times; i++) {
-    const t = performance.now();
-    await f();
-    min = Math.min(min, performance.now() - t);
-  }
-  return min;
 }
 
 export async function run(report: Report): Promise<void> {
@@ -49,21 +40,21 @@ export async function run(report: Report): Promise<void> {
       ['dense_1/bias', filled(rng, [1])],
     ]);
     const graph = buildClassifierGraph(features, LAB_HEAD);
-    const ms = await best(3, () => writeTfjsLayersModel(graph, weights, join(dir, 'tfjs')).then(() => {}));
+    const ms = await bestMs(3, () => writeTfjsLayersModel(graph, weights, join(dir, 'tfjs')));
     report({ name: 'export_tfjs_lab_head_fp32_s', value: ms / 1000, unit: 's' });
-    const ms16 = await best(3, () => writeTfjsLayersModel(graph, weights, join(dir, 'tfjs'), { quantize: 'float16' }).then(() => {}));
+    const ms16 = await bestMs(3, () => writeTfjsLayersModel(graph, weights, join(dir, 'tfjs'), { quantize: 'float16' }));
     report({ name: 'export_tfjs_lab_head_fp16_s', value: ms16 / 1000, unit: 's' });
 
     const epochs = 20;
     const series = () => Array.from({ length: epochs }, () => rng.next());
     const history = { loss: series(), accuracy: series(), val_loss: series(), val_accuracy: series() };
-    report({ name: 'plot_history_ms', value: await best(3, () => plotHistory(history, dir).then(() => {})), unit: 'ms' });
+    report({ name: 'plot_history_ms', value: await bestMs(3, () => plotHistory(history, dir)), unit: 'ms' });
 
     const n = 1000;
     const probs = Float32Array.from({ length: n }, () => rng.next());
     const labels = Array.from({ length: n }, () => rng.int(2));
     const files = labels.map((y, i) => `${y ? 'dogs' : 'cats'}/${i}.jpg`);
-    const evalMs = await best(3, () => writeEvaluation(dir, computeMetrics(probs, labels), { classes: ['cats', 'dogs'], files }).then(() => {}));
+    const evalMs = await bestMs(3, () => writeEvaluation(dir, computeMetrics(probs, labels), { classes: ['cats', 'dogs'], files }));
     report({ name: 'metrics_report_1000_ms', value: evalMs, unit: 'ms' });
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -16,16 +16,7 @@ import { loadKerasH5Weights } from '../../src/backbone/weights/keras-h5.js';
 import { downloadFile } from '../../src/util/download.js';
 import { cutAt, writeKerasH5, type FixtureLayer } from '../../test/support/keras-h5-fixture.js';
 import { statSync } from 'node:fs';
-
-const best = async (times: number, fn: () => Promise<void>): Promise<number> => {
-  let min = Infinity;
-  for (let i = 0; i < times; i++) {
-    const t0 = performance.now();
-    await fn();
-    min = Math.min(min, performance.now() - t0);
-  }
-  return min;
-};
+import { bestMs } from '../timing.js';
 
 export async function run(report: Report): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'graft-bench-weights-'));
@@ -44,9 +35,9 @@ export async function run(report: Report): Promise<void> {
     await writeKerasH5(file, layers);
     const mb = statSync(file).size / 1e6;
     report({ name: 'weights_h5_notop_mb', value: mb, unit: 'MB' });
-    report({ name: 'weights_h5_load_notop_ms', value: await best(3, async () => void (await loadKerasH5Weights(file, graph))), unit: 'ms' });
+    report({ name: 'weights_h5_load_notop_ms', value: await bestMs(3, () => loadKerasH5Weights(file, graph)), unit: 'ms' });
     const cut = cutAt(graph, 'mixed7');
-    report({ name: 'weights_h5_load_mixed7_ms', value: await best(3, async () => void (await loadKerasH5Weights(file, cut))), unit: 'ms' });
+    report({ name: 'weights_h5_load_mixed7_ms', value: await bestMs(3, () => loadKerasH5Weights(file, cut)), unit: 'ms' });
 
     const body = Buffer.alloc(Math.round(mb * 1e6), 7);
     const md5 = createHash('md5').update(body).digest('hex');
@@ -57,7 +48,7 @@ export async function run(report: Report): Promise<void> {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/w.h5`;
     let n = 0;
-    const ms = await best(3, async () => void (await downloadFile(url, join(dir, `dl${n++}.h5`), { md5, progressBar: false })));
+    const ms = await bestMs(3, () => downloadFile(url, join(dir, `dl${n++}.h5`), { md5, progressBar: false }));
     server.close();
     report({ name: 'weights_download_local_mb_s', value: body.length / 1e6 / (ms / 1000), unit: 'MB/s' });
   } finally {
