@@ -356,34 +356,21 @@ test('graft augment-preview DIR --out FILE.png: first image of the folder, grid 
   const { mkdtemp, mkdir, rm } = await import('node:fs/promises');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
-  const { main } = await import('../src/cli/main.js');
+  const { runGraft } = await import('./support/cli.js');
   const dir = await mkdtemp(join(tmpdir(), 'graft-augment-'));
   try {
     await mkdir(join(dir, 'cats'));
     await sharp(Buffer.from(gradient(20, 30)), { raw: { width: 30, height: 20, channels: 3 } }).png().toFile(join(dir, 'cats', 'a.png'));
     const out = join(dir, 'preview.png');
-    const log = console.log;
-    console.log = () => {};
-    let code: number;
-    try {
-      code = await main(['node', 'graft', 'augment-preview', dir, '--out', out, '--n', '2', '--seed', '4', '--size', '50']);
-    } finally {
-      console.log = log;
-    }
-    assert.equal(code, 0);
+    const preview = await runGraft('augment-preview', dir, '--out', out, '--n', '2', '--seed', '4', '--size', '50');
+    assert.equal(preview.code, 0);
     const meta = await sharp(out).metadata();
     // 3 tiles of 50x50 -> 2 x 2 grid with 4-pixel gaps: 2*50 + 3*4 = 112.
     assert.equal(meta.width, 112);
     assert.equal(meta.height, 112);
-    const err = console.error;
-    const lines: string[] = [];
-    console.error = (...a: unknown[]) => void lines.push(a.join(' '));
-    try {
-      assert.equal(await main(['node', 'graft', 'augment-preview', join(dir, 'missing'), '--out', out]), 1);
-    } finally {
-      console.error = err;
-    }
-    assert.match(lines.join('\n'), /cannot read .*missing: no such file or folder/);
+    const missing = await runGraft('augment-preview', join(dir, 'missing'), '--out', out);
+    assert.equal(missing.code, 1);
+    assert.match(missing.err, /cannot read .*missing: no such file or folder/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -14,7 +14,7 @@ import { buildImageStore } from '../src/data/image-store.js';
 import { BatchOrder, batchIndices, encodeLabels, readBatches, stepsPerEpoch } from '../src/data/batches.js';
 import { inspectDataset } from '../src/data/inspect.js';
 import { sharedLabDataDir } from '../src/util/paths.js';
-import { main } from '../src/cli/main.js';
+import { runGraft } from './support/cli.js';
 
 let dir: string;
 before(async () => {
@@ -346,16 +346,10 @@ test('image store: decoded once, bad files skipped or fatal, streaming matches m
   assert.deepEqual(report.bad.map((x) => x.reason).sort(), ['a text file, not an image', 'empty file (0 bytes)']);
   assert.deepEqual(report.splits[0]!.usable, { cats: 3, dogs: 4, empty: 0 });
   assert.deepEqual(report.width, { min: 2, median: 2, max: 2 });
-  const errors: string[] = [];
-  const logError = console.error;
-  console.error = (s: string) => errors.push(s);
-  try {
-    assert.equal(await main(['node', 'graft', 'data', root, '--on-bad-image', 'error']), 1);
-  } finally {
-    console.error = logError;
-  }
-  assert.equal(errors.length, 1);
-  assert.match(errors[0]!, /^graft: error: bad image .*cats\/bad\.jpg: a text file, not an image \(2 bad files in all\)$/);
+  const run = await runGraft('data', root, '--on-bad-image', 'error');
+  assert.equal(run.code, 1);
+  assert.equal(run.errLines.length, 1);
+  assert.match(run.errLines[0]!, /^graft: error: bad image .*cats\/bad\.jpg: a text file, not an image \(2 bad files in all\)$/);
 });
 
 test('batch order: per-epoch deterministic shuffle, partial last batch, label encodings', async () => {
@@ -405,15 +399,9 @@ test('graft data --json reports the lab dataset (2000 train, 1000 validation)', 
   assert.ok(r.train.files[1]!.path.endsWith('cats/cat.1.jpg'));
   assert.ok(r.train.files[2]!.path.endsWith('cats/cat.10.jpg')); // string order, as Keras sorts
 
-  const lines: string[] = [];
-  const log = console.log;
-  console.log = (s: string) => lines.push(s);
-  try {
-    assert.equal(await main(['node', 'graft', 'data', join(lab, 'validation'), '--json', '--headers-only', '--validation-split', '0.2']), 0);
-  } finally {
-    console.log = log;
-  }
-  const report = JSON.parse(lines.join('\n'));
+  const run = await runGraft('data', join(lab, 'validation'), '--json', '--headers-only', '--validation-split', '0.2');
+  assert.equal(run.code, 0);
+  const report = JSON.parse(run.out);
   assert.equal(report.layout, 'classes');
   assert.deepEqual(report.splits.map((s: { total: number }) => s.total), [800, 200]);
   assert.deepEqual(report.formats, { jpeg: 1000 });

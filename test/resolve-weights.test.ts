@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { planWeights, resolveWeights } from '../src/backbone/weights/resolve.js';
-import { main } from '../src/cli/main.js';
+import { runGraft } from './support/cli.js';
 import { IMAGENET_WEIGHTS_FILE } from '../src/backbone/weights/imagenet.js';
 import { loadTfjsLayersModel } from '../src/backbone/weights/tfjs-layers.js';
 import type { KerasGraph, WeightTensor } from '../src/backbone/keras-graph.js';
@@ -128,23 +128,6 @@ test('resolveWeights("imagenet"): the cached .h5 without network; offline with n
   );
 });
 
-/** Runs the CLI in-process, returning its exit code and what it printed. */
-async function graft(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    const code = await main(['node', 'graft', ...args]);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
-
 test('CLI: graft weights <file.h5> --load says what the file is and what it holds', async () => {
   {
     const graph: KerasGraph = {
@@ -167,12 +150,12 @@ test('CLI: graft weights <file.h5> --load says what the file is and what it hold
       ],
       { modelConfig: graph },
     );
-    const ok = await graft('weights', file, '--load');
+    const ok = await runGraft('weights', file, '--load');
     assert.equal(ok.code, 0, ok.err);
     assert.match(ok.out, new RegExp(`small\\.h5: Keras HDF5 weights ${file.replace(/[.]/g, '\\.')}`));
     assert.match(ok.out, /small\.h5: 3 layers up to dense_1, 2 weight arrays, 15 parameters/);
 
-    const bad = await graft('weights', join(dir, 'nope'));
+    const bad = await runGraft('weights', join(dir, 'nope'));
     assert.equal(bad.code, 1);
     assert.match(bad.err, /^graft: error: .*nope: no such weights file or folder/);
   }

@@ -9,7 +9,7 @@ import { LAB_HEAD } from '../src/model/head-spec.js';
 import { parseHeadSpec } from '../src/model/head-spec-parse.js';
 import { headForClasses } from '../src/model/head.js';
 import { countParams, summarizeModel } from '../src/model/summary.js';
-import { main } from '../src/cli/main.js';
+import { runGraft } from './support/cli.js';
 import { GraftError } from '../src/util/errors.js';
 import { sharedInceptionWeightsDir } from '../src/util/paths.js';
 
@@ -67,26 +67,19 @@ test('head specs: parsing, classes, and clear errors', () => {
 });
 
 test('graft summary prints the table; bad options give one-line errors', async () => {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (s: unknown) => void out.push(String(s));
-  console.error = (s: unknown) => void err.push(String(s));
-  try {
-    assert.equal(await main(['node', 'graft', 'summary', '--input-size', '150x150']), 0);
-    assert.match(out.join('\n'), /Total params: 47,512,481\nTrainable params: 38,537,217\nNon-trainable params: 8,975,264$/);
-    out.length = 0;
-    assert.equal(await main(['node', 'graft', 'summary', '--cut', 'mixed2', '--head', 'gap,dense:3:softmax']), 0);
-    assert.match(out.join('\n'), /dense \(Dense\) +\(None, 3\) +867 +global_average_pooling2d\[0\]\[0\]/);
-    assert.equal(await main(['node', 'graft', 'summary', '--cut', 'mixed99']), 1);
-    assert.match(err.at(-1)!, /^graft: error: no layer named "mixed99".*mixed7/);
-    assert.equal(await main(['node', 'graft', 'summary', '--input-size', 'big']), 1);
-    assert.match(err.at(-1)!, /--input-size must look like 150 or 150x150, found 'big'/);
-    assert.equal(await main(['node', 'graft', 'summary', '--input-size', '60']), 1);
-    assert.match(err.at(-1)!, /input size 60x60 is too small/);
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
+  const lab = await runGraft('summary', '--input-size', '150x150');
+  assert.equal(lab.code, 0);
+  assert.match(lab.out, /Total params: 47,512,481\nTrainable params: 38,537,217\nNon-trainable params: 8,975,264$/);
+  const gap = await runGraft('summary', '--cut', 'mixed2', '--head', 'gap,dense:3:softmax');
+  assert.equal(gap.code, 0);
+  assert.match(gap.out, /dense \(Dense\) +\(None, 3\) +867 +global_average_pooling2d\[0\]\[0\]/);
+  const noLayer = await runGraft('summary', '--cut', 'mixed99');
+  assert.equal(noLayer.code, 1);
+  assert.match(noLayer.errLines.at(-1)!, /^graft: error: no layer named "mixed99".*mixed7/);
+  const big = await runGraft('summary', '--input-size', 'big');
+  assert.equal(big.code, 1);
+  assert.match(big.errLines.at(-1)!, /--input-size must look like 150 or 150x150, found 'big'/);
+  const small = await runGraft('summary', '--input-size', '60');
+  assert.equal(small.code, 1);
+  assert.match(small.errLines.at(-1)!, /input size 60x60 is too small/);
 });
