@@ -8,7 +8,7 @@ import { crc32 } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
 import sharp from 'sharp';
 import { GraftError } from '../src/util/errors.js';
-import { listImageFolder, resolveDataset, classCounts, splitListing } from '../src/data/listing.js';
+import { listImageFolder, listImageFiles, resolveDataset, classCounts, splitListing } from '../src/data/listing.js';
 import { decodeImage, BadImageError, pilNearestIndices } from '../src/data/decode.js';
 import { buildImageStore } from '../src/data/image-store.js';
 import { BatchOrder, batchIndices, encodeLabels, readBatches, stepsPerEpoch } from '../src/data/batches.js';
@@ -248,6 +248,37 @@ test('listing follows Keras: sorted classes, os.walk folders sorted by path, fil
   const l2 = await listImageFolder(root, { classes: ['dogs', 'cats'] });
   assert.equal(l2.files[0]!.label, 0);
   assert.ok(l2.files[0]!.path.includes('dogs'));
+});
+
+test('pictures in formats Keras does not read are left out, and the listing says which', async () => {
+  const root = join(dir, 'formats');
+  const px = (v: number) => raw([v, v, v, v, v, v, v, v, v, v, v, v], 2, 2, 3);
+  await mkdir(join(root, 'cats', 'sub'), { recursive: true });
+  await mkdir(join(root, 'dogs'), { recursive: true });
+  await px(10).png().toFile(join(root, 'cats', 'a.png'));
+  await px(20).webp().toFile(join(root, 'cats', 'b.webp'));
+  await px(30).webp().toFile(join(root, 'cats', 'sub', 'c.WEBP'));
+  await px(40).gif().toFile(join(root, 'dogs', 'd.gif'));
+  await px(50).jpeg().toFile(join(root, 'dogs', 'e.jpg'));
+  await writeFile(join(root, 'dogs', 'notes.txt'), 'not a picture');
+  const l = await listImageFolder(root);
+  assert.deepEqual(l.files.map((f) => f.path.slice(root.length + 1)), ['cats/a.png', 'dogs/e.jpg']);
+  assert.equal(l.ignoredCount, 4);
+  const warning = l.warnings.find((w) => w.includes('ignored'));
+  assert.ok(warning, `warnings: ${l.warnings.join(' | ')}`);
+  assert.match(warning, /3 images in .* ignored \(2 \.webp, 1 \.gif\)/);
+  assert.doesNotMatch(warning, /txt/);
+  // A folder given to predict warns the same way.
+  const lines: string[] = [];
+  const files = await listImageFiles(join(root, 'cats'), { onWarning: (line) => lines.push(line) });
+  assert.deepEqual(files.map((f) => f.slice(root.length + 1)), ['cats/a.png']);
+  assert.equal(lines.length, 1);
+  assert.match(lines[0]!, /2 images in .*cats ignored \(2 \.webp\)/);
+  // Only ordinary non-image files: nothing to say.
+  const quiet = await listImageFiles(join(root, 'dogs'), { onWarning: (line) => lines.push(line) });
+  assert.equal(quiet.length, 1);
+  assert.equal(lines.length, 2); // the .gif, not the .txt
+  assert.match(lines[1]!, /1 image in .*dogs ignored \(1 \.gif\)/);
 });
 
 test('symlink loops do not hang, broken links are skipped with a reason', async () => {

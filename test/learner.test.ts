@@ -21,7 +21,10 @@ import { loadLayersModelFromDir, tf, useWasm } from './support/tfjs-reference.js
 
 const PER_CLASS = { train: 8, validation: 4 };
 
-/** A lab-layout folder with the first few photos of each class, plus a junk file posing as a JPEG. */
+/**
+ * A lab-layout folder with the first few photos of each class, plus a junk file posing as a JPEG
+ * and, in each split, one photo as WebP (a format flow_from_directory leaves out).
+ */
 async function makeDataset(): Promise<string> {
   const root = await mkdtemp(join(tmpdir(), 'graft-learner-'));
   for (const split of ['train', 'validation'] as const) {
@@ -34,6 +37,10 @@ async function makeDataset(): Promise<string> {
     }
   }
   await writeFile(join(root, 'data', 'train', 'cats', 'zz-not-an-image.jpg'), '<html>this is a web page</html>');
+  for (const split of ['train', 'validation']) {
+    const photo = join(root, 'data', split, 'dogs', (await readdir(join(root, 'data', split, 'dogs'))).sort()[0]!);
+    await sharp(photo).webp().toFile(join(root, 'data', split, 'dogs', 'as-webp.webp'));
+  }
   return root;
 }
 
@@ -63,6 +70,7 @@ test('faithful training writes history, plots, metrics, checkpoint and a model t
 
   // The junk file was skipped with a warning naming it; training went on.
   assert.ok(lines.some((l) => l.includes('zz-not-an-image.jpg')), 'a warning names the bad file');
+  assert.ok(lines.some((l) => /^warning: 1 image in .*train ignored \(1 \.webp\)/.test(l)), 'a warning counts the WebP photo left out');
   assert.ok(lines.some((l) => /^Epoch 2\/2 - \d+s - loss: [\d.]+ - accuracy: [\d.]+ - val_loss: [\d.]+ - val_accuracy: [\d.]+/.test(l)));
 
   const history = await readHistory(join(out, 'history.json'));
@@ -87,6 +95,8 @@ test('faithful training writes history, plots, metrics, checkpoint and a model t
     assert.deepEqual(model.info.classes, ['cats', 'dogs']);
     const evaluation = await evaluateFolder(model, join(root, 'data'));
     assert.equal(evaluation.metrics.count, 2 * PER_CLASS.validation);
+    assert.equal(evaluation.warnings.length, 1);
+    assert.match(evaluation.warnings[0]!, /1 image in .*validation ignored \(1 \.webp\)/);
     assert.ok(Math.abs(evaluation.metrics.loss - history.val_loss[1]!) < 1e-4, `loss ${evaluation.metrics.loss} vs ${history.val_loss[1]}`);
     assert.equal(evaluation.metrics.accuracy, history.val_accuracy[1]);
 

@@ -15,7 +15,7 @@
  */
 import { constants } from 'node:fs';
 import { access, readdir, realpath, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { extname, join, resolve } from 'node:path';
 import { GraftError, describeFsError } from '../util/errors.js';
 import { Random } from '../util/random.js';
 
@@ -55,6 +55,12 @@ export interface ListOptions {
 }
 
 const extensionPattern = new RegExp(`\\.(${IMAGE_EXTENSIONS.join('|')})$`, 'i');
+
+/**
+ * Image formats Keras's white list leaves out. Files with these extensions are ignored like any
+ * other non-image file, but a user should hear about them: they are pictures the run will not see.
+ */
+const OTHER_IMAGE_EXTENSIONS = new Set(['webp', 'gif', 'avif', 'heic', 'heif', 'jfif', 'jxl', 'jp2', 'pgm', 'pbm', 'pnm']);
 
 /** Whether a file name has one of the image extensions Keras accepts. */
 export function isImageFileName(name: string): boolean {
@@ -96,6 +102,28 @@ interface WalkState {
   seen: Set<string>;
   skipped: SkippedFile[];
   ignored: number;
+  /** Ignored files with an image extension Keras does not read, by extension. */
+  ignoredImages: Map<string, number>;
+}
+
+function newWalkState(followSymlinks: boolean | undefined): WalkState {
+  return { followSymlinks: followSymlinks ?? false, seen: new Set(), skipped: [], ignored: 0, ignoredImages: new Map() };
+}
+
+/** Counts a file left out for its extension (and which image formats were among them). */
+function ignore(state: WalkState, name: string): void {
+  state.ignored++;
+  const ext = extname(name).slice(1).toLowerCase();
+  if (OTHER_IMAGE_EXTENSIONS.has(ext)) state.ignoredImages.set(ext, (state.ignoredImages.get(ext) ?? 0) + 1);
+}
+
+/** The warning for pictures left out for their format, or null when there were none. */
+function ignoredImagesWarning(state: WalkState, where: string): string | null {
+  if (state.ignoredImages.size === 0) return null;
+  const counts = [...state.ignoredImages].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  const n = counts.reduce((a, [, c]) => a + c, 0);
+  const list = counts.map(([ext, c]) => `${c} .${ext}`).join(', ');
+  return `${n} image${n === 1 ? '' : 's'} in ${where} ignored (${list}): like Keras's flow_from_directory, graft reads only ${IMAGE_EXTENSIONS.map((e) => '.' + e).join(' ')} from folders; convert them (e.g. to PNG) to use them`;
 }
 
 /** os.walk(top) as a list of [folder, file names] pairs, then sorted by folder path like Keras. */
@@ -137,7 +165,7 @@ async function walkClassFolder(top: string, state: WalkState): Promise<[string, 
           const code = (err as NodeJS.ErrnoException).code;
           if (isImageFileName(e.name)) {
             state.skipped.push({ path: full, reason: code === 'ELOOP' ? 'symbolic link loop' : 'broken symbolic link' });
-          } else state.ignored++;
+          } else ignore(state, e.name);
           continue;
         }
         if (target.isDirectory()) {
@@ -160,11 +188,23 @@ async function walkClassFolder(top: string, state: WalkState): Promise<[string, 
   return out;
 }
 
-/** Every image file under `dir` (recursively, sorted like Keras walks a class folder), e.g. for prediction. */
-export async function listImageFiles(dir: string, opts: { followSymlinks?: boolean } = {}): Promise<string[]> {
-  const state: WalkState = { followSymlinks: opts.followSymlinks ?? false, seen: new Set(), skipped: [], ignored: 0 };
+/**
+ * Every image file under `dir` (recursively, sorted like Keras walks a class folder), e.g. for
+ * prediction; `onWarning` hears about pictures left out for their format.
+ */
+export async function listImageFiles(dir: string, opts: { followSymlinks?: boolean; onWarning?: (line: string) => void } = {}): Promise<string[]> {
+  const state = newWalkState(opts.followSymlinks);
   const walked = await walkClassFolder(dir, state);
-  return walked.flatMap(([folder, names]) => names.filter(isImageFileName).map((n) => join(folder, n)));
+  const files: string[] = [];
+  for (const [folder, names] of walked) {
+    for (const name of names) {
+      if (isImageFileName(name)) files.push(join(folder, name));
+      else ignore(state, name);
+    }
+  }
+  const warning = ignoredImagesWarning(state, resolve(dir));
+  if (warning) opts.onWarning?.(warning);
+  return files;
 }
 
 /** Lists an image-classification folder (one sub-folder per class) the way Keras does. */
@@ -202,7 +242,7 @@ export async function listImageFolder(root: string, opts: ListOptions = {}): Pro
     if (hidden.length > 0) warnings.push(`hidden folders in ${absRoot} are not classes: ${hidden.join(', ')}`);
   }
 
-  const state: WalkState = { followSymlinks: opts.followSymlinks ?? false, seen: new Set(), skipped: [], ignored: 0 };
+  const state = newWalkState(opts.followSymlinks);
   const files: LabelledFile[] = [];
   for (let label = 0; label < classes.length; label++) {
     const classDir = join(absRoot, classes[label]!);
@@ -210,7 +250,7 @@ export async function listImageFolder(root: string, opts: ListOptions = {}): Pro
     for (const [dir, names] of await walkClassFolder(classDir, state)) {
       for (const name of names) {
         if (!isImageFileName(name)) {
-          state.ignored++;
+          ignore(state, name);
           continue;
         }
         const path = join(dir, name);
@@ -225,6 +265,8 @@ export async function listImageFolder(root: string, opts: ListOptions = {}): Pro
     }
     if (files.length === before) warnings.push(`class folder ${classDir} holds no images`);
   }
+  const ignoredImages = ignoredImagesWarning(state, absRoot);
+  if (ignoredImages) warnings.push(ignoredImages);
   return { root: absRoot, classes, files, skipped: state.skipped, ignoredCount: state.ignored, warnings };
 }
 

@@ -12,6 +12,8 @@ export interface FolderEvaluation {
   files: string[];
   /** Files that could not be decoded, with why. */
   skipped: { path: string; reason: string }[];
+  /** What the listing noticed (an empty class folder, pictures in formats left out). */
+  warnings: string[];
   root: string;
 }
 
@@ -35,5 +37,5 @@ export async function evaluateFolder(model: LoadedClassifier, root: string): Pro
   const probabilities = predictions.map((p) => (model.info.classMode === 'binary' ? p.probabilities[1]! : p.probabilities));
   const labels = predictions.map((p) => label.get(p.file)!);
   const metrics = computeMetrics(probabilities as Probabilities, labels, classes.length);
-  return { metrics, classes, files: predictions.map((p) => p.file), skipped, root: dir };
+  return { metrics, classes, files: predictions.map((p) => p.file), skipped, warnings: listing.warnings, root: dir };
 }

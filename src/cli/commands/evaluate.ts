@@ -16,8 +16,9 @@ export function registerEvaluate(program: Command): void {
         const result = await evaluateFolder(model, flags.data);
         const ctx = { classes: result.classes, files: result.files };
         if (flags.json) {
-          console.log(JSON.stringify({ data: result.root, model: model.source, ...evaluationJson(result.metrics, ctx), skipped: result.skipped }));
+          console.log(JSON.stringify({ data: result.root, model: model.source, ...evaluationJson(result.metrics, ctx), skipped: result.skipped, warnings: result.warnings }));
         } else {
+          for (const w of result.warnings) console.error(`warning: ${w}`);
           for (const s of result.skipped) console.error(`warning: skipped ${s.path}: ${s.reason}`);
           console.log(formatEvaluation(result.metrics, ctx));
         }

@@ -17,7 +17,7 @@ export function registerPredict(program: Command): void {
         const st = await stat(p).catch((err: unknown) => {
           throw describeFsError(err, p);
         });
-        if (st.isDirectory()) files.push(...(await listImageFiles(p)));
+        if (st.isDirectory()) files.push(...(await listImageFiles(p, { onWarning: (line) => console.error(`warning: ${line}`) })));
         else files.push(p);
       }
       if (files.length === 0) throw new GraftError(`no images found in ${paths.join(', ')}`);
