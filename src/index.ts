@@ -33,6 +33,7 @@ export { preprocessParams, isPreprocessName, PREPROCESS_NAMES } from './data/pre
 export type { PreprocessName, PreprocessParams } from './data/preprocess.js';
 export {
   listImageFolder,
+  listValidationFolder,
   resolveDataset,
   splitListing,
   classCounts,

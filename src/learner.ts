@@ -12,7 +12,7 @@ import { LAB_AUGMENTATION, NO_AUGMENTATION, type AugmentConfig } from './data/au
 import type { ClassMode } from './data/batches.js';
 import type { Interpolation } from './data/decode.js';
 import { buildImageStore, type ImageStore } from './data/image-store.js';
-import { listImageFolder, resolveDataset, type DatasetListing } from './data/listing.js';
+import { listValidationFolder, resolveDataset, type DatasetListing } from './data/listing.js';
 import { preprocessParams, type PreprocessName } from './data/preprocess.js';
 import { computeMetrics, type EvaluationMetrics } from './evaluate/metrics.js';
 import { plotHistory } from './evaluate/plots.js';
@@ -107,12 +107,20 @@ async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; va
   let validation = resolved.validation;
   if (opts.validationData) {
     if (validation) throw new GraftError(`${opts.data} already has validation data; drop --val or --validation-split`, { file: opts.data });
-    validation = await listImageFolder(opts.validationData, { classes: resolved.train.classes });
+    validation = await listValidationFolder(opts.validationData, resolved.train.classes);
   }
   if (!validation) {
     throw new GraftError(`no validation data for ${opts.data}: give a folder with train/ and validation/, --val DIR, or --validation-split 0.2`, { file: opts.data });
   }
-  if (validation.files.length === 0) throw new GraftError(`the validation folder ${validation.root} holds no images`, { file: validation.root });
+  if (validation.files.length === 0) {
+    if (opts.validationSplit !== undefined) {
+      throw new GraftError(
+        `a validation split of ${opts.validationSplit} takes no images from ${validation.root}: every class has fewer than ${Math.ceil(1 / opts.validationSplit)} images; use a larger --validation-split or give --val DIR`,
+        { file: validation.root },
+      );
+    }
+    throw new GraftError(`the validation folder ${validation.root} holds no images`, { file: validation.root });
+  }
   return { train: resolved.train, validation };
 }
 

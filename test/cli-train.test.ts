@@ -125,4 +125,10 @@ test('bad input is one line naming the problem, exit 1', async () => {
   const b = await badMode.done;
   assert.equal(b.code, 1);
   assert.match(b.err, /unknown feed mode 'sometimes'/);
+  // 6 images a class: a 0.1 split holds out none of them.
+  const tinySplit = graft(['--out', join(root, 'x'), '--data', join(root, 'data', 'train'), '--validation-split', '0.1']);
+  const t = await tinySplit.done;
+  assert.equal(t.code, 1);
+  assert.match(t.err, /^graft: error: a validation split of 0\.1 takes no images from .*train: every class has fewer than 10 images/m);
+  assert.doesNotMatch(t.err, /\n\s+at /);
 });

@@ -8,7 +8,7 @@ import { crc32 } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
 import sharp from 'sharp';
 import { GraftError } from '../src/util/errors.js';
-import { listImageFolder, listImageFiles, resolveDataset, classCounts, splitListing } from '../src/data/listing.js';
+import { listImageFolder, listImageFiles, listValidationFolder, resolveDataset, classCounts, splitListing } from '../src/data/listing.js';
 import { decodeImage, BadImageError, pilNearestIndices } from '../src/data/decode.js';
 import { buildImageStore } from '../src/data/image-store.js';
 import { BatchOrder, batchIndices, encodeLabels, readBatches, stepsPerEpoch } from '../src/data/batches.js';
@@ -308,7 +308,23 @@ test('resolveDataset: layouts, class checks, Keras and shuffled validation split
   assert.equal(r.layout, 'lab');
   assert.deepEqual(r.validation!.classes, ['cats', 'dogs', 'empty']);
   assert.deepEqual(classCounts(r.validation!), [3, 4, 0]);
+  assert.ok(r.validation!.warnings.some((w) => /lacks classes present in training: empty$/.test(w)));
   await assert.rejects(resolveDataset(lab, { validationSplit: 0.5 }), /already has a val\/ folder/);
+
+  // A separate validation folder: labels follow the training classes; extra classes are ignored
+  // with a warning; none in common is an error that names both sides.
+  const val = join(dir, 'val-folder');
+  await mkdir(join(val, 'dogs'), { recursive: true });
+  await mkdir(join(val, 'birds'), { recursive: true });
+  await raw([1, 2, 3], 1, 1, 3).png().toFile(join(val, 'dogs', 'd.png'));
+  await raw([1, 2, 3], 1, 1, 3).png().toFile(join(val, 'birds', 'b.png'));
+  const v = await listValidationFolder(val, ['cats', 'dogs']);
+  assert.deepEqual(v.classes, ['cats', 'dogs']);
+  assert.deepEqual(v.files.map((f) => [f.path.slice(val.length + 1), f.label]), [['dogs/d.png', 1]]);
+  assert.ok(v.warnings.some((w) => /classes missing from training, ignored: birds/.test(w)));
+  assert.ok(v.warnings.some((w) => /lacks classes present in training: cats/.test(w)));
+  await assert.rejects(listValidationFolder(val, ['cars', 'trucks']), (err: unknown) =>
+    err instanceof GraftError && err.message.includes(val) && /training: cars, trucks; found: birds, dogs/.test(err.message));
 
   const classesRoot = join(lab, 'train');
   const c = await resolveDataset(classesRoot);
@@ -331,6 +347,12 @@ test('resolveDataset: layouts, class checks, Keras and shuffled validation split
   assert.equal(s1.train.files.length, 80);
   const all = new Set([...s1.train.files, ...s1.validation.files].map((f) => f.path));
   assert.equal(all.size, 100);
+  assert.deepEqual(s1.validation.warnings, []);
+  // A class too small for the fraction gets no validation image, and the split says so.
+  const lopsided = { ...many, files: many.files.filter((f) => f.label === 0 || f.path.endsWith('/60') || f.path.endsWith('/61')) };
+  const s4 = splitListing(lopsided, 0.2);
+  assert.deepEqual(classCounts(s4.validation), [12, 0]);
+  assert.deepEqual(s4.validation.warnings, ['a validation split of 0.2 takes no image of b (too few images), so validation does not see that class']);
 
   const one = join(dir, 'one');
   await mkdir(join(one, 'only'), { recursive: true });

@@ -350,17 +350,7 @@ export async function resolveDataset(root: string, opts: ResolveOptions = {}): P
       if (split !== undefined) {
         throw new GraftError(`${absRoot} already has a ${name}/ folder; a validation split only applies to a single class-folder root`, { file: absRoot });
       }
-      const own = await listImageFolder(dir, { followSymlinks: opts.followSymlinks });
-      // Labels must mean the same in both parts, so validation uses the training classes.
-      validation = await listImageFolder(dir, { ...listOpts, classes: train.classes.filter((c) => own.classes.includes(c)) });
-      validation.classes = train.classes;
-      const extra = own.classes.filter((c) => !train.classes.includes(c));
-      if (extra.length > 0) validation.warnings.push(`${dir} has classes missing from training, ignored: ${extra.join(', ')}`);
-      const missing = train.classes.filter((c) => !own.classes.includes(c));
-      if (missing.length > 0) validation.warnings.push(`${dir} lacks classes present in training: ${missing.join(', ')}`);
-      // Re-map labels from the filtered class list onto the training class indices.
-      const present = train.classes.filter((c) => own.classes.includes(c));
-      for (const f of validation.files) f.label = train.classes.indexOf(present[f.label]!);
+      validation = await listValidationFolder(dir, train.classes, { followSymlinks: opts.followSymlinks });
       break;
     }
     if (await isReadableDir(join(absRoot, 'test'))) train.warnings.push(`${join(absRoot, 'test')} is not used (graft validates on validation/ or val/)`);
@@ -376,6 +366,31 @@ export async function resolveDataset(root: string, opts: ResolveOptions = {}): P
   if (split === undefined) return { train: all, layout: 'classes' };
   const parts = splitListing(all, split, opts.splitOrder ?? 'keras', opts.seed ?? 0);
   return { ...parts, layout: 'classes' };
+}
+
+/**
+ * A validation folder listed with the training classes, so that labels mean the same in both:
+ * its class folders missing from training are ignored and training classes it lacks are allowed,
+ * each with a warning; none in common is an error.
+ */
+export async function listValidationFolder(dir: string, trainClasses: string[], opts: { followSymlinks?: boolean } = {}): Promise<DatasetListing> {
+  const own = await listImageFolder(dir, { followSymlinks: opts.followSymlinks });
+  const present = trainClasses.filter((c) => own.classes.includes(c));
+  if (present.length === 0) {
+    throw new GraftError(
+      `the validation folder ${own.root} has no class folder named like a training class (training: ${trainClasses.join(', ')}; found: ${own.classes.join(', ') || 'none'})`,
+      { file: own.root },
+    );
+  }
+  const validation = await listImageFolder(dir, { followSymlinks: opts.followSymlinks, classes: present });
+  validation.classes = [...trainClasses];
+  // Re-map labels from the filtered class list onto the training class indices.
+  for (const f of validation.files) f.label = trainClasses.indexOf(present[f.label]!);
+  const extra = own.classes.filter((c) => !trainClasses.includes(c));
+  if (extra.length > 0) validation.warnings.push(`${own.root} has classes missing from training, ignored: ${extra.join(', ')}`);
+  const missing = trainClasses.filter((c) => !own.classes.includes(c));
+  if (missing.length > 0) validation.warnings.push(`${own.root} lacks classes present in training: ${missing.join(', ')}`);
+  return validation;
 }
 
 /**
@@ -407,8 +422,13 @@ export function splitListing(
     files.forEach((f, i) => (isVal[i] ? validation : train).push({ ...f }));
   }
   const base = { root: listing.root, classes: listing.classes, skipped: [], ignoredCount: 0 };
+  const warnings: string[] = [];
+  const unseen = listing.classes.filter((_, c) => byClass[c]!.length > 0 && Math.floor(fraction * byClass[c]!.length) === 0);
+  if (unseen.length > 0 && validation.length > 0) {
+    warnings.push(`a validation split of ${fraction} takes no image of ${unseen.join(', ')} (too few images), so validation does not see ${unseen.length === 1 ? 'that class' : 'those classes'}`);
+  }
   return {
     train: { ...base, files: train, skipped: listing.skipped, ignoredCount: listing.ignoredCount, warnings: listing.warnings },
-    validation: { ...base, files: validation, warnings: [] },
+    validation: { ...base, files: validation, warnings },
   };
 }
