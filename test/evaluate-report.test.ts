@@ -47,5 +47,9 @@ test('the report lists at most 20 mistakes, k classes have no AUC line, and clas
   assert.doesNotMatch(text, /#0\s/);
   assert.doesNotMatch(text, /ROC AUC/);
   assert.throws(() => formatEvaluation(m, { classes: ['a', 'b'] }), GraftError);
+  // Two classes but images of one only: no AUC, and the report says why.
+  const one = computeMetrics([0.9, 0.8, 0.3], [1, 1, 1], 2);
+  assert.equal(one.auc, null);
+  assert.match(formatEvaluation(one, { classes: ['cats', 'dogs'] }), /ROC AUC\s+n\/a \(needs images of both classes\)/);
   assert.throws(() => formatEvaluation(m, { classes: ['a', 'b', 'c'], files: ['x'] }), GraftError);
 });

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -97,6 +97,15 @@ test('faithful training writes history, plots, metrics, checkpoint and a model t
     assert.equal(evaluation.metrics.count, 2 * PER_CLASS.validation);
     assert.equal(evaluation.warnings.length, 1);
     assert.match(evaluation.warnings[0]!, /1 image in .*validation ignored \(1 \.webp\)/);
+    // New photos of one class only: labels still follow the model's classes.
+    const onlyDogs = join(root, 'only-dogs');
+    await mkdir(onlyDogs, { recursive: true });
+    await cp(join(root, 'data', 'validation', 'dogs'), join(onlyDogs, 'dogs'), { recursive: true });
+    const dogs = await evaluateFolder(model, onlyDogs);
+    assert.equal(dogs.metrics.count, PER_CLASS.validation);
+    assert.deepEqual(dogs.metrics.confusion[0], [0, 0]);
+    assert.equal(dogs.metrics.confusion[1]!.reduce((a, b) => a + b, 0), PER_CLASS.validation);
+    assert.ok(dogs.warnings.some((w) => /lacks classes of the model: cats/.test(w)));
     assert.ok(Math.abs(evaluation.metrics.loss - history.val_loss[1]!) < 1e-4, `loss ${evaluation.metrics.loss} vs ${history.val_loss[1]}`);
     assert.equal(evaluation.metrics.accuracy, history.val_accuracy[1]);
 

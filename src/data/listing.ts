@@ -369,27 +369,31 @@ export async function resolveDataset(root: string, opts: ResolveOptions = {}): P
 }
 
 /**
- * A validation folder listed with the training classes, so that labels mean the same in both:
- * its class folders missing from training are ignored and training classes it lacks are allowed,
- * each with a warning; none in common is an error.
+ * A validation (or test) folder listed with the classes of training or of a trained model, so that
+ * labels mean the same in both: its class folders unknown there are ignored and classes it lacks
+ * are allowed, each with a warning; no class in common is an error.
  */
-export async function listValidationFolder(dir: string, trainClasses: string[], opts: { followSymlinks?: boolean } = {}): Promise<DatasetListing> {
+export async function listValidationFolder(
+  dir: string,
+  classes: string[],
+  opts: { followSymlinks?: boolean; classesOf?: string } = {},
+): Promise<DatasetListing> {
+  const of = opts.classesOf ?? 'training';
   const own = await listImageFolder(dir, { followSymlinks: opts.followSymlinks });
-  const present = trainClasses.filter((c) => own.classes.includes(c));
+  const present = classes.filter((c) => own.classes.includes(c));
   if (present.length === 0) {
-    throw new GraftError(
-      `the validation folder ${own.root} has no class folder named like a training class (training: ${trainClasses.join(', ')}; found: ${own.classes.join(', ') || 'none'})`,
-      { file: own.root },
-    );
+    throw new GraftError(`${own.root} has no class folder named like a class of ${of} (${of}: ${classes.join(', ')}; found: ${own.classes.join(', ') || 'none'})`, {
+      file: own.root,
+    });
   }
   const validation = await listImageFolder(dir, { followSymlinks: opts.followSymlinks, classes: present });
-  validation.classes = [...trainClasses];
-  // Re-map labels from the filtered class list onto the training class indices.
-  for (const f of validation.files) f.label = trainClasses.indexOf(present[f.label]!);
-  const extra = own.classes.filter((c) => !trainClasses.includes(c));
-  if (extra.length > 0) validation.warnings.push(`${own.root} has classes missing from training, ignored: ${extra.join(', ')}`);
-  const missing = trainClasses.filter((c) => !own.classes.includes(c));
-  if (missing.length > 0) validation.warnings.push(`${own.root} lacks classes present in training: ${missing.join(', ')}`);
+  validation.classes = [...classes];
+  // Re-map labels from the filtered class list onto the given class indices.
+  for (const f of validation.files) f.label = classes.indexOf(present[f.label]!);
+  const extra = own.classes.filter((c) => !classes.includes(c));
+  if (extra.length > 0) validation.warnings.push(`${own.root} has classes not in ${of}, ignored: ${extra.join(', ')}`);
+  const missing = classes.filter((c) => !own.classes.includes(c));
+  if (missing.length > 0) validation.warnings.push(`${own.root} lacks classes of ${of}: ${missing.join(', ')}`);
   return validation;
 }
 

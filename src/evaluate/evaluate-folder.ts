@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { listImageFolder, VALIDATION_FOLDER_NAMES } from '../data/listing.js';
+import { listValidationFolder, VALIDATION_FOLDER_NAMES } from '../data/listing.js';
 import { predictFiles, type LoadedClassifier } from '../model/saved-classifier.js';
 import { GraftError } from '../util/errors.js';
 import { computeMetrics, type EvaluationMetrics, type Probabilities } from './metrics.js';
@@ -25,7 +25,8 @@ export async function evaluateFolder(model: LoadedClassifier, root: string): Pro
   const val = VALIDATION_FOLDER_NAMES.map((n) => join(root, n)).find((d) => existsSync(join(root, 'train')) && existsSync(d));
   const dir = val ?? root;
   const classes = model.info.classes;
-  const listing = await listImageFolder(dir, { classes });
+  // Folders of some of the model's classes are fine (e.g. new photos of one class); labels follow the model.
+  const listing = await listValidationFolder(dir, classes, { classesOf: 'the model' });
   if (listing.files.length === 0) {
     throw new GraftError(`${dir}: no images in class folders named ${classes.join(', ')} (the model's classes)`, { file: dir });
   }

@@ -38,6 +38,7 @@ export function formatEvaluation(metrics: EvaluationMetrics, ctx: EvaluationCont
   lines.push(`Evaluated ${metrics.count} images in ${metrics.numClasses} classes (${classes.join(', ')})`);
   const summary = [['accuracy', fixed(metrics.accuracy)], ['loss', fixed(metrics.loss)]];
   if (metrics.auc !== null) summary.push(['ROC AUC', fixed(metrics.auc)]);
+  else if (metrics.numClasses === 2) summary.push(['ROC AUC', 'n/a (needs images of both classes)']);
   lines.push(...table(summary, ''), '');
 
   lines.push('Confusion matrix (rows: true class, columns: predicted class)');
