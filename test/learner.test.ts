@@ -114,11 +114,17 @@ test('faithful training writes history, plots, metrics, checkpoint and a model t
     const ours = await predictFiles(model, files);
     await useWasm();
     const tfModel = await loadLayersModelFromDir(join(out, 'model'));
+    // What a browser app reads from the model to prepare its input (the README's recipe).
+    const meta = (tfModel.getUserDefinedMetadata() as { graft: { classes: string[]; inputSize: [number, number]; preprocess: string } }).graft;
+    assert.deepEqual(meta.classes, ['cats', 'dogs']);
+    assert.deepEqual(meta.inputSize, [150, 150]);
+    assert.equal(meta.preprocess, 'rescale');
+    const [h, w] = meta.inputSize;
     // The same pixels graft decodes: this compares the two runtimes, not two decoders.
-    const pixels = await Promise.all(files.map((f) => decodeImage(f, { width: 150, height: 150 })));
-    const input = new Float32Array(files.length * 150 * 150 * 3);
+    const pixels = await Promise.all(files.map((f) => decodeImage(f, { width: w, height: h })));
+    const input = new Float32Array(files.length * h * w * 3);
     pixels.forEach((p, i) => input.set(Float32Array.from(p, (v) => v / 255), i * p.length));
-    const theirs = (await (tfModel.predict(tf.tensor4d(input, [files.length, 150, 150, 3])) as tf.Tensor).data()) as Float32Array;
+    const theirs = (await (tfModel.predict(tf.tensor4d(input, [files.length, h, w, 3])) as tf.Tensor).data()) as Float32Array;
     ours.forEach((p, i) => assert.ok(Math.abs(p.probabilities[1]! - theirs[i]!) < 1e-4, `${files[i]}: graft ${p.probabilities[1]} vs tfjs ${theirs[i]}`));
     tfModel.dispose();
   } finally {
