@@ -156,7 +156,7 @@ test('bad inputs give one-line GraftErrors naming the file', async () => {
   await check(truncated, /cannot open the HDF5 file, it may be damaged or truncated \(.*truncated file/);
   const plain = join(dir, 'plain.h5');
   await writeKerasH5(plain, tinyFixture(), { layerNames: false });
-  await check(plain, /without a layer_names attribute/);
+  await check(plain, /with neither a layer_names attribute \(Keras 2\) nor a layers group \(Keras 3\)/);
   const wrongShape = join(dir, 'wrong-shape.h5');
   await writeKerasH5(wrongShape, tinyFixture(undefined, [3, 3, 2, 4]));
   await check(wrongShape, /layer conv2d_1 weight kernel: expected shape \[3,3,2,3\], found \[3,3,2,4\]/);

@@ -93,3 +93,78 @@ export async function writeSharedInceptionH5(file: string): Promise<Map<string, 
 export function sameBits(a: Float32Array, b: Float32Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
+
+/**
+ * Keras 3's group names for the classes InceptionV3 and the lab head use, written out by hand
+ * (rather than with graft's snake_case) so that the fixture checks the reader, not itself.
+ */
+const KERAS3_CLASS_PATHS: Record<string, string> = {
+  InputLayer: 'input_layer',
+  Conv2D: 'conv2d',
+  BatchNormalization: 'batch_normalization',
+  Activation: 'activation',
+  MaxPooling2D: 'max_pooling2d',
+  AveragePooling2D: 'average_pooling2d',
+  Concatenate: 'concatenate',
+  Flatten: 'flatten',
+  Dense: 'dense',
+  Dropout: 'dropout',
+  GlobalAveragePooling2D: 'global_average_pooling2d',
+};
+
+export interface Keras3FixtureOptions {
+  /** Write each layer's name on its vars group, as newer Keras 3 releases do. */
+  names?: boolean;
+  /** Leave weightless layers without a group, as newer releases do (Keras 3.0 writes empty ones). */
+  skipEmpty?: boolean;
+}
+
+/**
+ * Writes weights the way Keras 3 save_weights does: `layers/<class path>[_n]/vars/<i>`, counted per
+ * class in the graph's layer order, plus the empty root `vars` group.
+ */
+export async function writeKeras3H5(file: string, graph: KerasGraph, tensors: Map<string, WeightTensor>, order: string[], opts: Keras3FixtureOptions = {}): Promise<void> {
+  await h5wasm.ready;
+  const f = new h5wasm.File(file, 'w');
+  try {
+    f.create_group('vars');
+    const layersGroup = f.create_group('layers');
+    const used = new Map<string, number>();
+    for (const layer of graph.layers) {
+      const base = KERAS3_CLASS_PATHS[layer.className];
+      assert.ok(base, `no Keras 3 path for ${layer.className}`);
+      const n = used.get(base) ?? 0;
+      used.set(base, n + 1);
+      const keys = order.filter((k) => k.startsWith(`${layer.name}/`));
+      if (keys.length === 0 && opts.skipEmpty) continue;
+      const vars = layersGroup.create_group(n === 0 ? base : `${base}_${n}`).create_group('vars');
+      if (opts.names) vars.create_attribute('name', layer.name);
+      keys.forEach((k, i) => {
+        const t = tensors.get(k)!;
+        vars.create_dataset({ name: String(i), data: t.data, shape: t.shape, dtype: '<f' });
+      });
+    }
+  } finally {
+    f.close();
+  }
+}
+
+/** A graph's topology as Keras 3 writes config.json: keras_history tensors, batch_shape inputs. */
+export function keras3Config(graph: KerasGraph): unknown {
+  const tensor = (name: string) => ({ class_name: '__keras_tensor__', config: { shape: null, dtype: 'float32', keras_history: [name, 0, 0] } });
+  const layers = graph.layers.map((l) => {
+    const config: Record<string, unknown> = { ...l.config, name: l.name };
+    if ('batch_input_shape' in config) {
+      config.batch_shape = config.batch_input_shape;
+      delete config.batch_input_shape;
+    }
+    const args = l.inbound.length === 0 ? null : l.className === 'Concatenate' ? [l.inbound.map(tensor)] : [tensor(l.inbound[0]!)];
+    return { module: 'keras.layers', class_name: l.className, config, registered_name: null, name: l.name, inbound_nodes: args ? [{ args, kwargs: {} }] : [] };
+  });
+  return {
+    module: 'keras.src.models.functional',
+    class_name: 'Functional',
+    config: { name: graph.name, trainable: true, layers, input_layers: graph.inputs.map((n) => [n, 0, 0]), output_layers: graph.outputs.map((n) => [n, 0, 0]) },
+    registered_name: 'Functional',
+  };
+}

@@ -7,6 +7,7 @@ import { weightKey } from '../keras-graph.js';
 import { inferShapes, layerWeightSpecs, type Shape, type WeightSpec } from '../layer-shapes.js';
 import { parseKerasTopology } from '../topology.js';
 import { validateWeights } from '../validate-weights.js';
+import { isKeras3Layout, keras3WeightedLayers, readKeras3Weights } from './keras3-h5.js';
 
 /** How loadKerasH5Weights pairs the file's layers with the graph's. */
 export interface KerasH5Options {
@@ -20,6 +21,11 @@ export interface KerasH5Options {
   match?: 'order' | 'name';
   /** [h, w, c] used to infer the weight shapes; default the graph input's size, else 299x299. */
   inputShape?: Shape;
+  /**
+   * Keras 3 files only: the whole model the file was saved from (default `graph`), whose layer
+   * order numbers the file's layer groups when `graph` is a cut of it.
+   */
+  layerOrder?: KerasGraph;
 }
 
 interface FileLayer {
@@ -82,7 +88,7 @@ function toFloat32(value: unknown): Float32Array | undefined {
 
 function defaultInputShape(graph: KerasGraph): Shape {
   const input = graph.layers.find((l) => l.className === 'InputLayer');
-  const batchShape = input?.config.batch_input_shape;
+  const batchShape = input?.config.batch_input_shape ?? input?.config.batch_shape; // Keras 2 / Keras 3 spelling
   if (Array.isArray(batchShape) && batchShape.length === 4 && batchShape.slice(1).every((d) => typeof d === 'number')) {
     return batchShape.slice(1) as number[];
   }
@@ -138,16 +144,23 @@ function hdf5Reason(err: unknown): string {
 }
 
 /**
- * Reads the weights of a Keras 2 HDF5 file (`model.save_weights('x.h5')`, a full `model.save('x.h5')`,
- * or a published `*_weights_tf_dim_ordering_tf_kernels*.h5`) for the layers of `graph`, checked
- * against the shapes the graph needs (GraftError naming file, layer, expected and found shape).
+ * Reads the weights of a Keras HDF5 file for the layers of `graph`, checked against the shapes the
+ * graph needs (GraftError naming file, layer, expected and found shape). Keras 2 files
+ * (`model.save_weights('x.h5')`, a full `model.save('x.h5')`, or a published
+ * `*_weights_tf_dim_ordering_tf_kernels*.h5`) and Keras 3 `.weights.h5` files (see keras3-h5.ts).
  *
- * Layout: the root (or the `model_weights` group of a full model) has an attribute `layer_names`;
- * each layer is a group with an attribute `weight_names` ("conv2d_1/kernel:0", ...) naming datasets
- * inside that group, in the order the layer owns them.
+ * Keras 2 layout: the root (or the `model_weights` group of a full model) has an attribute
+ * `layer_names`; each layer is a group with an attribute `weight_names` ("conv2d_1/kernel:0", ...)
+ * naming datasets inside that group, in the order the layer owns them.
  */
 export async function loadKerasH5Weights(file: string, graph: KerasGraph, opts: KerasH5Options = {}): Promise<WeightMap> {
-  return withH5(file, (h5) => readWeights(file, h5, graph, opts));
+  return withH5(file, (h5) => {
+    if (!isKeras3Layout(h5)) return readWeights(file, h5, graph, opts);
+    const inputShape = opts.inputShape ?? defaultInputShape(graph);
+    const weights = readKeras3Weights(file, h5, graph, opts.layerOrder ?? graph, inputShape);
+    validateWeights(graph, weights, inputShape, file);
+    return weights;
+  });
 }
 
 /**
@@ -156,6 +169,7 @@ export async function loadKerasH5Weights(file: string, graph: KerasGraph, opts: 
  */
 export async function readKerasH5Topology(file: string): Promise<KerasGraph | undefined> {
   return withH5(file, (h5) => {
+    if (isKeras3Layout(h5)) return undefined; // Keras 3 keeps the topology beside the weights (.keras)
     const config = attrStrings(h5, 'model_config');
     if (config === undefined || config.length === 0) return undefined;
     let json: unknown;
@@ -178,7 +192,7 @@ function fileLayersOf(file: string, h5: Group): FileLayer[] {
   const layerNames = attrStrings(root, 'layer_names');
   if (layerNames === undefined) {
     throw new GraftError(
-      `${file}: an HDF5 file without a layer_names attribute, so not a Keras 2 weights file (Keras 3 .weights.h5 files are not supported)`,
+      `${file}: an HDF5 file with neither a layer_names attribute (Keras 2) nor a layers group (Keras 3), so not a Keras weights file`,
       { file },
     );
   }
@@ -189,9 +203,14 @@ function fileLayersOf(file: string, h5: Group): FileLayer[] {
   });
 }
 
-/** The layers of a Keras weights file, in file order, with the names of their weights ("kernel", ...). */
+/**
+ * The layers of a Keras weights file, in file order, with the names of their weights ("kernel", ...);
+ * for a Keras 3 file, its layer groups that hold weights (in name order), with their indices.
+ */
 export async function readKerasH5Layers(file: string): Promise<{ name: string; weights: string[] }[]> {
-  return withH5(file, (h5) => fileLayersOf(file, h5).map((l) => ({ name: l.name, weights: l.weightNames.map(shortWeightName) })));
+  return withH5(file, (h5) =>
+    isKeras3Layout(h5) ? keras3WeightedLayers(h5) : fileLayersOf(file, h5).map((l) => ({ name: l.name, weights: l.weightNames.map(shortWeightName) })),
+  );
 }
 
 function readWeights(file: string, h5: Group, graph: KerasGraph, opts: KerasH5Options): WeightMap {

@@ -8,7 +8,9 @@
  *       4. a download of the Keras .h5 into the cache (ensureImagenetWeights).
  *     Local sources come first so that nothing touches the network when a copy is at hand.
  *   a path ending .h5 / .hdf5 -> a Keras HDF5 file: a full saved model (model.save) with its own
- *     topology, or weights only (save_weights, the Keras ImageNet files) for inceptionV3Graph();
+ *     topology, or weights only (Keras 2 save_weights, the Keras ImageNet files, or a Keras 3
+ *     .weights.h5) for inceptionV3Graph();
+ *   a path ending .keras -> a Keras 3 archive (model.save('x.keras')): its topology and weights;
  *   a folder holding model.json, or a model.json file -> a TF.js layers model (topology + weights);
  *   anything else -> GraftError.
  */
@@ -19,6 +21,7 @@ import { sharedInceptionWeightsDir } from '../../util/paths.js';
 import { inceptionV3Graph } from '../architectures/inception-v3.js';
 import type { KerasGraph, WeightMap } from '../keras-graph.js';
 import { cachedImagenetWeightsPath, ensureImagenetWeights, type ImagenetWeightsOptions } from './imagenet.js';
+import { loadKerasArchive } from './keras-archive.js';
 import { loadKerasH5Weights, readKerasH5Layers, readKerasH5Topology } from './keras-h5.js';
 import { loadTfjsLayersModel } from './tfjs-layers.js';
 
@@ -28,6 +31,7 @@ export const DEFAULT_WEIGHTS = 'imagenet';
 export type WeightsPlan =
   | { kind: 'tfjs'; path: string }
   | { kind: 'h5'; path: string }
+  | { kind: 'keras'; path: string }
   /** The ImageNet .h5 must be downloaded (to `path`). */
   | { kind: 'download'; path: string };
 
@@ -60,17 +64,15 @@ function isDir(path: string): boolean {
 function planPath(path: string): WeightsPlan {
   if (/\.(h5|hdf5)$/i.test(path)) return { kind: 'h5', path };
   if (/\.json$/i.test(path)) return { kind: 'tfjs', path };
-  if (/\.keras$/i.test(path)) {
-    throw new GraftError(`${path}: Keras 3 .keras archives are not supported; save the model with model.save('model.h5') or export a TF.js folder`, { file: path });
-  }
+  if (/\.keras$/i.test(path)) return { kind: 'keras', path };
   if (isDir(path)) {
     if (existsSync(join(path, 'model.json'))) return { kind: 'tfjs', path };
     throw new GraftError(`${path}: no model.json in this folder (expected a TF.js layers model, or pass a Keras .h5 file)`, { file: path });
   }
   if (!existsSync(path)) {
-    throw new GraftError(`${path}: no such weights file or folder (expected "imagenet", a Keras .h5 file or a TF.js model folder)`, { file: path });
+    throw new GraftError(`${path}: no such weights file or folder (expected "imagenet", a Keras .h5 or .keras file or a TF.js model folder)`, { file: path });
   }
-  throw new GraftError(`${path}: unsupported weights format (expected a Keras .h5/.hdf5 file or a TF.js model folder with model.json)`, { file: path });
+  throw new GraftError(`${path}: unsupported weights format (expected a Keras .h5/.hdf5 or .keras file or a TF.js model folder with model.json)`, { file: path });
 }
 
 /** Decides what `spec` (a --weights value; default "imagenet") means, in the order documented above. */
@@ -124,9 +126,10 @@ function upTo(full: KerasGraph, cut: string | undefined, file: string): { graph:
  */
 async function loadH5(file: string, cut: string | undefined): Promise<LoadedModel> {
   const own = await readKerasH5Topology(file);
-  const { graph, isPrefix } = upTo(own ?? inceptionV3Graph(), cut ?? (own ? undefined : await blockHeldBy(file)), file);
+  const full = own ?? inceptionV3Graph();
+  const { graph, isPrefix } = upTo(full, cut ?? (own ? undefined : await blockHeldBy(file)), file);
   const match = own !== undefined || !isPrefix ? 'name' : 'order';
-  return { graph, weights: await loadKerasH5Weights(file, graph, { match }), source: file };
+  return { graph, weights: await loadKerasH5Weights(file, graph, { match, layerOrder: full }), source: file };
 }
 
 /**
@@ -155,6 +158,10 @@ export async function resolveWeights(spec: string = DEFAULT_WEIGHTS, opts: Resol
       return loadTfjsLayersModel(plan.path);
     case 'h5':
       return loadH5(plan.path, opts.cut);
+    case 'keras': {
+      const { graph, weights } = await loadKerasArchive(plan.path, (full) => upTo(full, opts.cut, plan.path).graph);
+      return { graph, weights, source: plan.path };
+    }
     case 'download': {
       const file = await ensureImagenetWeights(opts.download);
       return loadH5(file, opts.cut);

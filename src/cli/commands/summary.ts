@@ -23,7 +23,7 @@ export function registerSummary(program: Command): void {
   program
     .command('summary')
     .description('Print the model (backbone cut + head) as a Keras-style layer table')
-    .option('--weights <spec>', "check these weights against the architecture too: 'imagenet', a Keras .h5 file or a TF.js folder (default: InceptionV3's architecture alone)")
+    .option('--weights <spec>', "check these weights against the architecture too: 'imagenet', a Keras .h5 or .keras file or a TF.js folder (default: InceptionV3's architecture alone)")
     .option('--cut <layer>', 'backbone layer whose output feeds the head', DEFAULT_CUT)
     .option('--input-size <size>', 'input size, e.g. 150 or 150x150', sizeOption, [150, 150] as [number, number])
     .option('--head <spec>', 'head layers, e.g. flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid (default: the Keras lab head)')

@@ -41,7 +41,7 @@ const OPTIMIZER_NAMES = ['rmsprop', 'rmsprop-legacy', 'adam', 'sgd'] as const;
 function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: number; validationSteps?: number }): Command {
   return cmd
     .option('--out <dir>', 'where results, checkpoints and the model go', defaults.out)
-    .option('--weights <spec>', "backbone weights: 'imagenet', a Keras .h5 file or a TF.js model folder", 'imagenet')
+    .option('--weights <spec>', "backbone weights: 'imagenet', a Keras .h5 / .weights.h5 / .keras file or a TF.js model folder", 'imagenet')
     .option('--cut <layer>', 'backbone layer the head sits on', LAB_RECIPE.cut)
     .option('--input-size <HxW>', 'image size, e.g. 150 or 150x150', '150x150')
     .option('--head <spec>', "head layers, e.g. 'flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid' or 'gap,dense:1'; the output layer follows the number of classes")

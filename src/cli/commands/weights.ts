@@ -2,14 +2,14 @@ import type { Command } from 'commander';
 import { ensureImagenetWeights } from '../../backbone/weights/imagenet.js';
 import { DEFAULT_WEIGHTS, planWeights, resolveWeights } from '../../backbone/weights/resolve.js';
 
-const KIND = { tfjs: 'TF.js layers model', h5: 'Keras HDF5 weights', download: 'download (not cached yet) to' } as const;
+const KIND = { tfjs: 'TF.js layers model', h5: 'Keras HDF5 weights', keras: 'Keras 3 .keras archive', download: 'download (not cached yet) to' } as const;
 
 /** `graft weights [spec]`: where a --weights value takes weights from; optionally fetch or load them. */
 export function registerWeights(program: Command): void {
   program
     .command('weights')
     .description('Show where --weights takes the backbone weights from (default "imagenet"); fetch them for offline use')
-    .argument('[spec]', '"imagenet", a Keras .h5 file, or a TF.js model folder', DEFAULT_WEIGHTS)
+    .argument('[spec]', '"imagenet", a Keras .h5 / .weights.h5 / .keras file, or a TF.js model folder', DEFAULT_WEIGHTS)
     .option('--download', 'download the Keras ImageNet .h5 into the cache now (so later runs need no network)')
     .option('--load', 'load the weights and print what they hold')
     .action(async (spec: string, opts: { download?: boolean; load?: boolean }) => {
