@@ -114,6 +114,24 @@ test('broken Keras 3 files: one-line GraftErrors naming the file and what is wro
   writeFileSync(noWeights, zipSync({ 'config.json': strToU8(JSON.stringify(keras3Config(mixed7))) }));
   await expectError(noWeights, /needs config\.json and model\.weights\.h5; this one lacks model\.weights\.h5/);
 
+  // The modern tutorial's model nests InceptionV3 as one layer: refused with what to do instead.
+  const nested = keras3Config(mixed7) as { config: { layers: unknown[] } };
+  const outer = {
+    class_name: 'Functional',
+    config: {
+      name: 'tutorial',
+      layers: [
+        { class_name: 'InputLayer', name: 'input_layer_1', config: { name: 'input_layer_1', batch_shape: [null, 150, 150, 3] }, inbound_nodes: [] },
+        { ...nested, name: 'inception_v3', inbound_nodes: [{ args: [{ class_name: '__keras_tensor__', config: { keras_history: ['input_layer_1', 0, 0] } }], kwargs: {} }] },
+      ],
+      input_layers: [['input_layer_1', 0, 0]],
+      output_layers: [['inception_v3', 0, 0]],
+    },
+  };
+  const tutorial = join(dir, 'tutorial.keras');
+  writeFileSync(tutorial, zipSync({ 'config.json': strToU8(JSON.stringify(outer)), 'model.weights.h5': new Uint8Array(8) }));
+  await expectError(tutorial, /layer inception_v3 is a whole Functional model nested inside this one .*base_model\.save/);
+
   // A file holding the network only up to mixed2 cannot give mixed7; the message names the group.
   const short = join(dir, 'short.weights.h5');
   await writeKeras3H5(short, cutAt(inceptionV3Graph(), 'mixed2'), shared.tensors, shared.order);

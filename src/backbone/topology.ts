@@ -3,6 +3,9 @@ import type { KerasGraph, KerasLayer } from './keras-graph.js';
 
 type Json = Record<string, unknown>;
 
+/** Layer classes that are whole models (a functional model used as a layer of another). */
+const NESTED_MODELS = new Set(['Functional', 'Model', 'Sequential']);
+
 function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -54,6 +57,13 @@ export function parseKerasTopology(topology: unknown, source: string): KerasGrap
     }
     const cfg = isObject(raw.config) ? raw.config : {};
     const name = String(raw.name ?? cfg.name ?? `layer_${i}`);
+    if (NESTED_MODELS.has(raw.class_name)) {
+      throw new GraftError(
+        `${source}: layer ${name} is a whole ${raw.class_name} model nested inside this one (as in x = base_model(inputs)); graft reads flat models: ` +
+          `save the inner model on its own (base_model.save(...)), or build the outer one as Model(base_model.input, ...) like the lab`,
+        { file: source },
+      );
+    }
     return { name, className: raw.class_name, config: cfg, inbound: inboundNames(raw.inbound_nodes) };
   });
   const ends = (v: unknown): string[] =>
