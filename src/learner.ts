@@ -159,17 +159,23 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const log = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   const verbose = opts.verbose ?? 1;
   const say = (line: string) => verbose > 0 && log(line);
-  /** Runs a long step with a progress bar on a terminal (verbose 1 only). */
-  const withProgress = async <T>(label: string, run: (onProgress?: (done: number, total: number) => void) => Promise<T>): Promise<T> => {
-    if (verbose !== 1) return run();
+  const out = resolve(opts.out);
+  /** Ctrl-C before the first epoch stops at once (fit handles it between steps from then on). */
+  const stopIfInterrupted = (during: string) => {
+    if (opts.signal?.aborted) throw new GraftError(`interrupted while ${during}, before training started; nothing in ${out} was changed`);
+  };
+  /** Runs a long step with a progress bar on a terminal (verbose 1 only), stopping early on an interrupt. */
+  const withProgress = async <T>(label: string, during: string, run: (onProgress: (done: number, total: number) => void) => Promise<T>): Promise<T> => {
     let bar: Progbar | null = null;
     try {
-      return await run((done, total) => (bar ??= new Progbar(total, label)).update(done));
+      return await run((done, total) => {
+        stopIfInterrupted(during);
+        if (verbose === 1) (bar ??= new Progbar(total, label)).update(done);
+      });
     } finally {
       (bar as Progbar | null)?.clear();
     }
   };
-  const out = resolve(opts.out);
   const seed = opts.seed ?? 0;
   const inputSize = opts.inputSize ?? LAB_RECIPE.inputSize;
   const batchSize = opts.batchSize ?? LAB_RECIPE.batchSize;
@@ -191,10 +197,11 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   try {
     // The backbone first: a weights problem shows before minutes of decoding.
     backbone = await loadBackbone({ weights: opts.weights, cut: opts.cut ?? LAB_RECIPE.cut, inputSize });
+    stopIfInterrupted('loading the backbone');
     say(`Backbone: ${backbone.source}, cut at ${backbone.graph.outputs[0]} -> (None, ${backbone.outputShape.join(', ')})`);
     const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
-    const trainStore = await withProgress('Decoding ', (onProgress) => buildImageStore(train, { ...storeOptions, onProgress }));
-    const valStore = await withProgress('Decoding ', (onProgress) => buildImageStore(validation, { ...storeOptions, onProgress }));
+    const trainStore = await withProgress('Decoding ', 'decoding the training images', (onProgress) => buildImageStore(train, { ...storeOptions, onProgress }));
+    const valStore = await withProgress('Decoding ', 'decoding the validation images', (onProgress) => buildImageStore(validation, { ...storeOptions, onProgress }));
     for (const [name, store] of [['training', trainStore], ['validation', valStore]] as const) {
       if (store.count === 0) throw new GraftError(`no readable ${name} images in ${name === 'training' ? train.root : validation.root}`);
     }
@@ -209,7 +216,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       trainer = await HeadTrainer.create(head, initial, opts.optimizer ?? LAB_RECIPE.optimizer, { seed, featureShape });
 
       const t0 = performance.now();
-      const valData = await withProgress('Features ', (p) => cachedFeatures(context(valStore), p));
+      const valData = await withProgress('Features ', 'computing validation features', (p) => cachedFeatures(context(valStore), p));
       say(`Validation features of ${valData.count} images computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
       const valSamples = opts.validationSteps === undefined ? valData.count : opts.validationSteps * batchSize;
       const valUsed = limitSamples(valData, valSamples);
@@ -219,12 +226,12 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
         source = faithfulSource(context(trainStore), batchSize);
       } else if (mode.kind === 'cached') {
         const t1 = performance.now();
-        const cached = await withProgress('Features ', (p) => cachedFeatures(context(trainStore), p));
+        const cached = await withProgress('Features ', 'computing training features', (p) => cachedFeatures(context(trainStore), p));
         say(`Training features of ${cached.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
         source = arrayBatchSource(cached, batchSize, { shuffle: true, seed });
       } else {
         const t1 = performance.now();
-        source = await withProgress('Views ', (p) => viewsSource(context(trainStore), batchSize, mode.views, p));
+        source = await withProgress('Views ', 'computing augmented views', (p) => viewsSource(context(trainStore), batchSize, mode.views, p));
         say(`${mode.views} augmented views of ${trainStore.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
       }
       source = limitSteps(source, opts.stepsPerEpoch);

@@ -156,6 +156,16 @@ test('a run stopped after epoch 1 and resumed ends exactly where an uninterrupte
   for (const key of ['dense/kernel', 'dense/bias', 'dense_1/kernel', 'dense_1/bias']) {
     assert.deepEqual(b.weights.get(key)!.data, a.weights.get(key)!.data, key);
   }
+
+  // An interrupt before the first epoch stops at the next stage, leaving the run folder as it was.
+  const before = await readFile(join(root, 'resumed', 'checkpoint', 'checkpoint.json'), 'utf8');
+  const early = new AbortController();
+  early.abort();
+  await assert.rejects(
+    trainClassifier(options(root, 'resumed', { resume: true, signal: early.signal, onEpochEnd: () => assert.fail('no epoch should run') })),
+    /interrupted while loading the backbone, before training started; nothing in .*resumed was changed/,
+  );
+  assert.equal(await readFile(join(root, 'resumed', 'checkpoint', 'checkpoint.json'), 'utf8'), before);
 });
 
 test('cached and views feeds train too, with a GlobalAveragePooling head on three classes', async () => {
