@@ -29,6 +29,7 @@ import { HeadTrainer } from './train/head-trainer.js';
 import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
 import type { OptimizerConfig } from './train/optimizers.js';
+import { checkpointStatus, markCheckpointFinished } from './train/checkpoint.js';
 import { writeFileAtomic } from './util/atomic.js';
 import { GraftError } from './util/errors.js';
 
@@ -60,6 +61,8 @@ export interface TrainOptions {
   interpolation?: Interpolation;
   seed?: number;
   resume?: boolean;
+  /** Start afresh even when `out` holds the checkpoint of a run that did not finish (default: refuse, so it is not lost). */
+  overwrite?: boolean;
   onBadImage?: 'skip' | 'error';
   /** 0 silent, 1 progress bars and epoch lines, 2 epoch lines only. */
   verbose?: 0 | 1 | 2;
@@ -184,6 +187,17 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const interpolation = opts.interpolation ?? LAB_RECIPE.interpolation;
   const augmentation = mode.kind === 'cached' ? NO_AUGMENTATION : (opts.augmentation ?? LAB_AUGMENTATION);
 
+  const checkpointDir = join(out, 'checkpoint');
+  if (!opts.resume && !opts.overwrite) {
+    const earlier = await checkpointStatus(checkpointDir);
+    if (earlier && !earlier.finished) {
+      throw new GraftError(
+        `${out} holds the checkpoint of a run that did not finish (${earlier.epoch} epoch${earlier.epoch === 1 ? '' : 's'} done): pass --resume to continue it, --overwrite to start afresh, or another --out`,
+        { file: checkpointDir },
+      );
+    }
+  }
+
   const { train, validation } = await listData(opts);
   for (const w of [...train.warnings, ...validation.warnings]) say(`warning: ${w}`);
   const classes = train.classes;
@@ -248,7 +262,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
         showMemory: opts.showMemory,
         signal: opts.signal,
         log,
-        checkpoint: { dir: join(out, 'checkpoint'), resume: opts.resume },
+        checkpoint: { dir: checkpointDir, resume: opts.resume },
         callbacks: {
           onEpochEnd: async (epoch, logs, soFar) => {
             // history.json grows epoch by epoch, so a stopped run still shows its curves.
@@ -287,6 +301,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       trainingMode: feedModeName(mode),
     };
     const { modelDir, onnxFile } = await exportClassifier(backbone, head, params, info, out);
+    await markCheckpointFinished(checkpointDir);
     say(`Saved the classifier to ${modelDir} (TF.js) and ${onnxFile} (ONNX); plots and metrics in ${out}`);
     return { history, metrics, classes, out, modelDir, onnxFile };
   } finally {

@@ -68,6 +68,19 @@ test('Ctrl-C stops with one clear line and keeps the checkpoint; kill -9 then --
   assert.doesNotMatch(i.err, /\n\s+at /, 'no stack trace');
   assert.ok(epochOf(await readFile(ckpt, 'utf8')) >= 1);
 
+  // Running it again without --resume would throw that progress away: refused, checkpoint untouched.
+  const saved = await readFile(ckpt, 'utf8');
+  const again = await graft(['--epochs', '1', '--out', join(root, 'interrupted')]).done;
+  assert.equal(again.code, 1);
+  assert.match(again.err, /^graft: error: .*interrupted holds the checkpoint of a run that did not finish \(\d+ epochs? done\): pass --resume to continue it, --overwrite to start afresh/m);
+  assert.equal(await readFile(ckpt, 'utf8'), saved);
+  // --overwrite starts afresh; the finished run may then be replaced by a plain run.
+  const fresh = await graft(['--epochs', '1', '--out', join(root, 'interrupted'), '--overwrite']).done;
+  assert.equal(fresh.code, 0, fresh.err);
+  assert.equal(epochOf(await readFile(ckpt, 'utf8')), 1);
+  assert.equal(JSON.parse(await readFile(ckpt, 'utf8')).finished, true);
+  assert.equal((await graft(['--epochs', '1', '--out', join(root, 'interrupted')]).done).code, 0);
+
   // kill -9 mid-run, then resume: the same history as the uninterrupted run.
   const killedCkpt = join(root, 'killed', 'checkpoint', 'checkpoint.json');
   const killed = graft(['--epochs', '3', '--out', join(root, 'killed')]);

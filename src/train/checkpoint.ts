@@ -55,6 +55,8 @@ interface Meta {
   history: History;
   dense: { inputSize: number; units: number }[];
   optimizer: { config: OptimizerState['config']; iterations: number; slotsPerParam: number };
+  /** Set once the run that wrote it has finished (trained every epoch and exported). */
+  finished?: boolean;
 }
 
 /** A short stable hash of a JSON-able description of the training setup. */
@@ -121,6 +123,18 @@ export async function saveCheckpoint(dir: string, ck: CheckpointToSave): Promise
   for (const f of await readdir(dir).catch(() => [] as string[])) {
     if (/^checkpoint-\d+\.bin$/.test(f) && f !== binary) await rm(join(dir, f), { force: true }).catch(() => {});
   }
+}
+
+/** How far the run that wrote the checkpoint in `dir` got (epochs done, and whether it finished), or null when there is none. */
+export async function checkpointStatus(dir: string): Promise<{ epoch: number; finished: boolean } | null> {
+  const meta = await readMeta(dir);
+  return meta ? { epoch: meta.epoch, finished: meta.finished === true } : null;
+}
+
+/** Records that the run which wrote the checkpoint in `dir` has finished, so a fresh run may replace it. */
+export async function markCheckpointFinished(dir: string): Promise<void> {
+  const meta = await readMeta(dir);
+  if (meta && !meta.finished) await writeFileAtomic(join(dir, JSON_NAME), JSON.stringify({ ...meta, finished: true }, null, 1));
 }
 
 /** The checkpoint in `dir`, or null when there is none. */

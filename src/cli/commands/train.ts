@@ -30,6 +30,7 @@ interface TrainFlags {
   interpolation: Interpolation;
   seed: number;
   resume?: boolean;
+  overwrite?: boolean;
   onBadImage: 'skip' | 'error';
   verbose?: boolean;
   quiet?: boolean;
@@ -58,6 +59,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--interpolation <name>', 'resize filter (nearest like Keras load_img)', choiceOption('interpolation', INTERPOLATIONS), LAB_RECIPE.interpolation)
     .option('--seed <n>', 'random seed', intOption('seed', 0), 0)
     .option('--resume', 'continue from the checkpoint in --out')
+    .option('--overwrite', "start afresh even if --out holds an unfinished run's checkpoint")
     .option('--on-bad-image <what>', 'skip (warn and leave out) or error', choiceOption('on-bad-image', ['skip', 'error'] as const), 'skip')
     .option('--verbose', 'also print memory use per epoch')
     .option('--quiet', 'only epoch lines');
@@ -90,6 +92,7 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
     interpolation: flags.interpolation,
     seed: flags.seed,
     resume: flags.resume,
+    overwrite: flags.overwrite,
     onBadImage: flags.onBadImage,
     verbose: flags.quiet ? 2 : 1,
     showMemory: flags.verbose,
