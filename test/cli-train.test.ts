@@ -138,6 +138,11 @@ test('bad input is one line naming the problem, exit 1', async () => {
   const b = await badMode.done;
   assert.equal(b.code, 1);
   assert.match(b.err, /unknown feed mode 'sometimes'/);
+  // A head the trainer cannot train is refused before any decoding or feature work.
+  const badHead = await graft(['--out', join(root, 'x'), '--head', 'flatten,dense:8:softmax,dense:3']).done;
+  assert.equal(badHead.code, 1);
+  assert.match(badHead.err, /^graft: error: softmax is only supported on the last Dense layer$/m);
+  assert.doesNotMatch(badHead.out, /Backbone:/);
   // 6 images a class: a 0.1 split holds out none of them.
   const tinySplit = graft(['--out', join(root, 'x'), '--data', join(root, 'data', 'train'), '--validation-split', '0.1']);
   const t = await tinySplit.done;

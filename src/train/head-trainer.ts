@@ -101,14 +101,8 @@ export class HeadTrainer {
       if (l.kind === 'dense') this.steps.push({ kind: 'dense', index: dense++, activation: l.activation });
       else if (l.kind === 'dropout') this.steps.push({ kind: 'dropout', rate: l.rate });
     }
-    const last = this.steps.filter((s) => s.kind === 'dense').at(-1) as { activation: Activation } | undefined;
     this.outputUnits = params.dense.at(-1)!.units;
-    if (!last || !(last.activation === 'sigmoid' && this.outputUnits === 1) && last.activation !== 'softmax') {
-      throw new GraftError('the head must end in Dense(1, sigmoid) or Dense(k, softmax)');
-    }
-    for (const s of this.steps) if (s.kind === 'dense' && s.activation === 'softmax' && s.index !== params.dense.length - 1) {
-      throw new GraftError('softmax is only supported on the last Dense layer');
-    }
+    HeadTrainer.checkSpec(spec);
     const n = slotCount(this.opt);
     this.slots = params.dense.flatMap((p, i) => [
       i === 0 ? [] : Array.from({ length: n }, () => new Float32Array(p.kernel.length)),
@@ -121,6 +115,16 @@ export class HeadTrainer {
     this.masks = this.steps.map((s, i) => (s.kind === 'dropout' ? new Float32Array(maxBatch * this.widthBefore(i)) : null));
     this.grads = params.dense.map((p, i) => ({ kernel: new Float32Array(i === 0 ? 0 : p.kernel.length), bias: new Float32Array(p.bias.length) }));
     this.probs = new Float32Array(maxBatch * this.outputUnits);
+  }
+
+  /** Refuses heads the trainer cannot train (checked before any weights or features exist). */
+  static checkSpec(spec: HeadSpec): void {
+    const dense = spec.layers.filter((l) => l.kind === 'dense');
+    const last = dense.at(-1);
+    if (!last || !(last.activation === 'sigmoid' && last.units === 1) && last.activation !== 'softmax') {
+      throw new GraftError('the head must end in Dense(1, sigmoid) or Dense(k, softmax)');
+    }
+    if (dense.slice(0, -1).some((l) => l.activation === 'softmax')) throw new GraftError('softmax is only supported on the last Dense layer');
   }
 
   static async create(spec: HeadSpec, params: HeadParams, optimizer: OptimizerConfig, options: HeadTrainerOptions): Promise<HeadTrainer> {
