@@ -183,6 +183,10 @@ test('resume after 2 epochs gives the same weights and history as 3 epochs strai
     assert.equal(saved!.optimizer.slots[0]![0]!.length, live.slots[0]![0]!.length);
     assert.deepEqual(saved!.optimizer.slots[0]![0], new Float32Array(live.slots[0]![0]!));
     assert.ok(live.slots[0]![0]!.some((v) => v > 0), 'the slots hold something');
+    // So does the first kernel, of which the trainer holds no copy while it trains.
+    assert.equal(b.params.dense[0]!.kernel.length, 0);
+    const liveParams = await b.syncParams();
+    assert.deepEqual(saved!.params.dense[0]!.kernel, new Float32Array(liveParams.dense[0]!.kernel));
     await b.dispose();
     const c = await makeTrainer(5);
     const resumed = await fit(c, arrayBatchSource(train, 16, { seed: 9 }), val, { epochs: 3, checkpoint: { dir, resume: true }, ...quiet });

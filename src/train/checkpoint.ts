@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describeFsError, GraftError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { readJsonFile } from '../util/json-file.js';
-import type { HeadParams } from '../model/head.js';
+import type { DenseParams, HeadParams } from '../model/head.js';
 import type { History } from './history.js';
 import type { OptimizerState } from './optimizers.js';
 
@@ -37,7 +37,13 @@ export interface SavedOptimizerState extends Omit<OptimizerState, 'slots'> {
 }
 
 /** What saveCheckpoint writes: a Checkpoint whose optimiser slots may be streamed. */
-export interface CheckpointToSave extends Omit<Checkpoint, 'optimizer'> {
+/** Head weights for a checkpoint: any kernel may be streamed (the first one is, from the workers). */
+export interface SavedParams {
+  dense: (Omit<DenseParams, 'kernel'> & { kernel: Float32Array | StreamedArray })[];
+}
+
+export interface CheckpointToSave extends Omit<Checkpoint, 'optimizer' | 'params'> {
+  params: SavedParams;
   optimizer: SavedOptimizerState;
 }
 

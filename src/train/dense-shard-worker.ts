@@ -36,7 +36,8 @@ export type ShardRequest =
    * `slot`) into `into`, a shared [rows, units] array.
    */
   | { op: 'gather'; slot: number | null; row0: number; rows: number; into: Float32Array }
-  | { op: 'set'; kernel: Float32Array; slots: Float32Array[] }
+  /** Replaces the shard's kernel (unless null) and its optimiser slots (those given). */
+  | { op: 'set'; kernel: Float32Array | null; slots: Float32Array[] }
   | { op: 'close' };
 
 const init = workerData as ShardInit;
@@ -142,7 +143,7 @@ parentPort!.on('message', (req: ShardRequest) => {
           break;
         }
         case 'set':
-          kernel.set(req.kernel);
+          if (req.kernel) kernel.set(req.kernel);
           req.slots.forEach((a, i) => slots[i]!.set(a));
           parentPort!.postMessage({ ok: true });
           break;

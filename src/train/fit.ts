@@ -160,7 +160,7 @@ export async function fit(trainer: HeadTrainer, train: BatchSource, validation: 
     history.val_loss.push(val.loss);
     history.val_accuracy.push(val.accuracy);
     if (dir) {
-      const params = await trainer.syncParams();
+      const params = trainer.paramsToSave();
       const optimizer = trainer.optimizerStateToSave();
       await saveCheckpoint(dir, { epoch: epoch + 1, seed: trainer.describe().seed, fingerprint, history, params, optimizer });
       lastSaved = epoch + 1;

@@ -9,7 +9,7 @@ import { applyUpdate, resolveOptimizer, slotCount, type OptimizerConfig, type Op
 import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from './losses.js';
 import { deriveSeed, STREAM_DROPOUT } from './seeds.js';
 import type { ShardInit, ShardRequest } from './dense-shard-worker.js';
-import type { SavedOptimizerState, StreamedArray } from './checkpoint.js';
+import type { SavedOptimizerState, SavedParams, StreamedArray } from './checkpoint.js';
 
 export interface HeadTrainerOptions {
   seed: number;
@@ -74,12 +74,17 @@ export class HeadTrainer {
   private readonly grads: { kernel: Float32Array; bias: Float32Array }[];
   private readonly probs: Float32Array;
   private pending: Promise<unknown> = Promise.resolve();
-  /** Rows of the first kernel's slots on their way to a checkpoint (one block at a time). */
-  private slotBlock: Float32Array | null = null;
+  /** Rows of the first kernel or its slots on their way to a checkpoint (one block at a time). */
+  private streamBlock: Float32Array | null = null;
   private disposed = false;
 
   private constructor(
     readonly spec: HeadSpec,
+    /**
+     * The head's weights. The first kernel lives in the workers: here it is empty until syncParams()
+     * gathers it (a whole copy held during training would add its size, 154 MB in the lab, to
+     * every run's memory).
+     */
     readonly params: HeadParams,
     optimizer: OptimizerConfig,
     private readonly seed: number,
@@ -164,7 +169,8 @@ export class HeadTrainer {
       await Promise.all(shards.map((s) => s.worker.terminate()));
       throw err;
     }
-    return new HeadTrainer(spec, params, optimizer, options.seed, shards, shared, featureShape, maxBatch, options.checkpointBlockFloats ?? 1 << 20);
+    const held: HeadParams = { dense: params.dense.map((p, i) => (i === 0 ? { ...p, kernel: new Float32Array(0) } : p)) };
+    return new HeadTrainer(spec, held, optimizer, options.seed, shards, shared, featureShape, maxBatch, options.checkpointBlockFloats ?? 1 << 20);
   }
 
   /** What identifies this training setup (for checkpoint fingerprints). */
@@ -238,20 +244,32 @@ export class HeadTrainer {
     });
   }
 
-  /** Copies the workers' shards of the first kernel back into `params` and returns it. */
+  /** Copies the workers' shards of the first kernel back into `params` (allocating it the first time) and returns it. */
   async syncParams(): Promise<HeadParams> {
     return this.serial(async () => {
-      await this.gatherFirst(null, this.params.dense[0]!.kernel);
+      const first = this.params.dense[0]!;
+      if (first.kernel.length === 0) first.kernel = new Float32Array(new SharedArrayBuffer(first.inputSize * first.units * 4));
+      await this.gatherFirst(null, first.kernel);
       return this.params;
     });
+  }
+
+  /**
+   * The weights for a checkpoint, without a whole copy of the first kernel: it is streamed in row
+   * blocks through one reused buffer, so it must be consumed before the next training step.
+   */
+  paramsToSave(): SavedParams {
+    const length = this.inputSize * this.params.dense[0]!.units;
+    return { dense: this.params.dense.map((p, i) => (i === 0 ? { ...p, kernel: { length, blocks: () => this.firstBlocks(null) } } : p)) };
   }
 
   /** Replaces all weights (e.g. from a checkpoint). */
   async setParams(params: HeadParams): Promise<void> {
     return this.serial(async () => {
       params.dense.forEach((p, i) => {
-        this.params.dense[i]!.kernel.set(p.kernel);
-        this.params.dense[i]!.bias.set(p.bias);
+        const mine = this.params.dense[i]!;
+        if (i > 0 || mine.kernel.length > 0) mine.kernel.set(p.kernel);
+        mine.bias.set(p.bias);
       });
       await this.scatterFirst(params.dense[0]!.kernel, null);
     });
@@ -277,7 +295,7 @@ export class HeadTrainer {
    */
   optimizerStateToSave(): SavedOptimizerState {
     const length = this.inputSize * this.params.dense[0]!.units;
-    const streamed = (slot: number): StreamedArray => ({ length, blocks: () => this.firstSlotBlocks(slot) });
+    const streamed = (slot: number): StreamedArray => ({ length, blocks: () => this.firstBlocks(slot) });
     const first = Array.from({ length: slotCount(this.opt) }, (_, j) => streamed(j));
     return { config: this.opt, iterations: this.iterations, slots: this.slots.map((s, i) => (i === 0 ? first : s)) };
   }
@@ -443,14 +461,14 @@ export class HeadTrainer {
     });
   }
 
-  /** Slot `slot` of the first kernel, row block by row block, in one reused shared buffer. */
-  private async *firstSlotBlocks(slot: number): AsyncGenerator<Float32Array> {
+  /** The first kernel (slot null) or its optimiser slot `slot`, row block by row block, in one reused shared buffer. */
+  private async *firstBlocks(slot: number | null): AsyncGenerator<Float32Array> {
     const K = this.inputSize, N = this.params.dense[0]!.units;
     const rowsPerBlock = Math.max(1, Math.min(K, Math.floor(this.checkpointBlockFloats / N)));
-    this.slotBlock ??= new Float32Array(new SharedArrayBuffer(rowsPerBlock * N * 4));
+    this.streamBlock ??= new Float32Array(new SharedArrayBuffer(rowsPerBlock * N * 4));
     for (let row0 = 0; row0 < K; row0 += rowsPerBlock) {
       const rows = Math.min(rowsPerBlock, K - row0);
-      const block = this.slotBlock.subarray(0, rows * N);
+      const block = this.streamBlock.subarray(0, rows * N);
       await this.serial(() => this.gatherFirst(slot, block, row0, rows));
       yield block;
     }
@@ -465,13 +483,12 @@ export class HeadTrainer {
     await Promise.all(this.shards.map((s) => call(s.worker, { op: 'gather', slot, row0, rows, into })));
   }
 
+  /** Sends the first kernel and/or its slots to the workers (null: they keep theirs). */
   private async scatterFirst(kernel: Float32Array | null, slots: Float32Array[] | null): Promise<void> {
     const K = this.inputSize, N = this.params.dense[0]!.units;
-    const current = kernel ?? this.params.dense[0]!.kernel;
-    if (!kernel) await this.gatherFirst(null, current);
     await Promise.all(this.shards.map((s) => call(s.worker, {
       op: 'set',
-      kernel: columns(current, K, N, s.col0, s.cols),
+      kernel: kernel && columns(kernel, K, N, s.col0, s.cols),
       slots: (slots ?? []).map((a) => columns(a, K, N, s.col0, s.cols)),
     })));
   }
