@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
-import { unzipSync } from 'fflate';
+import { BadZipError, readZipEntries } from '../util/zip.js';
 import { DownloadNetworkError, downloadFile } from '../util/download.js';
 import { GraftError, describeFsError } from '../util/errors.js';
 import { cacheDir, sharedDatasetDir } from '../util/paths.js';
@@ -110,17 +110,12 @@ async function extractLabZip(zip: string, target: string): Promise<void> {
     await rm(zip, { force: true });
     throw new GraftError(message, { file: zip, cause });
   };
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(zip);
-  } catch (err) {
-    throw describeFsError(err, zip);
-  }
   let entries: Record<string, Uint8Array>;
   try {
-    entries = unzipSync(bytes);
+    entries = await readZipEntries(zip);
   } catch (err) {
-    return fail(`${zip} is not a readable zip (${(err as Error).message}); it was deleted, run again to download it again`, err);
+    if (!(err instanceof BadZipError)) throw err;
+    return fail(`${zip} is not a readable zip (${err.message}); it was deleted, run again to download it again`, err);
   }
   const files: [string[], Uint8Array][] = [];
   for (const [name, bytes] of Object.entries(entries)) {

@@ -2,11 +2,11 @@
  * Keras 3 `.keras` archives (`model.save('x.keras')`): a zip holding config.json (the model's
  * topology), metadata.json and model.weights.h5 (the weights in Keras 3's layout, keras3-h5.ts).
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { unzipSync } from 'fflate';
-import { GraftError, describeFsError } from '../../util/errors.js';
+import { GraftError } from '../../util/errors.js';
+import { BadZipError, readZipEntries } from '../../util/zip.js';
 import type { KerasGraph, WeightMap } from '../keras-graph.js';
 import { parseKerasTopology } from '../topology.js';
 import { loadKerasH5Weights } from './keras-h5.js';
@@ -16,17 +16,12 @@ const WEIGHTS = 'model.weights.h5';
 
 /** The archive's topology and weights file, read out of the zip. */
 async function readArchive(file: string): Promise<{ graph: KerasGraph; weights: Uint8Array }> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(file);
-  } catch (err) {
-    throw describeFsError(err, file);
-  }
   let entries: Record<string, Uint8Array>;
   try {
-    entries = unzipSync(bytes, { filter: (f) => f.name === CONFIG || f.name === WEIGHTS });
+    entries = await readZipEntries(file, (name) => name === CONFIG || name === WEIGHTS);
   } catch (err) {
-    throw new GraftError(`${file}: not a Keras .keras archive (cannot read it as a zip: ${(err as Error).message})`, { file });
+    if (!(err instanceof BadZipError)) throw err;
+    throw new GraftError(`${file}: not a Keras .keras archive (cannot read it as a zip: ${err.message})`, { file });
   }
   const config = entries[CONFIG];
   const weights = entries[WEIGHTS];
