@@ -36,12 +36,12 @@ export interface SavedOptimizerState extends Omit<OptimizerState, 'slots'> {
   slots: (Float32Array | StreamedArray)[][];
 }
 
-/** What saveCheckpoint writes: a Checkpoint whose optimiser slots may be streamed. */
 /** Head weights for a checkpoint: any kernel may be streamed (the first one is, from the workers). */
 export interface SavedParams {
   dense: (Omit<DenseParams, 'kernel'> & { kernel: Float32Array | StreamedArray })[];
 }
 
+/** What saveCheckpoint writes: a Checkpoint whose big arrays may be streamed. */
 export interface CheckpointToSave extends Omit<Checkpoint, 'optimizer' | 'params'> {
   params: SavedParams;
   optimizer: SavedOptimizerState;

@@ -259,8 +259,7 @@ export class HeadTrainer {
    * blocks through one reused buffer, so it must be consumed before the next training step.
    */
   paramsToSave(): SavedParams {
-    const length = this.inputSize * this.params.dense[0]!.units;
-    return { dense: this.params.dense.map((p, i) => (i === 0 ? { ...p, kernel: { length, blocks: () => this.firstBlocks(null) } } : p)) };
+    return { dense: this.params.dense.map((p, i) => (i === 0 ? { ...p, kernel: this.streamedFirst(null) } : p)) };
   }
 
   /** Replaces all weights (e.g. from a checkpoint). */
@@ -294,9 +293,7 @@ export class HeadTrainer {
    * must be consumed before the next training step.
    */
   optimizerStateToSave(): SavedOptimizerState {
-    const length = this.inputSize * this.params.dense[0]!.units;
-    const streamed = (slot: number): StreamedArray => ({ length, blocks: () => this.firstBlocks(slot) });
-    const first = Array.from({ length: slotCount(this.opt) }, (_, j) => streamed(j));
+    const first = Array.from({ length: slotCount(this.opt) }, (_, j) => this.streamedFirst(j));
     return { config: this.opt, iterations: this.iterations, slots: this.slots.map((s, i) => (i === 0 ? first : s)) };
   }
 
@@ -461,6 +458,11 @@ export class HeadTrainer {
     });
   }
 
+  /** The first kernel (slot null) or its optimiser slot `slot`, as a StreamedArray for a checkpoint. */
+  private streamedFirst(slot: number | null): StreamedArray {
+    return { length: this.inputSize * this.params.dense[0]!.units, blocks: () => this.firstBlocks(slot) };
+  }
+
   /** The first kernel (slot null) or its optimiser slot `slot`, row block by row block, in one reused shared buffer. */
   private async *firstBlocks(slot: number | null): AsyncGenerator<Float32Array> {
     const K = this.inputSize, N = this.params.dense[0]!.units;
@@ -479,7 +481,7 @@ export class HeadTrainer {
    * into `into` (on shared memory): the workers write their columns straight into it.
    */
   private async gatherFirst(slot: number | null, into: Float32Array, row0 = 0, rows = this.inputSize): Promise<void> {
-    if (!(into.buffer instanceof SharedArrayBuffer)) throw new Error('gatherFirst needs an array on shared memory (initHead puts the first kernel there)');
+    if (!(into.buffer instanceof SharedArrayBuffer)) throw new Error('gatherFirst needs an array on shared memory (the workers write into it)');
     await Promise.all(this.shards.map((s) => call(s.worker, { op: 'gather', slot, row0, rows, into })));
   }
 

@@ -20,8 +20,13 @@ export async function readJsonFile(file: string, options: ReadJsonOptions = {}):
     if (options.allowMissing && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw describeFsError(err, file);
   }
+  return parseJsonText(options.prepare ? options.prepare(text) : text, file);
+}
+
+/** Parses JSON text read from `file` (a path, or e.g. "x.keras (config.json)"); bad JSON is a GraftError naming it. */
+export function parseJsonText(text: string, file: string): unknown {
   try {
-    return JSON.parse(options.prepare ? options.prepare(text) : text);
+    return JSON.parse(text);
   } catch (err) {
     throw new GraftError(`${file}: not valid JSON (${(err as Error).message})`, { file, cause: err });
   }

@@ -6,6 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraftError } from '../../util/errors.js';
+import { parseJsonText } from '../../util/json-file.js';
 import { BadZipError, readZipEntries } from '../../util/zip.js';
 import type { KerasGraph, WeightMap } from '../keras-graph.js';
 import { parseKerasTopology } from '../topology.js';
@@ -28,13 +29,8 @@ async function readArchive(file: string): Promise<{ graph: KerasGraph; weights: 
   if (!config || !weights) {
     throw new GraftError(`${file}: a .keras archive needs ${CONFIG} and ${WEIGHTS}; this one lacks ${[!config && CONFIG, !weights && WEIGHTS].filter(Boolean).join(' and ')}`, { file });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(Buffer.from(config).toString('utf8'));
-  } catch (err) {
-    throw new GraftError(`${file}: its ${CONFIG} is not valid JSON (${(err as Error).message})`, { file });
-  }
-  return { graph: parseKerasTopology(json, `${file} (${CONFIG})`), weights };
+  const where = `${file} (${CONFIG})`;
+  return { graph: parseKerasTopology(parseJsonText(Buffer.from(config).toString('utf8'), where), where), weights };
 }
 
 /**

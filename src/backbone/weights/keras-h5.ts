@@ -7,7 +7,7 @@ import { weightKey } from '../keras-graph.js';
 import { inferShapes, layerWeightSpecs, type Shape, type WeightSpec } from '../layer-shapes.js';
 import { parseKerasTopology } from '../topology.js';
 import { validateWeights } from '../validate-weights.js';
-import { isKeras3Layout, keras3WeightedLayers, readKeras3Weights } from './keras3-h5.js';
+import { hasKeras3Layers, keras3WeightedLayers, readKeras3Weights } from './keras3-h5.js';
 
 /** How loadKerasH5Weights pairs the file's layers with the graph's. */
 export interface KerasH5Options {
@@ -71,6 +71,11 @@ function attrStrings(obj: Group, name: string): string[] | undefined {
   const all: string[] = [];
   for (let i = 0; attrs[`${name}${i}`] !== undefined; i++) all.push(...stringList(attrs[`${name}${i}`]!.value));
   return all;
+}
+
+/** Keras 3's layout: a `layers` group, and none of Keras 2's `layer_names` (at the root or in model_weights). */
+function isKeras3Layout(h5: Group): boolean {
+  return attrStrings(h5, 'layer_names') === undefined && h5.get('model_weights') === null && hasKeras3Layers(h5);
 }
 
 function shortWeightName(kerasName: string): string {

@@ -47,9 +47,9 @@ function layersGroup(h5: Group): Group | undefined {
   return undefined;
 }
 
-/** Whether an opened HDF5 file has Keras 3's layout (a `layers` group, no Keras 2 `layer_names`). */
-export function isKeras3Layout(h5: Group): boolean {
-  return h5.attrs.layer_names === undefined && h5.attrs.layer_names0 === undefined && h5.get('model_weights') === null && layersGroup(h5) !== undefined;
+/** Whether an opened HDF5 file has Keras 3's group of layers (keras-h5.ts tells it from a Keras 2 file). */
+export function hasKeras3Layers(h5: Group): boolean {
+  return layersGroup(h5) !== undefined;
 }
 
 interface FileLayer {
