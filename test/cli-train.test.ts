@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,6 +114,18 @@ test('predict and evaluate use the trained run folder; their JSON agrees with tr
   assert.equal(ok.code, 0, ok.err);
   const rows = ok.out.trim().split('\n').map((l) => JSON.parse(l) as { file: string; class: string; probability: number; probabilities: Record<string, number> });
   assert.equal(rows.length, 2);
+  // A file that is not an image is reported, once named, and the others are still classified.
+  const junk = join(root, 'junk.jpg');
+  await writeFile(junk, 'not a picture');
+  const withJunk = await graftRun(['predict', '--model', run, '--json', junk, valCats]);
+  assert.equal(withJunk.code, 0, withJunk.err);
+  const junkRows = withJunk.out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(junkRows[0], { file: junk, error: 'a text file, not an image' });
+  assert.equal(junkRows.length, 3);
+  const plain = await graftRun(['predict', '--model', run, junk, valCats]);
+  assert.equal(plain.code, 0, plain.err);
+  assert.equal(plain.out.trim().split('\n').length, 2);
+  assert.equal(plain.err, `warning: skipped ${junk}: a text file, not an image\n1 of 3 images could not be read\n`);
   for (const r of rows) {
     assert.ok(['cats', 'dogs'].includes(r.class));
     assert.ok(Math.abs(r.probabilities.cats! + r.probabilities.dogs! - 1) < 1e-6);

@@ -10,7 +10,7 @@ import onnxProto from 'onnx-proto';
 import { kerasToOnnx } from '../backbone/onnx/convert.js';
 import { createOrtExtractor, type FeatureExtractor } from '../backbone/engine.js';
 import { loadTfjsLayersModel } from '../backbone/weights/tfjs-layers.js';
-import { decodeImageInto } from '../data/decode.js';
+import { BadImageError, decodeImageInto } from '../data/decode.js';
 import { preprocessParams } from '../data/preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
@@ -129,7 +129,8 @@ export async function predictFiles(
         await decodeImageInto(file, { width: w, height: h, interpolation: info.interpolation }, pixels);
       } catch (err) {
         if (!(err instanceof GraftError)) throw err;
-        opts.onBadImage?.(file, err.message);
+        // The caller names the file; pass on only the problem.
+        opts.onBadImage?.(file, err instanceof BadImageError ? err.reason : err.message);
         continue;
       }
       const base = names.length * size;
