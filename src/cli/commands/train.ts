@@ -51,8 +51,9 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--momentum <m>', 'SGD momentum', floatOption('momentum', 0, 1))
     .option('--epochs <n>', 'epochs', intOption('epochs', 1), LAB_RECIPE.epochs)
     .option('--batch-size <n>', 'batch size', intOption('batch-size', 1, 1024), LAB_RECIPE.batchSize)
-    .option('--steps <n>', 'batches per epoch (Keras steps_per_epoch; default: one pass)', intOption('steps', 1), defaults.steps)
-    .option('--validation-steps <n>', 'validation batches per epoch (default: all)', intOption('validation-steps', 1), defaults.validationSteps)
+    // Commander appends "(default: N)" when there is a default; say "one pass"/"all" only when there is none.
+    .option('--steps <n>', `batches per epoch (Keras steps_per_epoch${defaults.steps === undefined ? '; default: one pass' : ''})`, intOption('steps', 1), defaults.steps)
+    .option('--validation-steps <n>', `validation batches per epoch${defaults.validationSteps === undefined ? ' (default: all)' : ''}`, intOption('validation-steps', 1), defaults.validationSteps)
     .option('--mode <mode>', 'faithful (fresh augmentation every step), cached (no augmentation, features once) or views=K', 'faithful')
     .option('--no-augment', "train without the lab's augmentation")
     .option('--preprocess <name>', `pixel scaling: ${PREPROCESS_NAMES.join(' (x/255, the lab) or ')} (x/127.5-1, InceptionV3's own)`, choiceOption('preprocess', PREPROCESS_NAMES), LAB_RECIPE.preprocess)
