@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyUpdate, resolveOptimizer, type OptimizerConfig } from '../src/train/optimizers.js';
@@ -8,7 +8,7 @@ import { simdRmsprop, wasmMemory } from '../src/train/simd-rmsprop.js';
 import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from '../src/train/losses.js';
 import { HeadTrainer } from '../src/train/head-trainer.js';
 import { arrayBatchSource, fit, type ArrayData } from '../src/train/fit.js';
-import { loadCheckpoint, saveCheckpoint } from '../src/train/checkpoint.js';
+import { checkpointStatus, loadCheckpoint, markCheckpointFinished, saveCheckpoint } from '../src/train/checkpoint.js';
 import { initHead } from '../src/model/head.js';
 import type { HeadSpec } from '../src/model/head-spec.js';
 import { Random } from '../src/util/random.js';
@@ -201,7 +201,9 @@ test('resume after 2 epochs gives the same weights and history as 3 epochs strai
     const ck = await loadCheckpoint(dir);
     assert.equal(ck!.epoch, 3);
     assert.equal(ck!.optimizer.iterations, 3 * 8);
-    assert.deepEqual(await readdir(dir).then((f) => f.sort()), ['checkpoint-3.bin', 'checkpoint.json']);
+    // Two binaries take turns; the json names the newest (epoch 3 is the third generation: a, b, a).
+    assert.deepEqual(await readdir(dir).then((f) => f.sort()), ['checkpoint-a.bin', 'checkpoint-b.bin', 'checkpoint.json']);
+    assert.equal(JSON.parse(await readFile(join(dir, 'checkpoint.json'), 'utf8')).binary, 'checkpoint-a.bin');
 
     // A different seed is refused rather than silently mixed.
     const d = await makeTrainer(6);
@@ -243,6 +245,53 @@ test('saveCheckpoint writes streamed arrays block by block, and refuses a stream
   }
 });
 
+test('checkpoint binaries take turns: a torn spare never matters, it is rewritten to size; old layouts load; finishing drops the spare', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-ck-'));
+  try {
+    const config = resolveOptimizer({ kind: 'rmsprop' });
+    const save = (epoch: number) => {
+      const kernel = Float32Array.from({ length: 12 }, (_, i) => epoch * 100 + i);
+      return saveCheckpoint(dir, {
+        epoch, seed: 1, fingerprint: 'f', history: { loss: [], accuracy: [], val_loss: [], val_accuracy: [] },
+        params: { dense: [{ inputSize: 4, units: 3, kernel, bias: Float32Array.from([epoch, 0, 0]) }] },
+        optimizer: { config, iterations: epoch, slots: [[kernel.map((v) => v + 0.5)], [Float32Array.from([1, 2, 3])]] },
+      });
+    };
+    const named = async () => JSON.parse(await readFile(join(dir, 'checkpoint.json'), 'utf8')).binary as string;
+    await save(1);
+    assert.equal(await named(), 'checkpoint-a.bin');
+    await save(2);
+    assert.equal(await named(), 'checkpoint-b.bin');
+    // A crash while rewriting the spare leaves it torn (here: longer, and junk): the json still names the good one.
+    await writeFile(join(dir, 'checkpoint-a.bin'), new Uint8Array(1000).fill(0xff));
+    assert.equal((await loadCheckpoint(dir))!.epoch, 2);
+    await save(3);
+    assert.equal(await named(), 'checkpoint-a.bin');
+    const three = (await loadCheckpoint(dir))!;
+    assert.equal(three.epoch, 3);
+    assert.deepEqual(three.params.dense[0]!.kernel, Float32Array.from({ length: 12 }, (_, i) => 300 + i));
+    assert.deepEqual(three.optimizer.slots[0]![0], Float32Array.from({ length: 12 }, (_, i) => 300.5 + i));
+    assert.equal((await stat(join(dir, 'checkpoint-a.bin'))).size, (12 + 3 + 12 + 3) * 4, 'cut to the new length');
+
+    // One file per generation (earlier graft versions): still read, and replaced by the pair.
+    await rename(join(dir, 'checkpoint-a.bin'), join(dir, 'checkpoint-3.bin'));
+    await rm(join(dir, 'checkpoint-b.bin'));
+    const meta = JSON.parse(await readFile(join(dir, 'checkpoint.json'), 'utf8'));
+    await writeFile(join(dir, 'checkpoint.json'), JSON.stringify({ ...meta, binary: 'checkpoint-3.bin' }));
+    assert.equal((await loadCheckpoint(dir))!.epoch, 3);
+    await save(4);
+    assert.deepEqual((await readdir(dir)).sort(), ['checkpoint-a.bin', 'checkpoint.json']);
+    await save(5);
+    assert.deepEqual((await readdir(dir)).sort(), ['checkpoint-a.bin', 'checkpoint-b.bin', 'checkpoint.json']);
+    await markCheckpointFinished(dir);
+    assert.deepEqual((await readdir(dir)).sort(), ['checkpoint-b.bin', 'checkpoint.json']);
+    assert.deepEqual(await checkpointStatus(dir), { epoch: 5, finished: true });
+    assert.equal((await loadCheckpoint(dir))!.epoch, 5);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('a failing checkpoint write is a GraftError and leaves the previous checkpoint intact; abort stops between steps', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'graft-head-'));
   const train = separable(60, 4), val = separable(20, 5);
@@ -250,21 +299,21 @@ test('a failing checkpoint write is a GraftError and leaves the previous checkpo
     const t = await makeTrainer(7);
     await fit(t, arrayBatchSource(train, 20, { seed: 1 }), val, { epochs: 1, checkpoint: { dir }, verbose: 0 });
     const before = await readFile(join(dir, 'checkpoint.json'), 'utf8');
-    const binBefore = await readFile(join(dir, 'checkpoint-1.bin'));
+    const binBefore = await readFile(join(dir, 'checkpoint-a.bin'));
     // The next generation's binary cannot be written: a folder is in its way.
-    await mkdir(join(dir, 'checkpoint-2.bin'));
+    await mkdir(join(dir, 'checkpoint-b.bin'));
     await assert.rejects(
       fit(t, arrayBatchSource(train, 20, { seed: 1 }), val, { epochs: 2, checkpoint: { dir, resume: true }, verbose: 0 }),
-      (err: unknown) => err instanceof GraftError && /cannot write .*checkpoint-2\.bin/.test(err.message),
+      (err: unknown) => err instanceof GraftError && /cannot write .*checkpoint-b\.bin/.test(err.message),
     );
     assert.equal(await readFile(join(dir, 'checkpoint.json'), 'utf8'), before);
-    assert.deepEqual(await readFile(join(dir, 'checkpoint-1.bin')), binBefore);
+    assert.deepEqual(await readFile(join(dir, 'checkpoint-a.bin')), binBefore);
     assert.equal((await loadCheckpoint(dir))!.epoch, 1);
     assert.ok(!(await readdir(dir)).some((f) => f.endsWith('.tmp')));
 
     const controller = new AbortController();
     controller.abort();
-    await rm(join(dir, 'checkpoint-2.bin'), { recursive: true });
+    await rm(join(dir, 'checkpoint-b.bin'), { recursive: true });
     await assert.rejects(
       fit(t, arrayBatchSource(train, 20, { seed: 1 }), val, { epochs: 3, checkpoint: { dir, resume: true }, verbose: 0, signal: controller.signal }),
       /interrupted in epoch 2; the checkpoint of epoch 1 .* is intact/,
