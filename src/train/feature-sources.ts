@@ -173,7 +173,8 @@ export function faithfulSource(ctx: FeedContext, batchSize: number): BatchSource
     async *batches(epoch: number): AsyncGenerator<Batch> {
       const rng = new Random(deriveSeed(ctx.seed, epoch, STREAM_AUGMENT));
       const steps = order.steps;
-      // Transforms are drawn in step order, whatever the timing, so the epoch is reproducible.
+      // Transforms are drawn in a fixed order whatever the timing (step 1's, then step 0's as the
+      // pipeline starts, then 2, 3, ...), so the epoch is reproducible.
       let augmenting: Promise<unknown> = Promise.resolve();
       const augment = (step: number): Promise<Uint32Array> => {
         const indices = order.batch(epoch, step).slice();
