@@ -3,6 +3,7 @@
  * labelled pictures in, a trained, evaluated and exported classifier out. Every stage beneath it
  * (backbone, data, augmentation, head, loop, evaluation, export) is usable on its own.
  */
+import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { loadBackbone, type Backbone } from './backbone/backbone.js';
@@ -187,6 +188,9 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const interpolation = opts.interpolation ?? LAB_RECIPE.interpolation;
   const augmentation = mode.kind === 'cached' ? NO_AUGMENTATION : (opts.augmentation ?? LAB_AUGMENTATION);
 
+  // Checked before minutes of work, and in words about --out rather than about a file inside it.
+  const outStat = await stat(out).catch(() => null);
+  if (outStat && !outStat.isDirectory()) throw new GraftError(`the output folder ${out} is a file, not a folder: choose another --out`, { file: out });
   const checkpointDir = join(out, 'checkpoint');
   if (!opts.resume && !opts.overwrite) {
     const earlier = await checkpointStatus(checkpointDir);

@@ -155,6 +155,13 @@ test('bad input is one line naming the problem, exit 1', async () => {
   assert.equal(badHead.code, 1);
   assert.match(badHead.err, /^graft: error: softmax is only supported on the last Dense layer$/m);
   assert.doesNotMatch(badHead.out, /Backbone:/);
+  // --out naming a file is refused in words about --out, before any work.
+  const outFile = join(root, 'out-file');
+  await writeFile(outFile, 'x');
+  const o = await graft(['--out', outFile]).done;
+  assert.equal(o.code, 1);
+  assert.match(o.err, /^graft: error: the output folder .*out-file is a file, not a folder: choose another --out$/m);
+  assert.doesNotMatch(o.out, /Backbone:/);
   // 6 images a class: a 0.1 split holds out none of them.
   const tinySplit = graft(['--out', join(root, 'x'), '--data', join(root, 'data', 'train'), '--validation-split', '0.1']);
   const t = await tinySplit.done;
