@@ -130,6 +130,19 @@ test('faithful training writes history, plots, metrics, checkpoint and a model t
   } finally {
     await model.dispose();
   }
+  // model/model.json named directly is its folder (converted in memory: it gives the same predictions).
+  const fromJson = await loadClassifier(join(out, 'model', 'model.json'));
+  try {
+    assert.equal(fromJson.source, join(out, 'model'));
+    const again = await evaluateFolder(fromJson, join(root, 'data'));
+    assert.ok(Math.abs(again.metrics.loss - history.val_loss[1]!) < 1e-4);
+  } finally {
+    await fromJson.dispose();
+  }
+  // A file that only parses as an empty protobuf is not mistaken for a model without metadata.
+  await assert.rejects(loadClassifier(join(out, 'report.txt')), /report\.txt: not an ONNX model/);
+  await writeFile(join(root, 'empty.onnx'), '');
+  await assert.rejects(loadClassifier(join(root, 'empty.onnx')), /empty\.onnx: not an ONNX model \(no graph in it\)/);
 
   // The frozen backbone left training bit-identical to the weights it was loaded from.
   const exported = await loadTfjsLayersModel(join(out, 'model'));

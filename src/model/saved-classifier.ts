@@ -5,7 +5,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { kerasToOnnx } from '../backbone/onnx/convert.js';
 import { createOrtExtractor, type FeatureExtractor } from '../backbone/engine.js';
@@ -55,6 +55,8 @@ async function readOnnxInfo(file: string, bytes: Uint8Array): Promise<Classifier
   } catch {
     throw new GraftError(`${file}: not an ONNX model`, { file });
   }
+  // Protobuf decodes almost any bytes (an empty file, a text file) into an empty message.
+  if (!model.graph?.node?.length) throw new GraftError(`${file}: not an ONNX model (no graph in it)`, { file });
   const entry = model.metadataProps?.find((p) => p.key === 'graft');
   if (!entry?.value) throw new GraftError(`${file}: this ONNX model has no graft metadata (class names, input size)`, { file });
   return checkInfo(JSON.parse(entry.value), file);
@@ -67,15 +69,18 @@ export async function loadClassifier(path: string, opts: { threads?: number } = 
   let info: ClassifierInfo;
   let onnx: Uint8Array;
   let source: string;
-  if (statSync(target).isDirectory()) {
-    const modelDir = existsSync(join(target, 'model', 'model.json')) ? join(target, 'model') : target;
+  // model/model.json named directly stands for its folder.
+  const isDir = statSync(target).isDirectory();
+  if (isDir || basename(target) === 'model.json') {
+    const folder = isDir ? target : dirname(target);
+    const modelDir = isDir && existsSync(join(target, 'model', 'model.json')) ? join(target, 'model') : folder;
     const modelJson = join(modelDir, 'model.json');
     if (!existsSync(modelJson)) {
       throw new GraftError(`${path}: no classifier here (expected model/model.json from graft train, a TF.js model folder, or model.onnx)`, { file: path });
     }
     info = await readModelJsonInfo(modelJson);
     // A run folder has model.onnx beside model/; a bare TF.js folder is converted in memory.
-    const onnxFile = join(target, 'model.onnx');
+    const onnxFile = join(folder, 'model.onnx');
     onnx = existsSync(onnxFile) ? new Uint8Array(await readFile(onnxFile)) : await convertTfjs(modelDir, info);
     source = existsSync(onnxFile) ? onnxFile : modelDir;
   } else {
