@@ -81,8 +81,9 @@ export async function loadClassifier(path: string, opts: { threads?: number } = 
     info = await readModelJsonInfo(modelJson);
     // A run folder has model.onnx beside model/; a bare TF.js folder is converted in memory.
     const onnxFile = join(folder, 'model.onnx');
-    onnx = existsSync(onnxFile) ? new Uint8Array(await readFile(onnxFile)) : await convertTfjs(modelDir, info);
-    source = existsSync(onnxFile) ? onnxFile : modelDir;
+    const hasOnnx = existsSync(onnxFile);
+    onnx = hasOnnx ? new Uint8Array(await readFile(onnxFile)) : await convertTfjs(modelDir, info);
+    source = hasOnnx ? onnxFile : modelDir;
   } else {
     onnx = new Uint8Array(await readFile(target));
     info = await readOnnxInfo(target, onnx);

@@ -169,7 +169,8 @@ export function faithfulSource(ctx: FeedContext, batchSize: number): BatchSource
   const { order, encode } = orderAndLabels(ctx, batchSize);
   const [h, w] = ctx.store.size;
   const preparer = new BatchPreparer(ctx, batchSize);
-  const inputs = [0, 1, 2].map(() => sharedFloat32(inputLength(ctx, batchSize)));
+  // Two input buffers: batch k+2 is augmented into batch k's once the backbone has read it.
+  const inputs = [0, 1].map(() => sharedFloat32(inputLength(ctx, batchSize)));
   return {
     stepsPerEpoch: order.steps,
     async *batches(epoch: number): AsyncGenerator<Batch> {
@@ -181,14 +182,14 @@ export function faithfulSource(ctx: FeedContext, batchSize: number): BatchSource
       const augment = (step: number): Promise<Uint32Array> => {
         const indices = order.batch(epoch, step).slice();
         const params = drawTransforms(ctx.augmentation, rng, indices.length, h, w);
-        const done = augmenting.then(() => preparer.prepare(indices, params, inputs[step % 3]!)).then(() => indices);
+        const done = augmenting.then(() => preparer.prepare(indices, params, inputs[step % 2]!)).then(() => indices);
         augmenting = done.catch(() => undefined);
         return done;
       };
       const extract = (step: number, augmented: Promise<Uint32Array>) =>
         augmented.then(async (indices) => {
           const n = indices.length;
-          return { indices, features: await ctx.extractor.extract(inputs[step % 3]!.subarray(0, inputLength(ctx, n)), n) };
+          return { indices, features: await ctx.extractor.extract(inputs[step % 2]!.subarray(0, inputLength(ctx, n)), n) };
         });
       const quiet = <T>(p: Promise<T> | undefined) => (p?.catch(() => undefined), p);
       let nextAugmented = steps > 1 ? quiet(augment(1)) : undefined;
