@@ -1,8 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Random } from '../src/util/random.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { GraftError } from '../src/util/errors.js';
@@ -47,4 +51,28 @@ test('writeFileAtomic where the folder cannot exist fails with a GraftError nami
   await assert.rejects(writeFileAtomic(file, 'new'), (e: unknown) => e instanceof GraftError && e.message.includes(file));
   assert.equal(await readFile(blocker, 'utf8'), 'old');
   await rm(dir, { recursive: true });
+});
+
+/** Runs test/support/ort-telemetry-child.ts in a fresh process with the given environment. */
+async function ortChild(env: NodeJS.ProcessEnv, arg = ''): Promise<{ pid: number; value: string | null }> {
+  const script = fileURLToPath(new URL('./support/ort-telemetry-child.ts', import.meta.url));
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', script, arg], { env });
+  return JSON.parse(stdout.trim().split('\n').pop()!) as { pid: number; value: string | null };
+}
+
+test("onnxruntime's telemetry is off in graft: no device id, event database or /tmp log is written", async () => {
+  const home = await mkdtemp(join(tmpdir(), 'graft-home-'));
+  try {
+    // A clean environment as a user's shell would give (this process already has graft's setting).
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, XDG_CACHE_HOME: join(home, '.cache') };
+    delete env.ORT_DISABLE_TELEMETRY;
+    const { pid, value } = await ortChild(env);
+    assert.equal(value, '1');
+    assert.deepEqual(await readdir(home), [], 'nothing written under HOME');
+    assert.ok(!existsSync(`/tmp/mat-debug-${pid}.log`), 'no mat-debug log in /tmp');
+    // A user's own choice is kept.
+    assert.equal((await ortChild({ ...env, ORT_DISABLE_TELEMETRY: '0' }, 'no-session')).value, '0');
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
 });

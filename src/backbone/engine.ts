@@ -4,6 +4,7 @@
  * callers.
  */
 import { availableParallelism } from 'node:os';
+import '../util/onnxruntime-telemetry.js'; // before onnxruntime-node: opts out of its telemetry
 import * as ort from 'onnxruntime-node';
 import { GraftError } from '../util/errors.js';
 

@@ -1,4 +1,5 @@
 import onnxProto from 'onnx-proto';
+import '../util/onnxruntime-telemetry.js'; // before onnxruntime-node: opts out of its telemetry
 import * as ort from 'onnxruntime-node';
 
 const { onnx } = onnxProto;
