@@ -6,6 +6,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { relaunchWithMallocTunables } from '../src/util/malloc-tunables.js';
 
 export interface Figure {
   name: string;
@@ -13,6 +14,9 @@ export interface Figure {
   unit: string;
 }
 export type Report = (figure: Figure) => void;
+
+// Figures as the graft command gets them: under its malloc settings (re-runs this script once).
+await relaunchWithMallocTunables();
 
 const json = process.argv.includes('--json');
 const onlyArg = process.argv.indexOf('--only');

@@ -1,39 +1,16 @@
 #!/usr/bin/env node
 // Thin launcher: the CLI lives in the compiled library (dist/), built by `npm run build`.
-import { spawn } from 'node:child_process';
-import { constants as osConstants } from 'node:os';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-// glibc reads GLIBC_TUNABLES only at process start, so re-exec once with them set:
-// - hugetlb=1: transparent huge pages for malloc cut the first-touch cost of big buffers ~7x;
-// - mmap/trim thresholds: onnxruntime's per-step outputs (the head's gradient blocks) are recycled
-//   from the heap instead of being mapped and faulted in afresh every step (about 2x on the head).
-// The npm scripts that run node directly (test, bench) set the same string.
-const TUNABLES = 'glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=536870912';
-if (process.platform === 'linux' && !(process.env.GLIBC_TUNABLES ?? '').includes('glibc.malloc.hugetlb')) {
-  const tunables = [process.env.GLIBC_TUNABLES, TUNABLES].filter(Boolean).join(':');
-  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-    stdio: 'inherit',
-    env: { ...process.env, GLIBC_TUNABLES: tunables, GRAFT_LAUNCHER_PID: String(process.pid) },
-  });
-  // Signals sent to this process are passed on (a terminal's Ctrl-C reaches both; the CLI counts
-  // two interrupts within a moment as one). If this process is killed outright, the child notices
-  // it was orphaned and stops (see src/cli/main.ts).
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
-  child.on('exit', (code, signal) => {
-    process.exit(code ?? 128 + (signal ? osConstants.signals[signal] : 1));
-  });
-} else {
-  await runCli();
+const dist = new URL('../dist/src/', import.meta.url);
+if (!existsSync(fileURLToPath(new URL('cli/main.js', dist)))) {
+  console.error('graft: the package is not built yet; run `npm run build` first.');
+  process.exit(1);
 }
-
-async function runCli() {
-  const entry = new URL('../dist/src/cli/main.js', import.meta.url);
-  if (!existsSync(fileURLToPath(entry))) {
-    console.error('graft: the package is not built yet; run `npm run build` first.');
-    process.exit(1);
-  }
-  const { main } = await import(entry.href);
-  process.exitCode = await main(process.argv);
-}
+// On Linux, runs the CLI in a child process with GLIBC_TUNABLES set (glibc reads them only at
+// start; see src/util/malloc-tunables.ts); this process then only waits for it.
+const { relaunchWithMallocTunables } = await import(new URL('util/malloc-tunables.js', dist).href);
+await relaunchWithMallocTunables();
+const { main } = await import(new URL('cli/main.js', dist).href);
+process.exitCode = await main(process.argv);

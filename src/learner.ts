@@ -33,6 +33,7 @@ import type { OptimizerConfig } from './train/optimizers.js';
 import { checkpointStatus, markCheckpointFinished } from './train/checkpoint.js';
 import { writeFileAtomic } from './util/atomic.js';
 import { GraftError } from './util/errors.js';
+import { mallocTunablesSet } from './util/malloc-tunables.js';
 
 export interface TrainOptions {
   /** A lab-layout root (train/ + validation/) or a folder of class folders. */
@@ -204,6 +205,9 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
 
   const { train, validation } = await listData(opts);
   for (const w of [...train.warnings, ...validation.warnings]) say(`warning: ${w}`);
+  if (!mallocTunablesSet()) {
+    say("warning: this process was started without graft's GLIBC_TUNABLES, so the head trains several times slower; call relaunchWithMallocTunables() first thing in the script, or use the graft command");
+  }
   const classes = train.classes;
   const classMode: ClassMode = classes.length === 2 ? 'binary' : 'categorical';
   // The head is checked before minutes of decoding and feature computation.

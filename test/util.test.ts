@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { Random } from '../src/util/random.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { GraftError } from '../src/util/errors.js';
+import { MALLOC_TUNABLES } from '../src/util/malloc-tunables.js';
 
 test('Random is reproducible from its seed and differs across seeds', () => {
   const a = new Random(42), b = new Random(42), c = new Random(43);
@@ -75,4 +76,75 @@ test("onnxruntime's telemetry is off in graft: no device id, event database or /
   } finally {
     await rm(home, { recursive: true, force: true });
   }
+});
+
+const relaunchScript = fileURLToPath(new URL('./support/relaunch-child.ts', import.meta.url));
+interface RelaunchLine {
+  stage: string;
+  pid: number;
+  ppid: number;
+  tunables: string | null;
+}
+
+/** Starts relaunch-child.ts without graft's tunables (a user's own GLIBC_TUNABLES kept), collecting its lines. */
+function startRelaunchChild(mode: 'exit' | 'wait') {
+  const env: NodeJS.ProcessEnv = { ...process.env, GLIBC_TUNABLES: 'glibc.malloc.arena_max=4' };
+  delete env.GRAFT_LAUNCHER_PID;
+  const child = spawn(process.execPath, ['--import', 'tsx', relaunchScript, mode], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: RelaunchLine[] = [];
+  const waiters: (() => void)[] = [];
+  let buffered = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString();
+    const parts = buffered.split('\n');
+    buffered = parts.pop()!;
+    for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as RelaunchLine);
+    waiters.splice(0).forEach((w) => w());
+  });
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  const stage = async (name: string): Promise<RelaunchLine> => {
+    for (;;) {
+      const found = lines.find((l) => l.stage === name);
+      if (found) return found;
+      await new Promise<void>((res) => waiters.push(res));
+    }
+  };
+  return { child, lines, exited, stage };
+}
+
+test('relaunchWithMallocTunables runs the script again under the tunables and exits with its status', { skip: process.platform !== 'linux' }, async () => {
+  const run = startRelaunchChild('exit');
+  assert.equal(await run.exited, 3);
+  // The launcher prints its first line only; the script runs again from the top in the child.
+  const [parent, child, relaunched, ...rest] = run.lines;
+  assert.deepEqual([parent!.stage, child!.stage, relaunched!.stage, rest.length], ['start', 'start', 'relaunched', 0]);
+  assert.equal(parent!.tunables, 'glibc.malloc.arena_max=4');
+  assert.equal(child!.ppid, parent!.pid);
+  assert.equal(relaunched!.pid, child!.pid);
+  assert.equal(child!.tunables, `glibc.malloc.arena_max=4:${MALLOC_TUNABLES}`);
+});
+
+test('relaunchWithMallocTunables passes SIGTERM on, and the child stops when the launcher is killed outright', { skip: process.platform !== 'linux' }, async () => {
+  const run = startRelaunchChild('wait');
+  const child = await run.stage('relaunched');
+  assert.equal(child.tunables, `glibc.malloc.arena_max=4:${MALLOC_TUNABLES}`);
+  run.child.kill('SIGTERM');
+  assert.equal(await run.exited, 5);
+  assert.equal((await run.stage('sigterm')).pid, child.pid);
+
+  const again = startRelaunchChild('wait');
+  const orphan = await again.stage('relaunched');
+  again.child.kill('SIGKILL');
+  await again.exited;
+  const alive = () => {
+    try {
+      process.kill(orphan.pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const deadline = Date.now() + 5000;
+  while (alive() && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+  assert.ok(!alive(), 'the relaunched process exits once its launcher is gone');
 });

@@ -9,10 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Report } from '../bench.js';
+import { MALLOC_TUNABLES } from '../../src/util/malloc-tunables.js';
 
 export const optIn = true;
-
-const TUNABLES = 'glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=536870912';
 
 /** Peak RSS of a process so far (Linux VmHWM), in MB. */
 async function peakRssMb(pid: number): Promise<number> {
@@ -29,7 +28,7 @@ async function runLab(name: string, args: string[], report: Report): Promise<{ f
   // GLIBC_TUNABLES set here so the launcher does not re-exec: the pid measured is the trainer's.
   const child = spawn(process.execPath, [bin, 'lab', '--out', out, '--quiet', ...args], {
     stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, GLIBC_TUNABLES: TUNABLES },
+    env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
   });
   let peak = 0;
   const timer = setInterval(() => void peakRssMb(child.pid!).then((mb) => (peak = Math.max(peak, mb))), 250);

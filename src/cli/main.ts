@@ -15,7 +15,6 @@ export function buildProgram(): Command {
 
 /** Runs the CLI; returns the exit code. User errors print one line, never a stack trace. */
 export async function main(argv: string[]): Promise<number> {
-  exitWhenOrphaned();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
@@ -39,16 +38,4 @@ export function reportError(err: unknown): number {
   if (process.env.GRAFT_DEBUG && err instanceof Error) console.error(err.stack);
   else console.error('(set GRAFT_DEBUG=1 for details, and please report it)');
   return 2;
-}
-
-/**
- * bin/graft.js may re-run the CLI in a child process (to set GLIBC_TUNABLES); if the launcher is
- * killed outright (kill -9), stop too instead of running on unseen.
- */
-function exitWhenOrphaned(): void {
-  const launcher = Number(process.env.GRAFT_LAUNCHER_PID);
-  if (!launcher) return;
-  setInterval(() => {
-    if (process.ppid !== launcher) process.exit(137);
-  }, 500).unref();
 }

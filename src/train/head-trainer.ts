@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { GraftError } from '../util/errors.js';
 import { Random } from '../util/random.js';
+import { mallocTunablesSet } from '../util/malloc-tunables.js';
 import type { HeadParams } from '../model/head.js';
 import { denseShapes } from '../model/head.js';
 import type { Activation, HeadSpec } from '../model/head-spec.js';
@@ -23,11 +24,10 @@ export interface HeadTrainerOptions {
   maxBatch?: number;
   /**
    * Kernel rows per dW product in the workers. onnxruntime-node allocates every output afresh
-   * (a preallocated output is copied into), so the block size is about the allocator: with
-   * glibc's mmap_threshold tunable set, outputs of 4096 rows (8 MiB) are recycled from the heap
-   * and blocks measured fastest; otherwise each block's memory is faulted in anew and one product
-   * per step (hugetlb-backed) is fastest. Default: 4096 when GLIBC_TUNABLES sets mmap_threshold,
-   * else all rows.
+   * (a preallocated output is copied into), so the block size is about the allocator: under
+   * graft's malloc settings (util/malloc-tunables.ts), outputs of 4096 rows (8 MiB) are recycled
+   * from the heap and blocks measured fastest; otherwise each block's memory is faulted in anew and
+   * one product per step is fastest. Default: 4096 under those settings, else all rows.
    */
   blockRows?: number;
   /** Floats per block when the first kernel's optimiser slots are streamed to a checkpoint (default 1M, 4 MB). */
@@ -497,7 +497,7 @@ export class HeadTrainer {
 }
 
 function defaultBlockRows(inputSize: number): number {
-  return /mmap_threshold/.test(process.env.GLIBC_TUNABLES ?? '') ? Math.min(4096, inputSize) : inputSize;
+  return mallocTunablesSet() ? Math.min(4096, inputSize) : inputSize;
 }
 
 /**

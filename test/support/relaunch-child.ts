@@ -1,0 +1,16 @@
+/**
+ * Run by util.test.ts without GLIBC_TUNABLES: prints a line, relaunches itself under graft's malloc
+ * settings, prints another, then exits with 3 ('exit') or waits for SIGTERM and exits with 5 ('wait').
+ */
+import { relaunchWithMallocTunables } from '../../src/util/malloc-tunables.js';
+
+const line = (stage: string) => console.log(JSON.stringify({ stage, pid: process.pid, ppid: process.ppid, tunables: process.env.GLIBC_TUNABLES ?? null }));
+line('start');
+await relaunchWithMallocTunables();
+line('relaunched');
+if (process.argv[2] === 'exit') process.exit(3);
+process.on('SIGTERM', () => {
+  line('sigterm');
+  process.exit(5);
+});
+setInterval(() => undefined, 1000);
