@@ -122,6 +122,13 @@ test('predict and evaluate use the trained run folder; their JSON agrees with tr
   const junkRows = withJunk.out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.deepEqual(junkRows[0], { file: junk, error: 'a text file, not an image' });
   assert.equal(junkRows.length, 3);
+  // JSON lines follow the order given, unreadable files included.
+  const junkLast = await graftRun(['predict', '--model', run, '--json', valCats, junk]);
+  assert.deepEqual(junkLast.out.trim().split('\n').map((l) => (JSON.parse(l) as { file: string }).file), [...rows.map((r) => r.file), junk]);
+  // Nothing readable at all is an error.
+  const onlyJunk = await graftRun(['predict', '--model', run, junk]);
+  assert.equal(onlyJunk.code, 1);
+  assert.match(onlyJunk.err, /graft: error: .*junk\.jpg could not be read as an image/);
   const plain = await graftRun(['predict', '--model', run, junk, valCats]);
   assert.equal(plain.code, 0, plain.err);
   assert.equal(plain.out.trim().split('\n').length, 2);

@@ -35,7 +35,7 @@ test('writeEvaluation writes metrics.json and report.txt with class names and mi
   }
 });
 
-test('the report lists at most 20 mistakes, k classes have no AUC line, and class names must match', () => {
+test('the report lists at most 20 mistakes, k classes get a one-vs-rest AUC line, and class names must match', () => {
   const n = 30;
   const rows = Array.from({ length: n }, (_, i) => [0.1, 0.2 + i / 100, 0.1]); // always predicts class 1
   const labels = Array.from({ length: n }, () => 0);
@@ -45,7 +45,10 @@ test('the report lists at most 20 mistakes, k classes have no AUC line, and clas
   assert.equal(text.split('\n').filter((l) => /^\s+#\d+\s/.test(l)).length, 20);
   assert.match(text, /#29\s/); // highest probability listed
   assert.doesNotMatch(text, /#0\s/);
-  assert.doesNotMatch(text, /ROC AUC/);
+  // Every image is of class a: no class has images of it and of others.
+  assert.match(text, /ROC AUC \(one-vs-rest, macro\)\s+n\/a \(needs a class with images of it and of others\)/);
+  const mixed = computeMetrics(rows, labels.map((_, i) => i % 3));
+  assert.match(formatEvaluation(mixed, { classes: ['a', 'b', 'c'] }), new RegExp(`ROC AUC \\(one-vs-rest, macro\\)\\s+${mixed.auc!.toFixed(4)}`));
   assert.throws(() => formatEvaluation(m, { classes: ['a', 'b'] }), GraftError);
   // Two classes but images of one only: no AUC, and the report says why.
   const one = computeMetrics([0.9, 0.8, 0.3], [1, 1, 1], 2);

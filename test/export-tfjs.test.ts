@@ -14,6 +14,7 @@ import { toUint8 } from '../src/export/quantize.js';
 import { float16Bits } from '../src/util/float16.js';
 import { GraftError } from '../src/util/errors.js';
 import { Random } from '../src/util/random.js';
+import { decodeImage } from '../src/data/decode.js';
 import { sharedInceptionWeightsDir, sharedLabDataDir } from '../src/util/paths.js';
 import { loadLayersModelFromDir, readFp32Weights, useWasm } from './support/tfjs-reference.js';
 
@@ -190,5 +191,27 @@ test('InceptionV3 mixed7 + lab head and + GAP/softmax head export and load in tf
   } finally {
     x.dispose();
     await rm(root, { recursive: true, force: true });
+  }
+});
+
+test("the README's browser resize (PIL nearest via tf.gather) reproduces graft's decoded pixels exactly", async () => {
+  await useWasm();
+  // The README's snippet, as a user would paste it.
+  const nearest = (from: number, to: number) => {
+    const idx = new Int32Array(to), scale = from / to;
+    for (let i = 0, pos = scale / 2; i < to; i++, pos += scale) idx[i] = Math.min(from - 1, Math.trunc(pos));
+    return tf.tensor1d(idx, 'int32');
+  };
+  const dir = join(sharedLabDataDir(), 'validation', 'dogs');
+  const files = (await readdir(dir)).sort().slice(0, 12);
+  for (const [h, w] of [[150, 150], [224, 160]] as const) {
+    for (const f of files) {
+      const { data, info } = await sharp(join(dir, f)).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      const pixels = tf.tensor3d(new Uint8Array(data), [info.height, info.width, 3], 'int32');
+      const x = tf.tidy(() => pixels.gather(nearest(info.height, h), 0).gather(nearest(info.width, w), 1));
+      const ours = await decodeImage(join(dir, f), { width: w, height: h });
+      assert.deepEqual(Uint8Array.from(x.dataSync()), ours, `${f} at ${h}x${w}`);
+      tf.dispose([pixels, x]);
+    }
   }
 });

@@ -59,7 +59,11 @@ test('k-class metrics from softmax rows (hand-computed), flat rows give the same
   close(m.macro.recall, 2 / 3);
   close(m.macro.f1, 11 / 18);
   close(m.loss, -(Math.log(0.7) + Math.log(0.3) + Math.log(0.5) + Math.log(0.4) + Math.log(1e-7)) / 5);
-  assert.equal(m.auc, null);
+  // One-vs-rest AUCs (by hand, ties counting a half): class 0 1, class 1 4/6, class 2 2/6; macro 2/3.
+  close(m.auc!, 2 / 3);
+  // Classes without images of their own are left out of the mean; none at all gives null.
+  close(computeMetrics(rows.slice(0, 3), labels.slice(0, 3), 3).auc!, (1 + 1) / 2);
+  assert.equal(computeMetrics([[0.2, 0.3, 0.5]], [2], 3).auc, null);
   assert.deepEqual(m.misclassified.map((x) => [x.index, x.trueLabel, x.predicted]), [[1, 1, 2], [4, 2, 0]]);
   const flat = computeMetrics(new Float32Array(rows.flat()), labels, 3);
   assert.deepEqual(flat.confusion, m.confusion);

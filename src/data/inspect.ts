@@ -5,7 +5,7 @@
  */
 import { DEFAULT_MAX_PIXELS, BadImageError, decodeFullRgb, readImageFile, readImageSize, sniffFormat } from './decode.js';
 import { runPool, defaultDecodeConcurrency } from './image-store.js';
-import { classCounts, countLooseImages, resolveDataset, type DatasetListing, type ResolveOptions } from './listing.js';
+import { classCounts, countLooseImages, IMAGE_EXTENSIONS, resolveDataset, type DatasetListing, type ResolveOptions } from './listing.js';
 
 export interface SizeStats {
   min: number;
@@ -145,7 +145,10 @@ export function formatDatasetReport(r: DatasetReport): string {
   }
   const formats = Object.entries(r.formats).map(([f, n]) => `${f} ${n}`).join(', ');
   if (formats) lines.push(`formats: ${formats}`);
-  if (r.ignoredFiles > 0) lines.push(`${r.ignoredFiles} non-image files ignored`);
+  // Every file left out for its extension; pictures among them also have a warning of their own.
+  if (r.ignoredFiles > 0) {
+    lines.push(`${r.ignoredFiles} file${r.ignoredFiles === 1 ? '' : 's'} ignored for ${r.ignoredFiles === 1 ? 'its' : 'their'} extension (not ${IMAGE_EXTENSIONS.map((e) => '.' + e).join(' ')})`);
+  }
   for (const w of r.warnings) lines.push(`warning: ${w}`);
   if (r.bad.length > 0) {
     lines.push(`${r.bad.length} bad files (skipped):`);

@@ -32,7 +32,11 @@ export interface EvaluationMetrics {
   confusion: number[][];
   perClass: ClassMetrics[];
   macro: { precision: number; recall: number; f1: number };
-  /** ROC AUC of class 1 against class 0 (two classes only; null otherwise or when a class is absent). */
+  /**
+   * ROC AUC: of class 1 against class 0 for two classes; for more, the mean of each class's AUC
+   * against the rest over the classes present (sklearn's roc_auc_score, multi_class='ovr',
+   * average='macro'). Null when no class has both positive and negative images.
+   */
   auc: number | null;
   misclassified: Misclassified[];
 }
@@ -141,7 +145,13 @@ export function computeMetrics(probabilities: Probabilities, labels: ArrayLike<n
     perClass.push({ precision, recall, f1, support });
   }
   const mean = (f: (m: ClassMetrics) => number) => perClass.reduce((a, m) => a + f(m), 0) / k;
-  const auc = k === 2 ? rocAuc(rows.map((r) => r[1]!), Array.from(labels, (y) => y === 1)) : null;
+  let auc: number | null;
+  if (k === 2) {
+    auc = rocAuc(rows.map((r) => r[1]!), Array.from(labels, (y) => y === 1));
+  } else {
+    const each = Array.from({ length: k }, (_, c) => rocAuc(rows.map((r) => r[c]!), Array.from(labels, (y) => y === c))).filter((a): a is number => a !== null);
+    auc = each.length > 0 ? each.reduce((a, b) => a + b, 0) / each.length : null;
+  }
   return {
     count: n,
     numClasses: k,

@@ -37,8 +37,9 @@ export function formatEvaluation(metrics: EvaluationMetrics, ctx: EvaluationCont
   const lines: string[] = [];
   lines.push(`Evaluated ${metrics.count} images in ${metrics.numClasses} classes (${classes.join(', ')})`);
   const summary = [['accuracy', fixed(metrics.accuracy)], ['loss', fixed(metrics.loss)]];
-  if (metrics.auc !== null) summary.push(['ROC AUC', fixed(metrics.auc)]);
-  else if (metrics.numClasses === 2) summary.push(['ROC AUC', 'n/a (needs images of both classes)']);
+  const aucName = metrics.numClasses === 2 ? 'ROC AUC' : 'ROC AUC (one-vs-rest, macro)';
+  if (metrics.auc !== null) summary.push([aucName, fixed(metrics.auc)]);
+  else summary.push([aucName, metrics.numClasses === 2 ? 'n/a (needs images of both classes)' : 'n/a (needs a class with images of it and of others)']);
   lines.push(...table(summary, ''), '');
 
   lines.push('Confusion matrix (rows: true class, columns: predicted class)');

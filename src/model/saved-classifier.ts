@@ -111,8 +111,9 @@ export function classProbabilities(info: ClassifierInfo, row: Float32Array): num
 }
 
 /**
- * Decodes, preprocesses and classifies `files` in batches. Files that cannot be decoded are
- * reported through onBadImage and left out.
+ * Decodes, preprocesses and classifies `files` in batches, in order. Files that cannot be decoded
+ * are reported through onBadImage and left out; without onBadImage the first one throws its
+ * GraftError (naming the file) rather than vanish from the results.
  */
 export async function predictFiles(
   model: LoadedClassifier,
@@ -134,9 +135,9 @@ export async function predictFiles(
       try {
         await decodeImageInto(file, { width: w, height: h, interpolation: info.interpolation }, pixels);
       } catch (err) {
-        if (!(err instanceof GraftError)) throw err;
+        if (!(err instanceof GraftError) || !opts.onBadImage) throw err;
         // The caller names the file; pass on only the problem.
-        opts.onBadImage?.(file, err instanceof BadImageError ? err.reason : err.message);
+        opts.onBadImage(file, err instanceof BadImageError ? err.reason : err.message);
         continue;
       }
       const base = names.length * size;

@@ -22,16 +22,23 @@ export function registerPredict(program: Command): void {
       }
       if (files.length === 0) throw new GraftError(`no images found in ${paths.join(', ')}`);
       const model = await loadClassifier(flags.model);
-      let bad = 0;
+      const unreadable = new Map<string, string>();
       try {
         const predictions = await predictFiles(model, files, {
           onBadImage: (file, reason) => {
-            bad++;
-            if (flags.json) console.log(JSON.stringify({ file, error: reason }));
-            else console.error(`warning: skipped ${file}: ${reason}`);
+            unreadable.set(file, reason);
+            if (!flags.json) console.error(`warning: skipped ${file}: ${reason}`);
           },
         });
-        for (const p of predictions) {
+        // JSON: one line per image in the order given, the unreadable ones as error lines.
+        let next = 0;
+        for (const file of files) {
+          const reason = unreadable.get(file);
+          if (reason !== undefined) {
+            if (flags.json) console.log(JSON.stringify({ file, error: reason }));
+            continue;
+          }
+          const p = predictions[next++]!;
           if (flags.json) {
             const probabilities = Object.fromEntries(model.info.classes.map((c, i) => [c, p.probabilities[i]]));
             console.log(JSON.stringify({ file: p.file, class: p.className, probability: p.probability, probabilities }));
@@ -42,6 +49,8 @@ export function registerPredict(program: Command): void {
       } finally {
         await model.dispose();
       }
+      const bad = files.filter((f) => unreadable.has(f)).length;
+      if (bad === files.length) throw new GraftError(bad === 1 ? `${files[0]} could not be read as an image` : `none of the ${bad} images could be read`);
       if (bad > 0 && !flags.json) console.error(`${bad} of ${files.length} images could not be read`);
     });
 }
