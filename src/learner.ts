@@ -3,8 +3,9 @@
  * labelled pictures in, a trained, evaluated and exported classifier out. Every stage beneath it
  * (backbone, data, augmentation, head, loop, evaluation, export) is usable on its own.
  */
+import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { loadBackbone, type Backbone } from './backbone/backbone.js';
 import { kerasToOnnx } from './backbone/onnx/convert.js';
@@ -23,14 +24,14 @@ import { writeTfjsLayersModel } from './export/tfjs-layers.js';
 import { buildClassifierGraph, headLayerNames } from './model/classifier-graph.js';
 import { headForClasses, headToWeightMap, initHead } from './model/head.js';
 import { LAB_HEAD, type HeadSpec } from './model/head-spec.js';
-import type { ClassifierInfo } from './model/classifier-info.js';
+import { weightsSourceName, type ClassifierInfo } from './model/classifier-info.js';
 import { cachedFeatures, faithfulSource, feedModeName, viewsSource, type FeedContext, type FeedMode } from './train/feature-sources.js';
 import { fit, arrayBatchSource, type ArrayData, type BatchSource, type EpochLogs } from './train/fit.js';
 import { HeadTrainer } from './train/head-trainer.js';
 import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
 import type { OptimizerConfig } from './train/optimizers.js';
-import { checkpointStatus, markCheckpointFinished } from './train/checkpoint.js';
+import { checkpointStatus, checkResumable, markCheckpointFinished, type RunSetup } from './train/checkpoint.js';
 import { writeFileAtomic } from './util/atomic.js';
 import { GraftError } from './util/errors.js';
 import { mallocTunablesSet } from './util/malloc-tunables.js';
@@ -111,7 +112,14 @@ async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; va
   const resolved = await resolveDataset(opts.data, { validationSplit: opts.validationSplit, seed: opts.seed });
   let validation = resolved.validation;
   if (opts.validationData) {
-    if (validation) throw new GraftError(`${opts.data} already has validation data; drop --val or --validation-split`, { file: opts.data });
+    if (validation) {
+      throw new GraftError(
+        opts.validationSplit !== undefined
+          ? '--val and --validation-split both give validation data: use one of them'
+          : `${opts.data} already has a validation folder (${validation.root}): drop --val, or point --data at its training folder`,
+        { file: opts.data },
+      );
+    }
     validation = await listValidationFolder(opts.validationData, resolved.train.classes);
   }
   if (!validation) {
@@ -127,6 +135,16 @@ async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; va
     throw new GraftError(`the validation folder ${validation.root} holds no images`, { file: validation.root });
   }
   return { train: resolved.train, validation };
+}
+
+/**
+ * A listing as a resume compares it: its folder, its number of images and a digest of which files
+ * with which labels, so that the same folder with other contents counts as changed.
+ */
+function listingSignature(listing: DatasetListing): string {
+  const hash = createHash('sha256');
+  for (const f of listing.files) hash.update(`${relative(listing.root, f.path)}\t${f.label}\n`);
+  return `${listing.root} (${listing.files.length} images, digest ${hash.digest('hex').slice(0, 12)})`;
 }
 
 /** The first `steps` batches' worth of samples, or all of them. */
@@ -193,8 +211,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const outStat = await stat(out).catch(() => null);
   if (outStat && !outStat.isDirectory()) throw new GraftError(`the output folder ${out} is a file, not a folder: choose another --out`, { file: out });
   const checkpointDir = join(out, 'checkpoint');
-  if (!opts.resume && !opts.overwrite) {
-    const earlier = await checkpointStatus(checkpointDir);
+  const earlier = opts.overwrite ? null : await checkpointStatus(checkpointDir);
+  if (!opts.resume) {
     if (earlier && !earlier.finished) {
       throw new GraftError(
         `${out} holds the checkpoint of a run that did not finish (${earlier.epoch} epoch${earlier.epoch === 1 ? '' : 's'} done): pass --resume to continue it, --overwrite to start afresh, or another --out`,
@@ -213,6 +231,30 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   // The head is checked before minutes of decoding and feature computation.
   const head = headForClasses(classes.length, opts.head ?? LAB_RECIPE.head);
   HeadTrainer.checkSpec(head);
+  const epochs = opts.epochs ?? LAB_RECIPE.epochs;
+  const setup: RunSetup = {
+    classes,
+    'training images': listingSignature(train),
+    'validation images': listingSignature(validation),
+    weights: opts.weights ?? 'imagenet',
+    cut: opts.cut ?? LAB_RECIPE.cut,
+    'input size': inputSize.join('x'),
+    interpolation,
+    preprocess,
+    mode: feedModeName(mode),
+    augmentation,
+    'batch size': batchSize,
+    'steps per epoch': opts.stepsPerEpoch ?? 'one pass',
+    'validation steps': opts.validationSteps ?? 'one pass',
+    head,
+    optimizer: opts.optimizer ?? LAB_RECIPE.optimizer,
+    seed,
+  };
+  // A resume must be the same run: refused here, before minutes of decoding, if anything changed.
+  if (opts.resume && earlier) {
+    checkResumable(out, earlier, setup, epochs);
+    if (!earlier.setup) say(`warning: the checkpoint in ${out} was written by an earlier graft that did not record its settings: resuming assumes they are unchanged`);
+  }
   say(`Found ${train.files.length} images belonging to ${classes.length} classes.`);
   say(`Found ${validation.files.length} images belonging to ${classes.length} classes.`);
 
@@ -230,6 +272,16 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     for (const [name, store] of [['training', trainStore], ['validation', valStore]] as const) {
       if (store.count === 0) throw new GraftError(`no readable ${name} images in ${name === 'training' ? train.root : validation.root}`);
     }
+    // Unreadable files can leave a class with no training images, which listing could not know.
+    const perClass = classes.map((_, c) => trainStore.labels.filter((l) => l === c).length);
+    const unlearnable = classes.filter((_, c) => perClass[c] === 0);
+    if (classes.length - unlearnable.length < 2) {
+      throw new GraftError(
+        `training needs readable images of at least 2 classes; in ${train.root} only ${classes.filter((_, c) => perClass[c]! > 0).join(', ')} has any (none of ${unlearnable.join(', ')} could be read)`,
+        { file: train.root },
+      );
+    }
+    if (unlearnable.length > 0) say(`warning: no readable training images of ${unlearnable.join(', ')}: the model keeps an output for ${unlearnable.length === 1 ? 'that class' : 'those classes'} but cannot learn it`);
     pool = AugmentPool.create({ threads: Math.max(1, Math.min(2, availableParallelism())) });
     const pre = preprocessParams(preprocess);
     const context = (store: ImageStore): FeedContext => ({ store, extractor: backbone!.extractor, pool: pool!, augmentation, pre, classMode, seed });
@@ -268,12 +320,12 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       }
 
       const history = await fit(trainer, source, valUsed, {
-        epochs: opts.epochs ?? LAB_RECIPE.epochs,
+        epochs,
         verbose,
         showMemory: opts.showMemory,
         signal: opts.signal,
         log,
-        checkpoint: { dir: checkpointDir, resume: opts.resume },
+        checkpoint: { dir: checkpointDir, resume: opts.resume, setup },
         callbacks: {
           onEpochEnd: async (epoch, logs, soFar) => {
             // history.json grows epoch by epoch, so a stopped run still shows its curves.
@@ -308,7 +360,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       interpolation,
       cut: backbone.graph.outputs[0]!,
       head,
-      backbone: backbone.source,
+      backbone: weightsSourceName(backbone.source),
       trainingMode: feedModeName(mode),
     };
     const { modelDir, onnxFile } = await exportClassifier(backbone, head, params, info, out);

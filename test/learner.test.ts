@@ -119,6 +119,8 @@ test('faithful training writes history, plots, metrics, checkpoint and a model t
     assert.deepEqual(meta.classes, ['cats', 'dogs']);
     assert.deepEqual(meta.inputSize, [150, 150]);
     assert.equal(meta.preprocess, 'rescale');
+    // No local path ships with the model: the weights are named by file.
+    assert.equal((meta as unknown as { backbone: string }).backbone, 'inceptionv3_imagenet_mixed7_fp32/model.json');
     const [h, w] = meta.inputSize;
     // The same pixels graft decodes: this compares the two runtimes, not two decoders.
     const pixels = await Promise.all(files.map((f) => decodeImage(f, { width: w, height: h })));
@@ -179,6 +181,17 @@ test('a run stopped after epoch 1 and resumed ends exactly where an uninterrupte
     /interrupted while loading the backbone, before training started; nothing in .*resumed was changed/,
   );
   assert.equal(await readFile(join(root, 'resumed', 'checkpoint', 'checkpoint.json'), 'utf8'), before);
+
+  // A resume must be the same run: other settings or data are refused before any work, each named.
+  const refused = (extra: Partial<TrainOptions>) => trainClassifier(options(root, 'resumed', { resume: true, onEpochEnd: () => assert.fail('no epoch should run'), ...extra }));
+  await assert.rejects(refused({ preprocess: 'inception' }), /cannot resume the run in .*resumed with other settings \(preprocess rescale, now inception\): resume with the settings it was started with, or pass --overwrite/);
+  await assert.rejects(refused({ mode: { kind: 'cached' } }), /other settings \(mode faithful, now cached; augmentation .*\)/);
+  const fewer = join(root, 'fewer');
+  await cp(join(root, 'data'), fewer, { recursive: true });
+  await rm(join(fewer, 'train', 'cats', 'zz-not-an-image.jpg'));
+  await assert.rejects(refused({ data: fewer }), /training images .*data.train \(17 images, digest \w+\), now .*fewer.train \(16 images, digest \w+\); validation images/);
+  await assert.rejects(refused({ epochs: 1 }), /resumed has 2 epochs done, more than the 1 asked for: resume with --epochs 2 or more/);
+  assert.equal(await readFile(join(root, 'resumed', 'checkpoint', 'checkpoint.json'), 'utf8'), before);
 });
 
 test('cached and views feeds train too, with a GlobalAveragePooling head on three classes', async () => {
@@ -212,4 +225,27 @@ test('cached and views feeds train too, with a GlobalAveragePooling head on thre
       await model.dispose();
     }
   }
+});
+
+test('a class whose every file is unreadable: refused when it leaves one class, a warning when others remain', async () => {
+  const odd = join(root, 'odd');
+  await mkdir(join(odd, 'broken'), { recursive: true });
+  await cp(join(root, 'data', 'train', 'cats'), join(odd, 'cats'), { recursive: true });
+  await rm(join(odd, 'cats', 'zz-not-an-image.jpg'));
+  for (const i of [1, 2, 3]) await writeFile(join(odd, 'broken', `b${i}.jpg`), i === 1 ? '' : 'not a picture');
+  const run = (extra: Partial<TrainOptions>) => trainClassifier(options(root, 'odd-run', { data: odd, validationSplit: 0.25, overwrite: true, mode: { kind: 'cached' }, epochs: 1, ...extra }));
+  await assert.rejects(run({}), /training needs readable images of at least 2 classes; in .*odd only cats has any \(none of broken could be read\)/);
+
+  await cp(join(root, 'data', 'train', 'dogs'), join(odd, 'dogs'), { recursive: true });
+  const lines: string[] = [];
+  const result = await run({ log: (l) => lines.push(l), head: parseHeadSpec('gap,dense:4:relu') });
+  assert.deepEqual(result.classes, ['broken', 'cats', 'dogs']);
+  assert.ok(lines.includes('warning: no readable training images of broken: the model keeps an output for that class but cannot learn it'), lines.join('\n'));
+
+  // Validation from two places at once is refused in words about what was given.
+  await assert.rejects(run({ validationData: join(root, 'data', 'validation') }), /--val and --validation-split both give validation data: use one of them/);
+  await assert.rejects(
+    run({ data: join(root, 'data'), validationSplit: undefined, validationData: join(root, 'data', 'validation') }),
+    /data already has a validation folder \(.*validation\): drop --val, or point --data at its training folder/,
+  );
 });

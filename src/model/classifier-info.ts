@@ -20,7 +20,18 @@ export interface ClassifierInfo {
   /** The backbone layer the head sits on. */
   cut: string;
   head: HeadSpec;
-  /** Where the backbone weights came from. */
+  /** Where the backbone weights came from, by file name (see weightsSourceName). */
   backbone: string;
   trainingMode: string;
+}
+
+/**
+ * The name under which a classifier's metadata records its backbone weights: the file name (and
+ * for a TF.js model.json its folder), never the whole local path, since the metadata ships with
+ * the model, to browsers too.
+ */
+export function weightsSourceName(source: string): string {
+  const parts = source.split(/[\\/]/).filter(Boolean);
+  const last = parts.at(-1) ?? source;
+  return last === 'model.json' && parts.length > 1 ? `${parts.at(-2)}/${last}` : last;
 }

@@ -21,6 +21,8 @@ export interface Checkpoint {
   epoch: number;
   seed: number;
   fingerprint: string;
+  /** What the run was given (data, preprocessing, feed...), so a resume with other settings is refused. */
+  setup?: RunSetup;
   history: History;
   params: HeadParams;
   optimizer: OptimizerState;
@@ -49,6 +51,12 @@ export interface CheckpointToSave extends Omit<Checkpoint, 'optimizer' | 'params
   optimizer: SavedOptimizerState;
 }
 
+/**
+ * A run's settings by readable name (`preprocess`, `training images`...), JSON-able. Resuming is
+ * only the same run when every one of them is unchanged.
+ */
+export type RunSetup = Record<string, unknown>;
+
 const FORMAT = 'graft-head-checkpoint-1';
 const BINARIES = ['checkpoint-a.bin', 'checkpoint-b.bin'] as const;
 const JSON_NAME = 'checkpoint.json';
@@ -61,6 +69,7 @@ interface Meta {
   epoch: number;
   seed: number;
   fingerprint: string;
+  setup?: RunSetup;
   history: History;
   dense: { inputSize: number; units: number }[];
   optimizer: { config: OptimizerState['config']; iterations: number; slotsPerParam: number };
@@ -123,6 +132,7 @@ export async function saveCheckpoint(dir: string, ck: CheckpointToSave): Promise
     epoch: ck.epoch,
     seed: ck.seed,
     fingerprint: ck.fingerprint,
+    setup: ck.setup,
     history: ck.history,
     dense: ck.params.dense.map((d) => ({ inputSize: d.inputSize, units: d.units })),
     optimizer: { config: ck.optimizer.config, iterations: ck.optimizer.iterations, slotsPerParam: ck.optimizer.slots[0]?.length ?? 0 },
@@ -139,10 +149,37 @@ async function removeBinariesExcept(dir: string, keep: string[]): Promise<void> 
   }
 }
 
-/** How far the run that wrote the checkpoint in `dir` got (epochs done, and whether it finished), or null when there is none. */
-export async function checkpointStatus(dir: string): Promise<{ epoch: number; finished: boolean } | null> {
+/** How far the run that wrote the checkpoint in `dir` got (epochs done, whether it finished) and its settings, or null when there is none. */
+export async function checkpointStatus(dir: string): Promise<{ epoch: number; finished: boolean; setup?: RunSetup } | null> {
   const meta = await readMeta(dir);
-  return meta ? { epoch: meta.epoch, finished: meta.finished === true } : null;
+  return meta ? { epoch: meta.epoch, finished: meta.finished === true, ...(meta.setup && { setup: meta.setup }) } : null;
+}
+
+/**
+ * Refuses to resume the run in `dir` (its folder or its checkpoint's; saved: the checkpoint's
+ * epochs done and settings) as a run of
+ * `epochs` epochs with `setup`, naming every setting that changed. Checkpoints of graft versions
+ * that recorded no settings are only checked for their epochs.
+ */
+export function checkResumable(dir: string, saved: { epoch: number; setup?: RunSetup }, setup: RunSetup | undefined, epochs: number): void {
+  const show = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
+  const changes: string[] = [];
+  if (saved.setup && setup) {
+    for (const key of new Set([...Object.keys(saved.setup), ...Object.keys(setup)])) {
+      const before = saved.setup[key], now = setup[key];
+      if (JSON.stringify(before) === JSON.stringify(now)) continue;
+      changes.push(`${key} ${show(before)}, now ${show(now)}`);
+    }
+  }
+  if (changes.length > 0) {
+    throw new GraftError(
+      `cannot resume the run in ${dir} with other settings (${changes.join('; ')}): resume with the settings it was started with, or pass --overwrite to start afresh`,
+      { file: dir },
+    );
+  }
+  if (saved.epoch > epochs) {
+    throw new GraftError(`the run in ${dir} has ${saved.epoch} epochs done, more than the ${epochs} asked for: resume with --epochs ${saved.epoch} or more`, { file: dir });
+  }
 }
 
 /** Records that the run which wrote the checkpoint in `dir` has finished, so a fresh run may replace it. */
@@ -193,6 +230,7 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint | null> {
       epoch: meta.epoch,
       seed: meta.seed,
       fingerprint: meta.fingerprint,
+      ...(meta.setup && { setup: meta.setup }),
       history: meta.history,
       params,
       optimizer: { config: meta.optimizer.config, iterations: meta.optimizer.iterations, slots },

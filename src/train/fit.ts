@@ -2,7 +2,7 @@ import { GraftError } from '../util/errors.js';
 import { Random } from '../util/random.js';
 import type { HeadTrainer } from './head-trainer.js';
 import { emptyHistory, type History } from './history.js';
-import { configFingerprint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { checkResumable, configFingerprint, loadCheckpoint, saveCheckpoint, type RunSetup } from './checkpoint.js';
 import { Progbar } from './progbar.js';
 import { deriveSeed, STREAM_SHUFFLE } from './seeds.js';
 
@@ -51,8 +51,12 @@ export interface FitOptions {
   verbose?: 0 | 1 | 2;
   /** Append the process's resident memory to each epoch line, so a leak shows. */
   showMemory?: boolean;
-  /** Write a checkpoint after every epoch into dir; with resume, continue from the one found there. */
-  checkpoint?: { dir: string; resume?: boolean };
+  /**
+   * Write a checkpoint after every epoch into dir; with resume, continue from the one found there.
+   * `setup` (the run's data and settings by name) is stored with it, and resuming with a different
+   * one is refused.
+   */
+  checkpoint?: { dir: string; resume?: boolean; setup?: RunSetup };
   /** Stops training between steps; the last checkpoint stays as it was. */
   signal?: AbortSignal;
   /** Where epoch lines go (default stdout). */
@@ -118,8 +122,9 @@ export async function fit(trainer: HeadTrainer, train: BatchSource, validation: 
   if (dir && opts.checkpoint?.resume) {
     const ck = await loadCheckpoint(dir);
     if (ck) {
+      checkResumable(dir, ck, opts.checkpoint.setup, opts.epochs);
       if (ck.fingerprint !== fingerprint) {
-        throw new GraftError(`the checkpoint in ${dir} was made with another head, optimiser or seed; remove it or train from scratch`, { file: dir });
+        throw new GraftError(`cannot resume the run in ${dir} with another head, optimiser or seed: resume with the ones it was started with, or pass --overwrite to start afresh`, { file: dir });
       }
       await trainer.setParams(ck.params);
       await trainer.setOptimizerState(ck.optimizer);
@@ -162,7 +167,7 @@ export async function fit(trainer: HeadTrainer, train: BatchSource, validation: 
     if (dir) {
       const params = trainer.paramsToSave();
       const optimizer = trainer.optimizerStateToSave();
-      await saveCheckpoint(dir, { epoch: epoch + 1, seed: trainer.describe().seed, fingerprint, history, params, optimizer });
+      await saveCheckpoint(dir, { epoch: epoch + 1, seed: trainer.describe().seed, fingerprint, setup: opts.checkpoint?.setup, history, params, optimizer });
       lastSaved = epoch + 1;
     }
     const seconds = (performance.now() - t0) / 1000;
