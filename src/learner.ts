@@ -4,7 +4,8 @@
  * (backbone, data, augmentation, head, loop, evaluation, export) is usable on its own.
  */
 import { createHash } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { loadBackbone, type Backbone } from './backbone/backbone.js';
@@ -33,7 +34,8 @@ import type { History } from './train/history.js';
 import type { OptimizerConfig } from './train/optimizers.js';
 import { checkpointStatus, checkResumable, markCheckpointFinished, type RunSetup } from './train/checkpoint.js';
 import { writeFileAtomic } from './util/atomic.js';
-import { GraftError } from './util/errors.js';
+import { describeFsError, GraftError } from './util/errors.js';
+import { makeFolder } from './util/folders.js';
 import { mallocTunablesSet } from './util/malloc-tunables.js';
 
 export interface TrainOptions {
@@ -257,6 +259,11 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   }
   say(`Found ${train.files.length} images belonging to ${classes.length} classes.`);
   say(`Found ${validation.files.length} images belonging to ${classes.length} classes.`);
+  // An output folder that cannot be written shows now, not after minutes of decoding.
+  await makeFolder(out);
+  await access(out, fsConstants.W_OK).catch((err: unknown) => {
+    throw describeFsError(err, out, 'write into');
+  });
 
   let backbone: Backbone | undefined;
   let pool: AugmentPool | undefined;

@@ -11,6 +11,7 @@ import { Random } from '../src/util/random.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { GraftError } from '../src/util/errors.js';
 import { MALLOC_TUNABLES } from '../src/util/malloc-tunables.js';
+import { makeFolder } from '../src/util/folders.js';
 
 test('Random is reproducible from its seed and differs across seeds', () => {
   const a = new Random(42), b = new Random(42), c = new Random(43);
@@ -147,4 +148,21 @@ test('relaunchWithMallocTunables passes SIGTERM on, and the child stops when the
   const deadline = Date.now() + 5000;
   while (alive() && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
   assert.ok(!alive(), 'the relaunched process exits once its launcher is gone');
+});
+
+test('makeFolder creates missing levels and names the real obstacle', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-folders-'));
+  try {
+    await makeFolder(join(dir, 'a', 'b', 'c'));
+    await makeFolder(join(dir, 'a', 'b', 'c')); // already there: fine
+    assert.ok(existsSync(join(dir, 'a', 'b', 'c')));
+    await writeFile(join(dir, 'file'), 'x');
+    await assert.rejects(makeFolder(join(dir, 'file', 'sub')), (err: unknown) => err instanceof GraftError && /cannot create .*file.sub: .*file is a file, not a folder/.test(err.message));
+    if (process.platform === 'linux') {
+      // Node's recursive mkdir spins forever here; one level at a time gets procfs's answer.
+      await assert.rejects(makeFolder('/proc/graft-no-such/run'), /cannot create \/proc\/graft-no-such\/run: no such file or folder/);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, rm, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeFsError, GraftError } from '../util/errors.js';
 import { overwriteFile, writeFileAtomic } from '../util/atomic.js';
+import { makeFolder } from '../util/folders.js';
 import { readJsonFile } from '../util/json-file.js';
 import type { DenseParams, HeadParams } from '../model/head.js';
 import type { History } from './history.js';
@@ -114,11 +115,7 @@ async function readMeta(dir: string): Promise<Meta | null> {
 }
 
 export async function saveCheckpoint(dir: string, ck: CheckpointToSave): Promise<void> {
-  try {
-    await mkdir(dir, { recursive: true });
-  } catch (err) {
-    throw describeFsError(err, dir, 'create');
-  }
+  await makeFolder(dir);
   const previous = await readMeta(dir).catch(() => null);
   const generation = (previous?.generation ?? 0) + 1;
   const binary = previous?.binary === BINARIES[0] ? BINARIES[1] : BINARIES[0];

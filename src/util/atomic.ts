@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
-import { describeFsError } from './errors.js';
+import { describeFsError, GraftError } from './errors.js';
+import { makeFolder } from './folders.js';
 
 /**
  * Writes `data` to `file` so that readers see either the old file or the complete new one, never
@@ -12,7 +13,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array | 
   const dir = dirname(file);
   const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    await mkdir(dir, { recursive: true });
+    await makeFolder(dir, file);
     const handle = await open(tmp, 'w');
     try {
       if (typeof data === 'string' || data instanceof Uint8Array) await handle.writeFile(data);
@@ -24,7 +25,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array | 
     await rename(tmp, file);
   } catch (err) {
     await rm(tmp, { force: true }).catch(() => {});
-    throw describeFsError(err, file, 'write');
+    throw err instanceof GraftError ? err : describeFsError(err, file, 'write');
   }
 }
 

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import cliProgress from 'cli-progress';
 import { GraftError, describeFsError } from './errors.js';
+import { makeFolder } from './folders.js';
 
 export interface DownloadProgress {
   /** Bytes of the file present so far (including a resumed part). */
@@ -78,11 +79,7 @@ function reasonOf(err: unknown): string {
  */
 export async function downloadFile(url: string, dest: string, opts: DownloadOptions = {}): Promise<string> {
   if ((await fileSize(dest)) > 0) return dest;
-  try {
-    await mkdir(dirname(dest), { recursive: true });
-  } catch (err) {
-    throw describeFsError(err, dirname(dest), 'create');
-  }
+  await makeFolder(dirname(dest));
   const release = await lockDownload(dest);
   try {
     // Another process may have finished it while we waited for the lock.

@@ -15,14 +15,20 @@ export class GraftError extends Error {
 
 /** Node's errno errors (ENOENT, EACCES, ...) turned into one readable line about `file`. */
 export function describeFsError(err: unknown, file: string, doing = 'read'): GraftError {
+  return new GraftError(`cannot ${doing} ${file}: ${fsErrorReason(err)}`, { file, cause: err });
+}
+
+/** A file-system error's cause in words ("no such file or folder", "permission denied"...). */
+export function fsErrorReason(err: unknown): string {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  const reason =
+  return (
     code === 'ENOENT' ? 'no such file or folder'
     : code === 'EACCES' || code === 'EPERM' ? 'permission denied'
     : code === 'EISDIR' ? 'is a folder, not a file'
     : code === 'ENOTDIR' ? 'a parent of it is not a folder'
     : code === 'ENOSPC' ? 'no space left on the device'
+    : code === 'EROFS' ? 'read-only file system'
     : code === 'ELOOP' ? 'too many levels of symbolic links'
-    : (err as Error | undefined)?.message ?? String(err);
-  return new GraftError(`cannot ${doing} ${file}: ${reason}`, { file, cause: err });
+    : (err as Error | undefined)?.message ?? String(err)
+  );
 }

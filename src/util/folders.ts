@@ -1,0 +1,36 @@
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { fsErrorReason, GraftError } from './errors.js';
+
+/**
+ * Creates `dir` and any missing parents, one level at a time. Node's recursive mkdir reports a
+ * read-only file system or a forbidden parent as ENOENT ("no such file"), and spins forever on
+ * procfs; a plain mkdir per level gives the real reason. A failure is a GraftError about `dir`, or
+ * about `forFile` (the file about to be written into it) when given.
+ */
+export async function makeFolder(dir: string, forFile?: string): Promise<void> {
+  const target = resolve(dir);
+  const fail = (reason: string, cause?: unknown) =>
+    new GraftError(forFile ? `cannot write ${forFile}: ${reason}` : `cannot create ${target}: ${reason}`, { file: forFile ?? target, cause });
+  const missing: string[] = [];
+  for (let p = target; ; ) {
+    const st = await stat(p).catch((err: NodeJS.ErrnoException) => {
+      // ENOTDIR: a file higher up, named once the walk reaches it.
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return null;
+      throw fail(fsErrorReason(err), err);
+    });
+    if (st) {
+      if (!st.isDirectory()) throw fail(`${p} is a file, not a folder`);
+      break;
+    }
+    missing.unshift(p);
+    const up = dirname(p);
+    if (up === p) break;
+    p = up;
+  }
+  for (const p of missing) {
+    await mkdir(p).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw fail(fsErrorReason(err), err);
+    });
+  }
+}
