@@ -161,7 +161,7 @@ function limitSamples(data: ArrayData, samples: number): ArrayData {
 function limitSteps(source: BatchSource, steps: number | undefined): BatchSource {
   if (steps === undefined || steps === source.stepsPerEpoch) return source;
   if (steps > source.stepsPerEpoch) {
-    throw new GraftError(`steps per epoch ${steps} is more than the ${source.stepsPerEpoch} batches the training images make; pass a smaller --steps (or none, for one pass)`);
+    throw new GraftError(`${steps} steps per epoch is more than the ${source.stepsPerEpoch} batches the readable training images make: pass --steps ${source.stepsPerEpoch} or fewer`);
   }
   return {
     stepsPerEpoch: steps,
@@ -259,6 +259,10 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   }
   say(`Found ${train.files.length} images belonging to ${classes.length} classes.`);
   say(`Found ${validation.files.length} images belonging to ${classes.length} classes.`);
+  const batches = Math.ceil(train.files.length / batchSize);
+  if (opts.stepsPerEpoch !== undefined && opts.stepsPerEpoch > batches) {
+    throw new GraftError(`${opts.stepsPerEpoch} steps per epoch is more than the ${batches} batches of ${batchSize} that ${train.files.length} training images make: pass --steps ${batches} or fewer`);
+  }
   // An output folder that cannot be written shows now, not after minutes of decoding.
   await makeFolder(out);
   await access(out, fsConstants.W_OK).catch((err: unknown) => {

@@ -242,6 +242,9 @@ test('a class whose every file is unreadable: refused when it leaves one class, 
   assert.deepEqual(result.classes, ['broken', 'cats', 'dogs']);
   assert.ok(lines.includes('warning: no readable training images of broken: the model keeps an output for that class but cannot learn it'), lines.join('\n'));
 
+  // More steps than the images make is refused before decoding, with the most that works.
+  await assert.rejects(run({ stepsPerEpoch: 50 }), /50 steps per epoch is more than the 4 batches of 4 that 15 training images make: pass --steps 4 or fewer/);
+
   // Validation from two places at once is refused in words about what was given.
   await assert.rejects(run({ validationData: join(root, 'data', 'validation') }), /--val and --validation-split both give validation data: use one of them/);
   await assert.rejects(
