@@ -85,6 +85,7 @@ interface RelaunchLine {
   pid: number;
   ppid: number;
   tunables: string | null;
+  launcherVar: string | null;
 }
 
 /** Starts relaunch-child.ts without graft's tunables (a user's own GLIBC_TUNABLES kept), collecting its lines. */
@@ -123,6 +124,9 @@ test('relaunchWithMallocTunables runs the script again under the tunables and ex
   assert.equal(child!.ppid, parent!.pid);
   assert.equal(relaunched!.pid, child!.pid);
   assert.equal(child!.tunables, `glibc.malloc.arena_max=4:${MALLOC_TUNABLES}`);
+  // The child learns its launcher's pid, then drops it so that processes it starts do not inherit it.
+  assert.equal(child!.launcherVar, String(parent!.pid));
+  assert.equal(relaunched!.launcherVar, null);
 });
 
 test('relaunchWithMallocTunables passes SIGTERM on, and the child stops when the launcher is killed outright', { skip: process.platform !== 'linux' }, async () => {

@@ -58,8 +58,12 @@ export function relaunchWithMallocTunables(): Promise<void> {
 /** In a relaunched process: stop too if the launcher is killed outright (kill -9) rather than run on unseen. */
 let watchingLauncher = false;
 function exitWhenLauncherDies(): void {
+  if (!isMainThread || watchingLauncher) return;
   const launcher = Number(process.env[LAUNCHER_PID]);
-  if (!launcher || !isMainThread || watchingLauncher) return;
+  // Read once and dropped: processes this one starts (a graft command run from a relaunched
+  // script, say) have another parent, and would take themselves for orphans.
+  delete process.env[LAUNCHER_PID];
+  if (!launcher) return;
   watchingLauncher = true;
   setInterval(() => {
     if (process.ppid !== launcher) process.exit(137);

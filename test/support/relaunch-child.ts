@@ -4,7 +4,8 @@
  */
 import { relaunchWithMallocTunables } from '../../src/util/malloc-tunables.js';
 
-const line = (stage: string) => console.log(JSON.stringify({ stage, pid: process.pid, ppid: process.ppid, tunables: process.env.GLIBC_TUNABLES ?? null }));
+const line = (stage: string) =>
+  console.log(JSON.stringify({ stage, pid: process.pid, ppid: process.ppid, tunables: process.env.GLIBC_TUNABLES ?? null, launcherVar: process.env.GRAFT_LAUNCHER_PID ?? null }));
 line('start');
 await relaunchWithMallocTunables();
 line('relaunched');
