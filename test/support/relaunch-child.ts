@@ -8,10 +8,14 @@ const line = (stage: string) =>
   console.log(JSON.stringify({ stage, pid: process.pid, ppid: process.ppid, tunables: process.env.GLIBC_TUNABLES ?? null, launcherVar: process.env.GRAFT_LAUNCHER_PID ?? null }));
 line('start');
 await relaunchWithMallocTunables();
-line('relaunched');
-if (process.argv[2] === 'exit') process.exit(3);
+if (process.argv[2] === 'exit') {
+  line('relaunched');
+  process.exit(3);
+}
+// The handler before the line the test waits for, so that its SIGTERM cannot come first.
 process.on('SIGTERM', () => {
   line('sigterm');
   process.exit(5);
 });
+line('relaunched');
 setInterval(() => undefined, 1000);
