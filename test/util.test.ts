@@ -68,10 +68,13 @@ test("onnxruntime's telemetry is off in graft: no device id, event database or /
     // A clean environment as a user's shell would give (this process already has graft's setting).
     const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, XDG_CACHE_HOME: join(home, '.cache') };
     delete env.ORT_DISABLE_TELEMETRY;
-    const { pid, value } = await ortChild(env);
-    assert.equal(value, '1');
-    assert.deepEqual(await readdir(home), [], 'nothing written under HOME');
-    assert.ok(!existsSync(`/tmp/mat-debug-${pid}.log`), 'no mat-debug log in /tmp');
+    // onnxruntime on the main thread, and only in a head trainer's worker threads.
+    for (const mode of ['matmul', 'head']) {
+      const { pid, value } = await ortChild(env, mode);
+      assert.equal(value, '1');
+      assert.deepEqual(await readdir(home), [], `${mode}: nothing written under HOME`);
+      assert.ok(!existsSync(`/tmp/mat-debug-${pid}.log`), `${mode}: no mat-debug log in /tmp`);
+    }
     // A user's own choice is kept.
     assert.equal((await ortChild({ ...env, ORT_DISABLE_TELEMETRY: '0' }, 'no-session')).value, '0');
   } finally {

@@ -3,6 +3,9 @@ import { Worker } from 'node:worker_threads';
 import { GraftError } from '../util/errors.js';
 import { Random } from '../util/random.js';
 import { mallocTunablesSet } from '../util/malloc-tunables.js';
+// Its workers load onnxruntime; a worker's process.env is its own copy, so the opt-out must be
+// made here, in the process environment, before they start.
+import '../util/onnxruntime-telemetry.js';
 import type { HeadParams } from '../model/head.js';
 import { denseShapes } from '../model/head.js';
 import type { Activation, HeadSpec } from '../model/head-spec.js';

@@ -6,7 +6,9 @@
  * ORT_DISABLE_TELEMETRY themselves (0 keeps onnxruntime's default).
  *
  * onnxruntime reads the variable when it creates its environment (at the first session), so every
- * module that imports onnxruntime-node imports this one first.
+ * module that imports onnxruntime-node imports this one first, and so does every module that starts
+ * worker threads which do (set in a worker, the variable would stay in the worker's copy of the
+ * environment).
  */
 export const ORT_TELEMETRY_VARIABLE = 'ORT_DISABLE_TELEMETRY';
 
