@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
-import { join, relative, resolve } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { loadBackbone, type Backbone } from './backbone/backbone.js';
 import { kerasToOnnx } from './backbone/onnx/convert.js';
@@ -31,7 +31,7 @@ import { fit, arrayBatchSource, type ArrayData, type BatchSource, type EpochLogs
 import { HeadTrainer } from './train/head-trainer.js';
 import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
-import type { OptimizerConfig } from './train/optimizers.js';
+import { resolveOptimizer, type OptimizerConfig } from './train/optimizers.js';
 import { checkpointStatus, checkResumable, markCheckpointFinished, type RunSetup } from './train/checkpoint.js';
 import { writeFileAtomic } from './util/atomic.js';
 import { describeFsError, GraftError } from './util/errors.js';
@@ -140,13 +140,18 @@ async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; va
 }
 
 /**
- * A listing as a resume compares it: its folder, its number of images and a digest of which files
- * with which labels, so that the same folder with other contents counts as changed.
+ * Readable images as a resume compares them: how many, and a digest of which files (relative to
+ * their folder, '/'-separated) with which labels. Not where the folder is: moved, it is the same data.
  */
-function listingSignature(listing: DatasetListing): string {
+function imagesSignature(root: string, store: ImageStore): string {
   const hash = createHash('sha256');
-  for (const f of listing.files) hash.update(`${relative(listing.root, f.path)}\t${f.label}\n`);
-  return `${listing.root} (${listing.files.length} images, digest ${hash.digest('hex').slice(0, 12)})`;
+  store.paths.forEach((p, i) => hash.update(`${relative(root, p).split(sep).join('/')}\t${store.labels[i]}\n`));
+  return `${store.count} images, digest ${hash.digest('hex').slice(0, 12)}`;
+}
+
+/** More steps per epoch than the training images make batches. */
+function tooManySteps(steps: number, batches: number, images: string, batchSize: number): GraftError {
+  return new GraftError(`${steps} steps per epoch is more than the ${batches} batches of ${batchSize} that ${images} make: pass --steps ${batches} or fewer`);
 }
 
 /** The first `steps` batches' worth of samples, or all of them. */
@@ -158,11 +163,9 @@ function limitSamples(data: ArrayData, samples: number): ArrayData {
 }
 
 /** A source cut to the first `steps` batches of each epoch (of that epoch's shuffled order). */
-function limitSteps(source: BatchSource, steps: number | undefined): BatchSource {
+function limitSteps(source: BatchSource, steps: number | undefined, batchSize: number): BatchSource {
   if (steps === undefined || steps === source.stepsPerEpoch) return source;
-  if (steps > source.stepsPerEpoch) {
-    throw new GraftError(`${steps} steps per epoch is more than the ${source.stepsPerEpoch} batches the readable training images make: pass --steps ${source.stepsPerEpoch} or fewer`);
-  }
+  if (steps > source.stepsPerEpoch) throw tooManySteps(steps, source.stepsPerEpoch, 'the training images', batchSize);
   return {
     stepsPerEpoch: steps,
     async *batches(epoch) {
@@ -234,11 +237,11 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const head = headForClasses(classes.length, opts.head ?? LAB_RECIPE.head);
   HeadTrainer.checkSpec(head);
   const epochs = opts.epochs ?? LAB_RECIPE.epochs;
-  const setup: RunSetup = {
+  // What makes this run this run, for --resume; the images and step counts follow after decoding.
+  const settings: RunSetup = {
     classes,
-    'training images': listingSignature(train),
-    'validation images': listingSignature(validation),
-    weights: opts.weights ?? 'imagenet',
+    // A path as an absolute one: the same file named from another folder is the same run.
+    weights: !opts.weights || opts.weights === 'imagenet' ? 'imagenet' : resolve(opts.weights),
     cut: opts.cut ?? LAB_RECIPE.cut,
     'input size': inputSize.join('x'),
     interpolation,
@@ -246,22 +249,20 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     mode: feedModeName(mode),
     augmentation,
     'batch size': batchSize,
-    'steps per epoch': opts.stepsPerEpoch ?? 'one pass',
-    'validation steps': opts.validationSteps ?? 'one pass',
     head,
-    optimizer: opts.optimizer ?? LAB_RECIPE.optimizer,
+    optimizer: resolveOptimizer(opts.optimizer ?? LAB_RECIPE.optimizer),
     seed,
   };
-  // A resume must be the same run: refused here, before minutes of decoding, if anything changed.
+  // A resume must be the same run: refused here, before minutes of work, if a setting changed.
   if (opts.resume && earlier) {
-    checkResumable(out, earlier, setup, epochs);
+    checkResumable(out, earlier, settings, epochs);
     if (!earlier.setup) say(`warning: the checkpoint in ${out} was written by an earlier graft that did not record its settings: resuming assumes they are unchanged`);
   }
   say(`Found ${train.files.length} images belonging to ${classes.length} classes.`);
   say(`Found ${validation.files.length} images belonging to ${classes.length} classes.`);
-  const batches = Math.ceil(train.files.length / batchSize);
-  if (opts.stepsPerEpoch !== undefined && opts.stepsPerEpoch > batches) {
-    throw new GraftError(`${opts.stepsPerEpoch} steps per epoch is more than the ${batches} batches of ${batchSize} that ${train.files.length} training images make: pass --steps ${batches} or fewer`);
+  const listedBatches = Math.ceil(train.files.length / batchSize);
+  if (opts.stepsPerEpoch !== undefined && opts.stepsPerEpoch > listedBatches) {
+    throw tooManySteps(opts.stepsPerEpoch, listedBatches, `${train.files.length} training images`, batchSize);
   }
   // An output folder that cannot be written shows now, not after minutes of decoding.
   await makeFolder(out);
@@ -293,6 +294,20 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       );
     }
     if (unlearnable.length > 0) say(`warning: no readable training images of ${unlearnable.join(', ')}: the model keeps an output for ${unlearnable.length === 1 ? 'that class' : 'those classes'} but cannot learn it`);
+    const trainBatches = Math.ceil(trainStore.count / batchSize);
+    if (opts.stepsPerEpoch !== undefined && opts.stepsPerEpoch > trainBatches) {
+      throw tooManySteps(opts.stepsPerEpoch, trainBatches, `${trainStore.count} readable training images`, batchSize);
+    }
+    // The images the run reads (unreadable files aside, wherever their folder is) and how many
+    // batches it uses: as a resume sees them, with the same step counts however they were given.
+    const setup: RunSetup = {
+      ...settings,
+      'training images': imagesSignature(train.root, trainStore),
+      'validation images': imagesSignature(validation.root, valStore),
+      'steps per epoch': opts.stepsPerEpoch ?? trainBatches,
+      'validation images used': Math.min(valStore.count, opts.validationSteps === undefined ? valStore.count : opts.validationSteps * batchSize),
+    };
+    if (opts.resume && earlier) checkResumable(out, earlier, setup, epochs);
     pool = AugmentPool.create({ threads: Math.max(1, Math.min(2, availableParallelism())) });
     const pre = preprocessParams(preprocess);
     const context = (store: ImageStore): FeedContext => ({ store, extractor: backbone!.extractor, pool: pool!, augmentation, pre, classMode, seed });
@@ -322,7 +337,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
         source = await withProgress('Views ', 'computing augmented views', (p) => viewsSource(context(trainStore), batchSize, mode.views, p));
         say(`${mode.views} augmented views of ${trainStore.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
       }
-      source = limitSteps(source, opts.stepsPerEpoch);
+      source = limitSteps(source, opts.stepsPerEpoch, batchSize);
       if (mode.kind !== 'faithful') {
         // Every feature the run needs exists now: hand back the engine's arenas and the
         // augmentation threads before the head's training, so they do not add to its peak memory.

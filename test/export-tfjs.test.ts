@@ -196,12 +196,11 @@ test('InceptionV3 mixed7 + lab head and + GAP/softmax head export and load in tf
 
 test("the README's browser resize (PIL nearest via tf.gather) reproduces graft's decoded pixels exactly", async () => {
   await useWasm();
-  // The README's snippet, as a user would paste it.
-  const nearest = (from: number, to: number) => {
-    const idx = new Int32Array(to), scale = from / to;
-    for (let i = 0, pos = scale / 2; i < to; i++, pos += scale) idx[i] = Math.min(from - 1, Math.trunc(pos));
-    return tf.tensor1d(idx, 'int32');
-  };
+  // The README's own snippet, read from it: the test follows any edit of the README.
+  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
+  const snippet = /^const nearest = \(from, to\) => \{\n[\s\S]*?\n\};$/m.exec(readme)?.[0];
+  assert.ok(snippet, "the README's browser snippet defines nearest(from, to)");
+  const nearest = new Function('tf', `${snippet}\nreturn nearest;`)(tf) as (from: number, to: number) => tf.Tensor1D;
   const dir = join(sharedLabDataDir(), 'validation', 'dogs');
   const files = (await readdir(dir)).sort().slice(0, 12);
   for (const [h, w] of [[150, 150], [224, 160]] as const) {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, writeFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, symlink, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -92,9 +92,10 @@ interface RelaunchLine {
 }
 
 /** Starts relaunch-child.ts without graft's tunables (a user's own GLIBC_TUNABLES kept), collecting its lines. */
-function startRelaunchChild(mode: 'exit' | 'wait') {
+function startRelaunchChild(mode: 'exit' | 'wait', launcherPid?: number) {
   const env: NodeJS.ProcessEnv = { ...process.env, GLIBC_TUNABLES: 'glibc.malloc.arena_max=4' };
   delete env.GRAFT_LAUNCHER_PID;
+  if (launcherPid) env.GRAFT_LAUNCHER_PID = String(launcherPid);
   const child = spawn(process.execPath, ['--import', 'tsx', relaunchScript, mode], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const lines: RelaunchLine[] = [];
   const waiters: (() => void)[] = [];
@@ -165,6 +166,8 @@ test('makeFolder creates missing levels and names the real obstacle', async () =
     assert.ok(existsSync(join(dir, 'a', 'b', 'c')));
     await writeFile(join(dir, 'file'), 'x');
     await assert.rejects(makeFolder(join(dir, 'file', 'sub')), (err: unknown) => err instanceof GraftError && /cannot create .*file.sub: .*file is a file, not a folder/.test(err.message));
+    await symlink(join(dir, 'nowhere'), join(dir, 'dangling'));
+    await assert.rejects(makeFolder(join(dir, 'dangling', 'run')), /cannot create .*dangling.run: .*dangling is a broken symbolic link \(to .*nowhere\)/);
     if (process.platform === 'linux') {
       // Node's recursive mkdir spins forever here; one level at a time gets procfs's answer.
       await assert.rejects(makeFolder('/proc/graft-no-such/run'), /cannot create \/proc\/graft-no-such\/run: no such file or folder/);
@@ -172,4 +175,14 @@ test('makeFolder creates missing levels and names the real obstacle', async () =
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('a process relaunched already does not start another, even when its tunables were lost on the way', { skip: process.platform !== 'linux' }, async () => {
+  // As if this test process were its launcher and GLIBC_TUNABLES had been scrubbed.
+  const run = startRelaunchChild('exit', process.pid);
+  assert.equal(await run.exited, 3);
+  assert.deepEqual(run.lines.map((l) => [l.stage, l.pid, l.tunables]), [
+    ['start', run.child.pid, 'glibc.malloc.arena_max=4'],
+    ['relaunched', run.child.pid, 'glibc.malloc.arena_max=4'],
+  ]);
 });

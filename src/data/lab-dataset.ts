@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { BadZipError, readZipEntries } from '../util/zip.js';
 import { DownloadNetworkError, downloadFile } from '../util/download.js';
 import { GraftError, describeFsError } from '../util/errors.js';
+import { makeFolder } from '../util/folders.js';
 import { cacheDir, sharedDatasetDir } from '../util/paths.js';
 
 /** The zip the Keras transfer-learning lab downloads (about 65 MB: 2000 train + 1000 validation images). */
@@ -135,7 +136,7 @@ async function extractLabZip(zip: string, target: string): Promise<void> {
       for (const [parts, bytes] of files) {
         const file = join(tmp, ...parts);
         if (!file.startsWith(tmp + sep)) return await fail(`${zip}: refusing zip entry "${parts.join('/')}" outside the folder it is unzipped into`);
-        await mkdir(dirname(file), { recursive: true });
+        await makeFolder(dirname(file), file);
         await writeFile(file, bytes);
       }
     } catch (err) {

@@ -34,8 +34,9 @@ export interface EvaluationMetrics {
   macro: { precision: number; recall: number; f1: number };
   /**
    * ROC AUC: of class 1 against class 0 for two classes; for more, the mean of each class's AUC
-   * against the rest over the classes present (sklearn's roc_auc_score, multi_class='ovr',
-   * average='macro'). Null when no class has both positive and negative images.
+   * against the rest (like sklearn's roc_auc_score with multi_class='ovr', average='macro', except
+   * that classes without images are left out of the mean where sklearn raises an error). Null when
+   * no class has both positive and negative images.
    */
   auc: number | null;
   misclassified: Misclassified[];

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { KerasGraph, KerasLayer, WeightMap } from '../backbone/keras-graph.js';
 import { weightKey } from '../backbone/keras-graph.js';
@@ -7,6 +7,7 @@ import { inferShapes, layerWeightSpecs } from '../backbone/layer-shapes.js';
 import { validateWeights } from '../backbone/validate-weights.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { describeFsError, GraftError } from '../util/errors.js';
+import { makeFolder } from '../util/folders.js';
 import { toFloat16, toUint8, type ManifestQuantization } from './quantize.js';
 
 export interface TfjsExportOptions {
@@ -198,7 +199,7 @@ export async function writeTfjsLayersModel(
   const staging = join(parent, `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const old = `${staging}.old`;
   try {
-    await mkdir(staging, { recursive: true });
+    await makeFolder(staging);
     let i = 0;
     for (const shard of shards(chunks, total, shardBytes)) await writeFileAtomic(join(staging, paths[i++]!), shard);
     const modelJson = {

@@ -155,14 +155,16 @@ export async function checkpointStatus(dir: string): Promise<{ epoch: number; fi
 /**
  * Refuses to resume the run in `dir` (its folder or its checkpoint's; saved: the checkpoint's
  * epochs done and settings) as a run of
- * `epochs` epochs with `setup`, naming every setting that changed. Checkpoints of graft versions
- * that recorded no settings are only checked for their epochs.
+ * `epochs` epochs with `setup`, naming every setting in it that changed (settings saved but not in
+ * `setup` are not compared). Checkpoints of graft versions that recorded no settings are only
+ * checked for their epochs.
  */
 export function checkResumable(dir: string, saved: { epoch: number; setup?: RunSetup }, setup: RunSetup | undefined, epochs: number): void {
   const show = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
   const changes: string[] = [];
   if (saved.setup && setup) {
-    for (const key of new Set([...Object.keys(saved.setup), ...Object.keys(setup)])) {
+    // The keys given now (a caller may check some settings early and the rest later).
+    for (const key of Object.keys(setup)) {
       const before = saved.setup[key], now = setup[key];
       if (JSON.stringify(before) === JSON.stringify(now)) continue;
       changes.push(`${key} ${show(before)}, now ${show(now)}`);
@@ -175,7 +177,7 @@ export function checkResumable(dir: string, saved: { epoch: number; setup?: RunS
     );
   }
   if (saved.epoch > epochs) {
-    throw new GraftError(`the run in ${dir} has ${saved.epoch} epochs done, more than the ${epochs} asked for: resume with --epochs ${saved.epoch} or more`, { file: dir });
+    throw new GraftError(`the run in ${dir} has ${saved.epoch} epoch${saved.epoch === 1 ? '' : 's'} done, more than the ${epochs} asked for: resume with --epochs ${saved.epoch} or more`, { file: dir });
   }
 }
 

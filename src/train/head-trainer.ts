@@ -500,7 +500,8 @@ export class HeadTrainer {
 }
 
 function defaultBlockRows(inputSize: number): number {
-  return mallocTunablesSet() ? Math.min(4096, inputSize) : inputSize;
+  // Measured with glibc only; elsewhere the allocator is another one.
+  return process.platform === 'linux' && mallocTunablesSet() ? Math.min(4096, inputSize) : inputSize;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, readlink, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fsErrorReason, GraftError } from './errors.js';
 
@@ -29,8 +29,13 @@ export async function makeFolder(dir: string, forFile?: string): Promise<void> {
     p = up;
   }
   for (const p of missing) {
-    await mkdir(p).catch((err: NodeJS.ErrnoException) => {
+    await mkdir(p).catch(async (err: NodeJS.ErrnoException) => {
       if (err.code !== 'EEXIST') throw fail(fsErrorReason(err), err);
+      // stat said missing, mkdir says present: a link to nothing (or a race, then a folder now).
+      if ((await stat(p).catch(() => null))?.isDirectory()) return;
+      const link = await lstat(p).catch(() => null);
+      if (link?.isSymbolicLink()) throw fail(`${p} is a broken symbolic link (to ${await readlink(p).catch(() => '?')})`);
+      throw fail(fsErrorReason(err), err);
     });
   }
 }

@@ -33,12 +33,15 @@ export function mallocTunablesSet(env: NodeJS.ProcessEnv = process.env): boolean
  * at once. Call it before doing anything else, since the script runs again from the top.
  */
 export function relaunchWithMallocTunables(): Promise<void> {
-  if (mallocTunablesSet()) {
+  // Relaunched already: GLIBC_TUNABLES may have been dropped on the way (secure execution, a
+  // scrubbing wrapper), and starting yet another process would not bring them back.
+  if (mallocTunablesSet() || process.env[LAUNCHER_PID]) {
     exitWhenLauncherDies();
     return Promise.resolve();
   }
-  // A REPL, `node -e` or a worker thread cannot be started again.
-  if (!isMainThread || !process.argv[1]) return Promise.resolve();
+  // A REPL, `node -e` or a worker thread cannot be started again, and under a debugger (--inspect)
+  // the child would fight this process for its port.
+  if (!isMainThread || !process.argv[1] || process.execArgv.some((a) => a.startsWith('--inspect'))) return Promise.resolve();
   const tunables = [process.env.GLIBC_TUNABLES, MALLOC_TUNABLES].filter(Boolean).join(':');
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     stdio: 'inherit',

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import h5wasm from 'h5wasm/node';
-import { describeFsError } from '../../util/errors.js';
+import { describeFsError, GraftError } from '../../util/errors.js';
+import { makeFolder } from '../../util/folders.js';
 import type { KerasGraph, WeightMap } from '../keras-graph.js';
 import { weightKey } from '../keras-graph.js';
 import { inferShapes, layerWeightSpecs, type Shape } from '../layer-shapes.js';
@@ -25,7 +26,7 @@ export async function saveKerasH5Weights(file: string, graph: KerasGraph, weight
   const shapes = inferShapes(graph, inputShape);
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    await mkdir(dirname(file), { recursive: true });
+    await makeFolder(dirname(file), file);
     await h5wasm.ready;
     const h5 = new h5wasm.File(tmp, 'w');
     try {
@@ -51,6 +52,6 @@ export async function saveKerasH5Weights(file: string, graph: KerasGraph, weight
     await rename(tmp, file);
   } catch (err) {
     await rm(tmp, { force: true }).catch(() => {});
-    throw describeFsError(err, file, 'write');
+    throw err instanceof GraftError ? err : describeFsError(err, file, 'write');
   }
 }
