@@ -162,10 +162,12 @@ function limitSamples(data: ArrayData, samples: number): ArrayData {
   return { features: data.features.subarray(0, samples * fsize), labels: data.labels.subarray(0, samples * lsize), count: samples };
 }
 
-/** A source cut to the first `steps` batches of each epoch (of that epoch's shuffled order). */
-function limitSteps(source: BatchSource, steps: number | undefined, batchSize: number): BatchSource {
-  if (steps === undefined || steps === source.stepsPerEpoch) return source;
-  if (steps > source.stepsPerEpoch) throw tooManySteps(steps, source.stepsPerEpoch, 'the training images', batchSize);
+/**
+ * A source cut to the first `steps` batches of each epoch (of that epoch's shuffled order). More
+ * steps than the source has are refused before it is built (trainClassifier, after decoding).
+ */
+function limitSteps(source: BatchSource, steps: number | undefined): BatchSource {
+  if (steps === undefined || steps >= source.stepsPerEpoch) return source;
   return {
     stepsPerEpoch: steps,
     async *batches(epoch) {
@@ -298,6 +300,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     if (opts.stepsPerEpoch !== undefined && opts.stepsPerEpoch > trainBatches) {
       throw tooManySteps(opts.stepsPerEpoch, trainBatches, `${trainStore.count} readable training images`, batchSize);
     }
+    // Validation uses its first validationSteps batches' worth of images, or all of them.
+    const valImagesUsed = Math.min(valStore.count, opts.validationSteps === undefined ? valStore.count : opts.validationSteps * batchSize);
     // The images the run reads (unreadable files aside, wherever their folder is) and how many
     // batches it uses: as a resume sees them, with the same step counts however they were given.
     const setup: RunSetup = {
@@ -305,7 +309,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       'training images': imagesSignature(train.root, trainStore),
       'validation images': imagesSignature(validation.root, valStore),
       'steps per epoch': opts.stepsPerEpoch ?? trainBatches,
-      'validation images used': Math.min(valStore.count, opts.validationSteps === undefined ? valStore.count : opts.validationSteps * batchSize),
+      'validation images used': valImagesUsed,
     };
     if (opts.resume && earlier) checkResumable(out, earlier, setup, epochs);
     pool = AugmentPool.create({ threads: Math.max(1, Math.min(2, availableParallelism())) });
@@ -321,8 +325,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       const t0 = performance.now();
       const valData = await withProgress('Features ', 'computing validation features', (p) => cachedFeatures(context(valStore), p));
       say(`Validation features of ${valData.count} images computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
-      const valSamples = opts.validationSteps === undefined ? valData.count : opts.validationSteps * batchSize;
-      const valUsed = limitSamples(valData, valSamples);
+      const valUsed = limitSamples(valData, valImagesUsed);
 
       let source: BatchSource;
       if (mode.kind === 'faithful') {
@@ -337,7 +340,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
         source = await withProgress('Views ', 'computing augmented views', (p) => viewsSource(context(trainStore), batchSize, mode.views, p));
         say(`${mode.views} augmented views of ${trainStore.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
       }
-      source = limitSteps(source, opts.stepsPerEpoch, batchSize);
+      source = limitSteps(source, opts.stepsPerEpoch);
       if (mode.kind !== 'faithful') {
         // Every feature the run needs exists now: hand back the engine's arenas and the
         // augmentation threads before the head's training, so they do not add to its peak memory.

@@ -154,10 +154,9 @@ export async function checkpointStatus(dir: string): Promise<{ epoch: number; fi
 
 /**
  * Refuses to resume the run in `dir` (its folder or its checkpoint's; saved: the checkpoint's
- * epochs done and settings) as a run of
- * `epochs` epochs with `setup`, naming every setting in it that changed (settings saved but not in
- * `setup` are not compared). Checkpoints of graft versions that recorded no settings are only
- * checked for their epochs.
+ * epochs done and settings) as a run of `epochs` epochs with `setup`, naming every setting in it
+ * that changed (settings saved but not in `setup` are not compared). Checkpoints of graft versions
+ * that recorded no settings are only checked for their epochs.
  */
 export function checkResumable(dir: string, saved: { epoch: number; setup?: RunSetup }, setup: RunSetup | undefined, epochs: number): void {
   const show = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));

@@ -58,8 +58,8 @@ export function relaunchWithMallocTunables(): Promise<void> {
   return new Promise<void>(() => undefined);
 }
 
-/** In a relaunched process: stop too if the launcher is killed outright (kill -9) rather than run on unseen. */
 let watchingLauncher = false;
+/** In a relaunched process: stop too if the launcher is killed outright (kill -9) rather than run on unseen. */
 function exitWhenLauncherDies(): void {
   if (!isMainThread || watchingLauncher) return;
   const launcher = Number(process.env[LAUNCHER_PID]);
