@@ -32,7 +32,7 @@ import { HeadTrainer } from './train/head-trainer.js';
 import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
 import { resolveOptimizer, type OptimizerConfig } from './train/optimizers.js';
-import { checkpointStatus, checkResumable, markCheckpointFinished, type RunSetup } from './train/checkpoint.js';
+import { checkpointStatus, checkResumable, markCheckpointFinished, type FileSetSetting, type RunSetup } from './train/checkpoint.js';
 import { writeFileAtomic } from './util/atomic.js';
 import { describeFsError, GraftError } from './util/errors.js';
 import { makeFolder } from './util/folders.js';
@@ -143,10 +143,11 @@ async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; va
  * Readable images as a resume compares them: how many, and a digest of which files (relative to
  * their folder, '/'-separated) with which labels. Not where the folder is: moved, it is the same data.
  */
-function imagesSignature(root: string, store: ImageStore): string {
+function imagesSetting(root: string, store: ImageStore): FileSetSetting {
   const hash = createHash('sha256');
-  store.paths.forEach((p, i) => hash.update(`${relative(root, p).split(sep).join('/')}\t${store.labels[i]}\n`));
-  return `${store.count} images, digest ${hash.digest('hex').slice(0, 12)}`;
+  const files = store.paths.map((p) => relative(root, p).split(sep).join('/'));
+  files.forEach((f, i) => hash.update(`${f}\t${store.labels[i]}\n`));
+  return { summary: `${store.count} images, digest ${hash.digest('hex').slice(0, 12)}`, files };
 }
 
 /** More steps per epoch than the training images make batches. */
@@ -306,8 +307,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     // batches it uses: as a resume sees them, with the same step counts however they were given.
     const setup: RunSetup = {
       ...settings,
-      'training images': imagesSignature(train.root, trainStore),
-      'validation images': imagesSignature(validation.root, valStore),
+      'training images': imagesSetting(train.root, trainStore),
+      'validation images': imagesSetting(validation.root, valStore),
       'steps per epoch': opts.stepsPerEpoch ?? trainBatches,
       'validation images used': valImagesUsed,
     };

@@ -8,7 +8,7 @@ import { simdRmsprop, wasmMemory } from '../src/train/simd-rmsprop.js';
 import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from '../src/train/losses.js';
 import { HeadTrainer } from '../src/train/head-trainer.js';
 import { arrayBatchSource, fit, type ArrayData } from '../src/train/fit.js';
-import { checkpointStatus, loadCheckpoint, markCheckpointFinished, saveCheckpoint } from '../src/train/checkpoint.js';
+import { checkpointStatus, checkResumable, loadCheckpoint, markCheckpointFinished, saveCheckpoint } from '../src/train/checkpoint.js';
 import { initHead } from '../src/model/head.js';
 import type { HeadSpec } from '../src/model/head-spec.js';
 import { Random } from '../src/util/random.js';
@@ -323,4 +323,21 @@ test('a failing checkpoint write is a GraftError and leaves the previous checkpo
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('a resume with another set of files names the files that went and came; an older summary-only checkpoint still matches', () => {
+  const files = Array.from({ length: 9 }, (_, i) => `cats/${i}.jpg`);
+  const set = (list: string[]) => ({ summary: `${list.length} images, digest ${list.join().length}`, files: list });
+  const saved = { epoch: 1, setup: { images: set(files), seed: 0 } };
+  assert.doesNotThrow(() => checkResumable('run', saved, { images: set(files) }, 2));
+  // Checkpoints of earlier versions kept the summary alone.
+  assert.doesNotThrow(() => checkResumable('run', { epoch: 1, setup: { images: set(files).summary } }, { images: set(files) }, 2));
+  assert.throws(() => checkResumable('run', { epoch: 1, setup: { images: 'other' } }, { images: set(files) }, 2), /images other, now 9 images, digest 98\): resume/);
+  const now = [...files.slice(1), 'dogs/a b.png'];
+  assert.throws(
+    () => checkResumable('run', saved, { images: set(now) }, 2),
+    (err: unknown) => err instanceof GraftError && err.message.includes('images 9 images, digest 98, now 9 images, digest 100 (gone: cats/0.jpg; new: dogs/a b.png)): resume'),
+  );
+  const many = files.slice(0, 2);
+  assert.throws(() => checkResumable('run', saved, { images: set(many) }, 2), /\(gone: cats\/2\.jpg, cats\/3\.jpg, cats\/4\.jpg, cats\/5\.jpg, cats\/6\.jpg and 2 more\)/);
 });

@@ -58,6 +58,31 @@ export interface CheckpointToSave extends Omit<Checkpoint, 'optimizer' | 'params
  */
 export type RunSetup = Record<string, unknown>;
 
+/**
+ * A setting that is a set of files (a run's images): compared by `summary` (say a count and a
+ * digest); `files` are kept so a refused resume can name the files that came or went.
+ */
+export interface FileSetSetting {
+  summary: string;
+  files: string[];
+}
+
+function isFileSet(v: unknown): v is FileSetSetting {
+  return typeof v === 'object' && v !== null && typeof (v as FileSetSetting).summary === 'string' && Array.isArray((v as FileSetSetting).files);
+}
+
+/** What a setting is compared by (checkpoints of earlier versions saved a file set's summary alone). */
+const comparable = (v: unknown) => JSON.stringify(isFileSet(v) ? v.summary : v);
+
+/** The files only one of two file sets holds, named (a few of each). */
+function fileSetChanges(before: FileSetSetting, now: FileSetSetting): string {
+  const had = new Set(before.files), has = new Set(now.files);
+  const gone = before.files.filter((f) => !has.has(f)), added = now.files.filter((f) => !had.has(f));
+  const few = (list: string[]) => list.slice(0, 5).join(', ') + (list.length > 5 ? ` and ${list.length - 5} more` : '');
+  const parts = [...(gone.length ? [`gone: ${few(gone)}`] : []), ...(added.length ? [`new: ${few(added)}`] : [])];
+  return parts.length ? ` (${parts.join('; ')})` : '';
+}
+
 const FORMAT = 'graft-head-checkpoint-1';
 const BINARIES = ['checkpoint-a.bin', 'checkpoint-b.bin'] as const;
 const JSON_NAME = 'checkpoint.json';
@@ -159,14 +184,15 @@ export async function checkpointStatus(dir: string): Promise<{ epoch: number; fi
  * that recorded no settings are only checked for their epochs.
  */
 export function checkResumable(dir: string, saved: { epoch: number; setup?: RunSetup }, setup: RunSetup | undefined, epochs: number): void {
-  const show = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
+  const show = (v: unknown) => (isFileSet(v) ? v.summary : typeof v === 'string' ? v : JSON.stringify(v));
   const changes: string[] = [];
   if (saved.setup && setup) {
     // The keys given now (a caller may check some settings early and the rest later).
     for (const key of Object.keys(setup)) {
       const before = saved.setup[key], now = setup[key];
-      if (JSON.stringify(before) === JSON.stringify(now)) continue;
-      changes.push(`${key} ${show(before)}, now ${show(now)}`);
+      if (comparable(before) === comparable(now)) continue;
+      const which = isFileSet(before) && isFileSet(now) ? fileSetChanges(before, now) : '';
+      changes.push(`${key} ${show(before)}, now ${show(now)}${which}`);
     }
   }
   if (changes.length > 0) {
