@@ -24,7 +24,7 @@ import { writeHistory } from './export/history-io.js';
 import { writeTfjsLayersModel } from './export/tfjs-layers.js';
 import { buildClassifierGraph, headLayerNames } from './model/classifier-graph.js';
 import { headForClasses, headToWeightMap, initHead } from './model/head.js';
-import { LAB_HEAD, type HeadSpec } from './model/head-spec.js';
+import { LAB_HEAD, type HeadLayerSpec, type HeadSpec } from './model/head-spec.js';
 import { weightsSourceName, type ClassifierInfo } from './model/classifier-info.js';
 import { cachedFeatures, faithfulSource, feedModeName, viewsSource, type FeedContext, type FeedMode } from './train/feature-sources.js';
 import { fit, arrayBatchSource, type ArrayData, type BatchSource, type EpochLogs } from './train/fit.js';
@@ -239,6 +239,12 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   // The head is checked before minutes of decoding and feature computation.
   const head = headForClasses(classes.length, opts.head ?? LAB_RECIPE.head);
   HeadTrainer.checkSpec(head);
+  const lastGiven = (opts.head ?? LAB_RECIPE.head).layers.at(-1);
+  if (lastGiven?.kind === 'dense' && lastGiven.activation === 'linear') {
+    // Likely meant as the output (e.g. dense:3 for 3 classes): a linear layer straight before the output adds nothing.
+    const output = head.layers.at(-1) as Extract<HeadLayerSpec, { kind: 'dense' }>;
+    say(`warning: the head ends with dense:${lastGiven.units} (linear), so the output layer dense:${output.units}:${output.activation} is added after it; to make it the output layer, write dense:${output.units}:${output.activation}`);
+  }
   const epochs = opts.epochs ?? LAB_RECIPE.epochs;
   // What makes this run this run, for --resume; the images and step counts follow after decoding.
   const settings: RunSetup = {
@@ -321,7 +327,11 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     const trainHead = async (featureShape: number[]) => {
       // The trainer first: created after the features, it measured ~190 MB higher peak memory in a
       // cached lab run (memory the backbone's engine freed is not all handed back to the system).
-      trainer = await HeadTrainer.create(head, initHead(head, featureShape, seed), opts.optimizer ?? LAB_RECIPE.optimizer, { seed, featureShape });
+      trainer = await HeadTrainer.create(head, initHead(head, featureShape, seed), opts.optimizer ?? LAB_RECIPE.optimizer, {
+        seed,
+        featureShape,
+        maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, batchSize),
+      });
 
       const t0 = performance.now();
       const valData = await withProgress('Features ', 'computing validation features', (p) => cachedFeatures(context(valStore), p));

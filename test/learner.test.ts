@@ -262,3 +262,27 @@ test('a class whose every file is unreadable: refused when it leaves one class, 
     /data already has a validation folder \(.*validation\): drop --val, or point --data at its training folder/,
   );
 });
+
+test('a head ending in a linear Dense is warned about: the output layer comes after it', async () => {
+  const lines: string[] = [];
+  const stop = new AbortController();
+  stop.abort();
+  await assert.rejects(trainClassifier(options(root, 'linear-end', { head: parseHeadSpec('gap,dense:2'), signal: stop.signal, log: (l) => lines.push(l) })), /interrupted/);
+  assert.ok(
+    lines.includes('warning: the head ends with dense:2 (linear), so the output layer dense:1:sigmoid is added after it; to make it the output layer, write dense:1:sigmoid'),
+    lines.join('\n'),
+  );
+});
+
+test('batches larger than 64 images train (the head trainer is sized to the batch)', async () => {
+  const big = join(root, 'big');
+  for (const cls of ['cats', 'dogs']) {
+    const from = join(sharedLabDataDir(), 'train', cls);
+    await mkdir(join(big, 'train', cls), { recursive: true });
+    for (const f of (await readdir(from)).sort().slice(0, 36)) await copyFile(join(from, f), join(big, 'train', cls, f));
+  }
+  await cp(join(root, 'data', 'validation'), join(big, 'validation'), { recursive: true });
+  const result = await trainClassifier(options(root, 'big-batch', { data: big, batchSize: 72, epochs: 1, mode: { kind: 'cached' }, head: parseHeadSpec('gap,dense:8:relu') }));
+  assert.equal(result.history.loss.length, 1);
+  assert.ok(Number.isFinite(result.history.loss[0]));
+});

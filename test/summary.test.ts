@@ -73,6 +73,12 @@ test('graft summary prints the table; bad options give one-line errors', async (
   const gap = await runGraft('summary', '--cut', 'mixed2', '--head', 'gap,dense:3:softmax');
   assert.equal(gap.code, 0);
   assert.match(gap.out, /dense \(Dense\) +\(None, 3\) +867 +global_average_pooling2d\[0\]\[0\]/);
+  // A head without an output layer shows the one training adds (2 classes unless --classes says).
+  const hidden = await runGraft('summary', '--cut', 'mixed2', '--head', 'gap,dense:16:relu');
+  assert.equal(hidden.code, 0);
+  assert.match(hidden.out, /dense \(Dense\) +\(None, 16\) +4624 .*\n+dense_1 \(Dense\) +\(None, 1\) +17 /s);
+  const five = await runGraft('summary', '--cut', 'mixed2', '--head', 'gap,dense:16:relu', '--classes', '5');
+  assert.match(five.out, /dense_1 \(Dense\) +\(None, 5\) +85 /);
   const noLayer = await runGraft('summary', '--cut', 'mixed99');
   assert.equal(noLayer.code, 1);
   assert.match(noLayer.errLines.at(-1)!, /^graft: error: no layer named "mixed99".*mixed7/);

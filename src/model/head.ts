@@ -14,9 +14,13 @@ export function headForClasses(numClasses: number, base: HeadSpec = LAB_HEAD): H
   const output: HeadLayerSpec = numClasses === 2
     ? { kind: 'dense', units: 1, activation: 'sigmoid' }
     : { kind: 'dense', units: numClasses, activation: 'softmax' };
-  const last = base.layers[base.layers.length - 1];
-  const isOutput = last?.kind === 'dense' && (last.activation === 'sigmoid' || last.activation === 'softmax');
-  return { layers: [...(isOutput ? base.layers.slice(0, -1) : base.layers), output] };
+  return { layers: [...(hasOutputLayer(base) ? base.layers.slice(0, -1) : base.layers), output] };
+}
+
+/** Whether the head ends in an output layer (Dense with sigmoid or softmax), which headForClasses replaces. */
+export function hasOutputLayer(spec: HeadSpec): boolean {
+  const last = spec.layers.at(-1);
+  return last?.kind === 'dense' && (last.activation === 'sigmoid' || last.activation === 'softmax');
 }
 
 /** One Dense layer's weights in Keras layout: kernel [inputSize, units] row-major, bias [units]. */

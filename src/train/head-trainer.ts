@@ -23,7 +23,7 @@ export interface HeadTrainerOptions {
   featureShape?: number[];
   /** onnxruntime intra-op threads per worker (default 1: the workers already use every core). */
   ortThreads?: number;
-  /** Largest batch trainStep accepts (default 64); evaluate/predict split bigger inputs. */
+  /** Largest batch trainStep accepts (default DEFAULT_MAX_BATCH, 64); evaluate/predict split bigger inputs. */
   maxBatch?: number;
   /**
    * Kernel rows per dW product in the workers. onnxruntime-node allocates every output afresh
@@ -57,6 +57,8 @@ interface Shard {
  */
 export class HeadTrainer {
   readonly outputUnits: number;
+  /** Largest batch trainStep takes unless options.maxBatch says more. */
+  static readonly DEFAULT_MAX_BATCH = 64;
   /** Keras's optimizer.iterations: updates applied so far. */
   iterations = 0;
   private readonly opt: ResolvedOptimizer;
@@ -147,7 +149,7 @@ export class HeadTrainer {
     });
     if (params.dense.length !== shapes.length) throw new GraftError('head weights do not match the head: wrong number of Dense layers');
     const opt = resolveOptimizer(optimizer);
-    const maxBatch = options.maxBatch ?? 64;
+    const maxBatch = options.maxBatch ?? HeadTrainer.DEFAULT_MAX_BATCH;
     const { inputSize: K, units: N } = shapes[0]!;
     const shared = {
       x: new SharedArrayBuffer(maxBatch * K * 4),

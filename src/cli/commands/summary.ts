@@ -7,7 +7,7 @@ import { validateWeights } from '../../backbone/validate-weights.js';
 import { buildClassifierGraph } from '../../model/classifier-graph.js';
 import { LAB_HEAD } from '../../model/head-spec.js';
 import { parseHeadSpec } from '../../model/head-spec-parse.js';
-import { headForClasses } from '../../model/head.js';
+import { hasOutputLayer, headForClasses } from '../../model/head.js';
 import { intOption, sizeOption } from '../options.js';
 import { summarizeModel } from '../../model/summary.js';
 
@@ -27,12 +27,13 @@ export function registerSummary(program: Command): void {
     .option('--cut <layer>', 'backbone layer whose output feeds the head', DEFAULT_CUT)
     .option('--input-size <size>', 'input size, e.g. 150 or 150x150', sizeOption, [150, 150] as [number, number])
     .option('--head <spec>', 'head layers, e.g. flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid (default: the Keras lab head)')
-    .option('--classes <n>', 'number of classes: 2 -> Dense(1, sigmoid), more -> Dense(n, softmax)', intOption('classes', 2))
+    .option('--classes <n>', 'number of classes: 2 -> Dense(1, sigmoid), more -> Dense(n, softmax), as graft train fits the output layer (default: the head\'s own sigmoid/softmax output, else 2)', intOption('classes', 2))
     .action(async (opts: SummaryOptions) => {
       const [h, w] = opts.inputSize;
       checkInputSize([h, w]);
-      let head = opts.head ? parseHeadSpec(opts.head) : LAB_HEAD;
-      if (opts.classes !== undefined) head = headForClasses(opts.classes, head);
+      const given = opts.head ? parseHeadSpec(opts.head) : LAB_HEAD;
+      // A head without an output layer gets one, as training adds it; 2 classes unless told.
+      const head = opts.classes !== undefined || !hasOutputLayer(given) ? headForClasses(opts.classes ?? 2, given) : given;
       let backbone;
       if (opts.weights) {
         // The architecture the weights come with (a TF.js topology or a full .h5 model), checked against them.

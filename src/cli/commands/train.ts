@@ -45,7 +45,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--weights <spec>', "backbone weights: 'imagenet', a Keras .h5 / .weights.h5 / .keras file or a TF.js model folder", 'imagenet')
     .option('--cut <layer>', 'backbone layer the head sits on', LAB_RECIPE.cut)
     .option('--input-size <HxW>', 'image size, e.g. 150 or 150x150', '150x150')
-    .option('--head <spec>', "head layers, e.g. 'flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid' or 'gap,dense:1'; the output layer follows the number of classes")
+    .option('--head <spec>', "head layers, e.g. 'flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid' or 'gap,dense:256:relu'; the output layer (dense:1:sigmoid for 2 classes, dense:K:softmax for K) is added or fitted to the number of classes")
     .option('--optimizer <name>', 'rmsprop (Keras 3 / TF >= 2.11), rmsprop-legacy (tf.keras.optimizers.legacy.RMSprop), adam or sgd', choiceOption('optimizer', OPTIMIZER_NAMES), 'rmsprop')
     .option('--lr <rate>', 'learning rate', floatOption('lr', 0, 10), 1e-4)
     .option('--momentum <m>', 'SGD momentum', floatOption('momentum', 0, 1))
