@@ -353,7 +353,7 @@ test('augmentPreview writes a PNG grid: the original first, then n tiles', async
 });
 
 test('graft augment-preview DIR --out FILE.png: first image of the folder, grid PNG; bad paths are one-line errors', async () => {
-  const { mkdtemp, mkdir, rm } = await import('node:fs/promises');
+  const { mkdtemp, mkdir, rm, readFile: readFileBytes, writeFile: writeFileText } = await import('node:fs/promises');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
   const { runGraft } = await import('./support/cli.js');
@@ -371,6 +371,22 @@ test('graft augment-preview DIR --out FILE.png: first image of the folder, grid 
     const missing = await runGraft('augment-preview', join(dir, 'missing'), '--out', out);
     assert.equal(missing.code, 1);
     assert.match(missing.err, /cannot read .*missing: no such file or folder/);
+    // The image shown is never written over, and the preview is a .png.
+    const input = join(dir, 'cats', 'a.png');
+    const before = await readFileBytes(input);
+    const self = await runGraft('augment-preview', input, '--out', input);
+    assert.equal(self.code, 1);
+    assert.match(self.err, /^graft: error: --out .*a\.png is the image being previewed; choose another file name$/m);
+    assert.ok((await readFileBytes(input)).equals(before));
+    const jpg = await runGraft('augment-preview', input, '--out', join(dir, 'preview.jpg'));
+    assert.equal(jpg.code, 1);
+    assert.match(jpg.err, /--out .*preview\.jpg: the preview is a PNG image; give a file name ending in \.png/);
+    // A folder whose first image is unreadable: the next readable one is shown, the bad one named.
+    await writeFileText(join(dir, 'cats', '0-broken.png'), 'not a png');
+    const skipping = await runGraft('augment-preview', dir, '--out', out, '--n', '1', '--size', '50');
+    assert.equal(skipping.code, 0, skipping.err);
+    assert.match(skipping.err, /warning: skipped .*0-broken\.png: /);
+    assert.match(skipping.out, /cats\/a\.png and 1 augmented versions/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
