@@ -5,8 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
-import { join, relative, resolve, sep } from 'node:path';
+import { access, rm, stat } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { loadBackbone, type Backbone } from './backbone/backbone.js';
 import { kerasToOnnx } from './backbone/onnx/convert.js';
@@ -66,7 +66,10 @@ export interface TrainOptions {
   interpolation?: Interpolation;
   seed?: number;
   resume?: boolean;
-  /** Start afresh even when `out` holds the checkpoint of a run that did not finish (default: refuse, so it is not lost). */
+  /**
+   * Start afresh even when `out` holds an earlier run, finished or not (default: refuse, so it is
+   * not lost); its outputs are removed when training starts.
+   */
   overwrite?: boolean;
   onBadImage?: 'skip' | 'error';
   /** 0 silent, 1 progress bars and epoch lines, 2 epoch lines only. */
@@ -220,16 +223,32 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   if (outStat && !outStat.isDirectory()) throw new GraftError(`the output folder ${out} is a file, not a folder: choose another --out`, { file: out });
   const checkpointDir = join(out, 'checkpoint');
   const earlier = opts.overwrite ? null : await checkpointStatus(checkpointDir);
-  if (!opts.resume) {
-    if (earlier && !earlier.finished) {
+  if (!opts.overwrite) {
+    if (!opts.resume && earlier && !earlier.finished) {
       throw new GraftError(
         `${out} holds the checkpoint of a run that did not finish (${earlier.epoch} epoch${earlier.epoch === 1 ? '' : 's'} done): pass --resume to continue it, --overwrite to start afresh, or another --out`,
         { file: checkpointDir },
       );
     }
+    // A new run would replace a finished one's outputs (and, stopped halfway, leave a folder mixing the two).
+    const previous = opts.resume && earlier ? [] : await existingRunOutputs(out);
+    if (previous.length > 0) {
+      const further = earlier ? ', --resume with more --epochs to train that run further' : '';
+      throw new GraftError(`${out} holds the outputs of an earlier run (${previous.join(', ')}): pass --overwrite to replace them${further}, or choose another --out`, {
+        file: out,
+      });
+    }
+    if (opts.resume && !earlier) say(`No checkpoint in ${checkpointDir} to resume from: starting a fresh run`);
   }
 
   const { train, validation } = await listData(opts);
+  for (const [what, listing] of [['training', train], ['validation', validation]] as const) {
+    const inside = relative(listing.root, out);
+    if (inside === '' || (inside !== '..' && !inside.startsWith(`..${sep}`) && !isAbsolute(inside))) {
+      // Its plots would be read as pictures of a class (or a class of their own) next time.
+      throw new GraftError(`--out ${out} is inside the ${what} images folder ${listing.root}: choose an --out outside it`, { file: out });
+    }
+  }
   for (const w of [...train.warnings, ...validation.warnings]) say(`warning: ${w}`);
   if (!mallocTunablesSet()) {
     say("warning: this process was started without graft's GLIBC_TUNABLES, so the head trains several times slower; call relaunchWithMallocTunables() first thing in the script, or use the graft command");
@@ -359,6 +378,9 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
         await pool!.close();
       }
 
+      // Training starts now: an earlier run's outputs go (--overwrite said so), so this folder
+      // never holds one run's model beside another's history.
+      if (opts.overwrite) await removeRunOutputs(out);
       const history = await fit(trainer, source, valUsed, {
         epochs,
         verbose,
@@ -411,6 +433,25 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     await trainer?.dispose();
     await pool?.close();
     await backbone?.dispose();
+  }
+}
+
+/** What a training run writes into its folder (besides files of the user's own). */
+const RUN_OUTPUTS = ['checkpoint', 'history.json', 'accuracy.png', 'loss.png', 'metrics.json', 'report.txt', 'model', 'model.onnx'] as const;
+
+/** The run outputs already in `out`. */
+async function existingRunOutputs(out: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const name of RUN_OUTPUTS) if (await stat(join(out, name)).catch(() => null)) found.push(name);
+  return found;
+}
+
+async function removeRunOutputs(out: string): Promise<void> {
+  for (const name of RUN_OUTPUTS) {
+    const path = join(out, name);
+    await rm(path, { recursive: true, force: true }).catch((err: unknown) => {
+      throw describeFsError(err, path, 'remove');
+    });
   }
 }
 

@@ -74,12 +74,20 @@ test('Ctrl-C stops with one clear line and keeps the checkpoint; kill -9 then --
   assert.equal(again.code, 1);
   assert.match(again.err, /^graft: error: .*interrupted holds the checkpoint of a run that did not finish \(\d+ epochs? done\): pass --resume to continue it, --overwrite to start afresh/m);
   assert.equal(await readFile(ckpt, 'utf8'), saved);
-  // --overwrite starts afresh; the finished run may then be replaced by a plain run.
+  // --overwrite starts afresh.
   const fresh = await graft(['--epochs', '1', '--out', join(root, 'interrupted'), '--overwrite']).done;
   assert.equal(fresh.code, 0, fresh.err);
   assert.equal(epochOf(await readFile(ckpt, 'utf8')), 1);
   assert.equal(JSON.parse(await readFile(ckpt, 'utf8')).finished, true);
-  assert.equal((await graft(['--epochs', '1', '--out', join(root, 'interrupted')]).done).code, 0);
+  // A finished run is not replaced by a plain run either: refused, the folder as it was.
+  const finished = await readFile(join(root, 'interrupted', 'history.json'), 'utf8');
+  const over = await graft(['--epochs', '2', '--out', join(root, 'interrupted')]).done;
+  assert.equal(over.code, 1);
+  assert.match(
+    over.err,
+    /^graft: error: .*interrupted holds the outputs of an earlier run \(checkpoint, history\.json, accuracy\.png, loss\.png, metrics\.json, report\.txt, model, model\.onnx\): pass --overwrite to replace them, --resume with more --epochs to train that run further, or choose another --out$/m,
+  );
+  assert.equal(await readFile(join(root, 'interrupted', 'history.json'), 'utf8'), finished);
 
   // kill -9 mid-run, then resume: the same history as the uninterrupted run.
   const killedCkpt = join(root, 'killed', 'checkpoint', 'checkpoint.json');

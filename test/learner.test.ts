@@ -286,3 +286,25 @@ test('batches larger than 64 images train (the head trainer is sized to the batc
   assert.equal(result.history.loss.length, 1);
   assert.ok(Number.isFinite(result.history.loss[0]));
 });
+
+test("a folder with an earlier run's outputs is refused; --overwrite clears them as training starts", async () => {
+  const out = join(root, 'reused');
+  await mkdir(join(out, 'model'), { recursive: true });
+  await writeFile(join(out, 'report.txt'), 'an earlier run');
+  await writeFile(join(out, 'notes.md'), 'the user keeps notes here');
+  const quick = { epochs: 1, mode: { kind: 'cached' } as const, head: parseHeadSpec('gap,dense:8:relu') };
+  await assert.rejects(trainClassifier(options(root, 'reused', quick)), /reused holds the outputs of an earlier run \(report\.txt, model\): pass --overwrite to replace them, or choose another --out/);
+  // Nor may a run write into its own images.
+  await assert.rejects(
+    trainClassifier({ ...options(root, 'unused', quick), out: join(root, 'data', 'train', 'run') }),
+    /--out .*data\/train\/run is inside the training images folder .*data\/train: choose an --out outside it/,
+  );
+  // --resume with nothing to resume is no way around it.
+  await assert.rejects(trainClassifier(options(root, 'reused', { ...quick, resume: true })), /holds the outputs of an earlier run/);
+  let seen: string[] = [];
+  await trainClassifier(options(root, 'reused', { ...quick, overwrite: true, onEpochEnd: async () => void (seen = await readdir(out)) }));
+  // During training only this run's files are there (and the user's own).
+  assert.deepEqual(seen.sort(), ['checkpoint', 'history.json', 'notes.md']);
+  assert.equal(await readFile(join(out, 'notes.md'), 'utf8'), 'the user keeps notes here');
+  assert.notEqual(await readFile(join(out, 'report.txt'), 'utf8'), 'an earlier run');
+});

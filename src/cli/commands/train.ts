@@ -60,7 +60,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--interpolation <name>', 'resize filter (nearest like Keras load_img)', choiceOption('interpolation', INTERPOLATIONS), LAB_RECIPE.interpolation)
     .option('--seed <n>', 'random seed', intOption('seed', 0), 0)
     .option('--resume', 'continue from the checkpoint in --out')
-    .option('--overwrite', "start afresh even if --out holds an unfinished run's checkpoint")
+    .option('--overwrite', 'start afresh even if --out holds an earlier run (finished or not); its outputs are removed as training starts')
     .option('--on-bad-image <what>', 'skip (warn and leave out) or error', choiceOption('on-bad-image', ['skip', 'error'] as const), 'skip')
     .option('--verbose', 'also print memory use per epoch')
     .option('--quiet', 'only epoch lines');
