@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sharedInceptionWeightsDir, sharedLabDataDir } from '../src/util/paths.js';
+import { MALLOC_TUNABLES } from '../src/util/malloc-tunables.js';
 
 const bin = fileURLToPath(new URL('../bin/graft.js', import.meta.url));
 
@@ -31,7 +32,11 @@ test.after(() => rm(root, { recursive: true, force: true }));
 
 function graft(args: string[]): { child: ChildProcess; done: Promise<{ code: number | null; out: string; err: string }> } {
   const child = spawn(process.execPath, [bin, 'train', '--data', join(root, 'data'), '--weights', sharedInceptionWeightsDir('fp32'),
-    '--head', 'flatten,dense:4:relu', '--batch-size', '4', '--seed', '3', '--quiet', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--head', 'flatten,dense:4:relu', '--batch-size', '4', '--seed', '3', '--quiet', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // The tunables up front, so the launcher runs training itself and kill -9 hits the training process.
+    env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
+  });
   let out = '', err = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (err += d));
@@ -153,6 +158,15 @@ test('predict and evaluate use the trained run folder; their JSON agrees with tr
   assert.equal(report.count, 4);
   assert.equal(report.accuracy, metrics.accuracy);
   assert.ok(Math.abs(report.loss - metrics.loss) < 1e-4);
+  // A folder of nothing readable: one line naming the folder and each bad file.
+  const junkDir = join(root, 'all-junk');
+  await mkdir(join(junkDir, 'cats'), { recursive: true });
+  await mkdir(join(junkDir, 'dogs'), { recursive: true });
+  await writeFile(join(junkDir, 'cats', 'x.jpg'), '');
+  await writeFile(join(junkDir, 'dogs', 'y.png'), 'hello');
+  const none = await graftRun(['evaluate', '--model', run, '--data', junkDir]);
+  assert.equal(none.code, 1);
+  assert.match(none.err, /^graft: error: none of the 2 images in .*all-junk could be read \(.*cats\/x\.jpg: empty file \(0 bytes\); .*dogs\/y\.png: a text file, not an image\)$/m);
 });
 
 test('bad input is one line naming the problem, exit 1', async () => {

@@ -34,6 +34,11 @@ export async function evaluateFolder(model: LoadedClassifier, root: string): Pro
   const predictions = await predictFiles(model, listing.files.map((f) => f.path), {
     onBadImage: (path, reason) => skipped.push({ path, reason }),
   });
+  if (predictions.length === 0) {
+    const shown = skipped.slice(0, 5).map((s) => `${s.path}: ${s.reason}`).join('; ');
+    const more = skipped.length > 5 ? `; and ${skipped.length - 5} more` : '';
+    throw new GraftError(`none of the ${listing.files.length} images in ${dir} could be read (${shown}${more})`, { file: dir });
+  }
   const label = new Map(listing.files.map((f) => [f.path, f.label]));
   const probabilities = predictions.map((p) => (model.info.classMode === 'binary' ? p.probabilities[1]! : p.probabilities));
   const labels = predictions.map((p) => label.get(p.file)!);
