@@ -341,3 +341,20 @@ test('a resume with another set of files names the files that went and came; an 
   const many = files.slice(0, 2);
   assert.throws(() => checkResumable('run', saved, { images: set(many) }, 2), /\(gone: cats\/2\.jpg, cats\/3\.jpg, cats\/4\.jpg, cats\/5\.jpg, cats\/6\.jpg and 2 more\)/);
 });
+
+test('a script that never disposes its HeadTrainer still ends once training is done', async () => {
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const script = fileURLToPath(new URL('./support/undisposed-trainer.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  clearTimeout(timer);
+  assert.equal(code, 0, `exit ${code} (killed after 60 s if null): ${err}`);
+  const losses = JSON.parse(out) as number[];
+  assert.equal(losses.length, 2);
+  assert.ok(losses.every(Number.isFinite));
+});

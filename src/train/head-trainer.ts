@@ -511,11 +511,21 @@ function defaultBlockRows(inputSize: number): number {
  * `--import`, so a small eval'd bootstrap registers tsx's ESM API before importing the file.
  */
 function startWorker(url: URL, workerData: unknown): Worker {
-  if (!url.pathname.endsWith('.ts')) return new Worker(url, { workerData });
-  const api = import.meta.resolve('tsx/esm/api');
-  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`;
-  return new Worker(code, { eval: true, workerData });
+  let worker: Worker;
+  if (!url.pathname.endsWith('.ts')) {
+    worker = new Worker(url, { workerData });
+  } else {
+    const api = import.meta.resolve('tsx/esm/api');
+    const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`;
+    worker = new Worker(code, { eval: true, workerData });
+  }
+  // Idle workers do not keep the process alive (a script that forgets dispose() still ends); reply() refs them while they work.
+  worker.unref();
+  return worker;
 }
+
+/** Replies awaited from each worker; it is ref'd while any is. */
+const pending = new WeakMap<Worker, number>();
 
 /** Columns [col0, col0+cols) of a row-major [rows, width] matrix, as a contiguous [rows, cols] copy. */
 function columns(m: Float32Array, rows: number, width: number, col0: number, cols: number): Float32Array {
@@ -560,8 +570,17 @@ function derive(act: Activation, a: Float32Array, dz: Float32Array, n: number, u
 
 interface Reply { ok: boolean; error?: string; [key: string]: unknown }
 
+/** The worker's next reply; the worker is ref'd until it comes. */
 function reply(worker: Worker): Promise<Reply> {
-  return new Promise((resolve, reject) => {
+  const busy = pending.get(worker) ?? 0;
+  if (busy === 0) worker.ref();
+  pending.set(worker, busy + 1);
+  const settled = () => {
+    const left = pending.get(worker)! - 1;
+    pending.set(worker, left);
+    if (left === 0) worker.unref();
+  };
+  return new Promise<Reply>((resolve, reject) => {
     const onMessage = (m: Reply) => { cleanup(); m.ok ? resolve(m) : reject(new GraftError(`head trainer worker failed: ${m.error}`)); };
     const onError = (e: Error) => { cleanup(); reject(new GraftError(`head trainer worker failed: ${e.message}`)); };
     const onExit = (code: number) => { cleanup(); reject(new GraftError(`head trainer worker exited (code ${code})`)); };
@@ -569,7 +588,7 @@ function reply(worker: Worker): Promise<Reply> {
     worker.on('message', onMessage);
     worker.on('error', onError);
     worker.on('exit', onExit);
-  });
+  }).finally(settled);
 }
 
 function call(worker: Worker, req: ShardRequest): Promise<Reply> {
