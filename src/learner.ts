@@ -13,10 +13,10 @@ import { kerasToOnnx } from './backbone/onnx/convert.js';
 import { AugmentPool } from './data/augment-pool.js';
 import { LAB_AUGMENTATION, NO_AUGMENTATION, type AugmentConfig } from './data/augment.js';
 import type { ClassMode } from './data/batches.js';
-import type { Interpolation } from './data/decode.js';
+import { INTERPOLATIONS, type Interpolation } from './data/decode.js';
 import { buildImageStore, type ImageStore } from './data/image-store.js';
 import { listValidationFolder, resolveDataset, type DatasetListing } from './data/listing.js';
-import { preprocessParams, type PreprocessName } from './data/preprocess.js';
+import { PREPROCESS_NAMES, preprocessParams, type PreprocessName } from './data/preprocess.js';
 import { computeMetrics, type EvaluationMetrics } from './evaluate/metrics.js';
 import { plotHistory } from './evaluate/plots.js';
 import { writeEvaluation } from './evaluate/report.js';
@@ -185,11 +185,45 @@ function limitSteps(source: BatchSource, steps: number | undefined): BatchSource
 }
 
 /**
+ * Refuses options the command line could never pass (its parsers check each flag), before any
+ * work: a wrong type or range would otherwise fail minutes later, deep inside, or run silently wrong.
+ */
+function checkTrainOptions(opts: TrainOptions): void {
+  const bad = (what: string, value: unknown) => new GraftError(`trainClassifier: ${what}, got ${JSON.stringify(value) ?? String(value)}`);
+  const whole = (name: keyof TrainOptions, min: number) => {
+    const v = opts[name];
+    if (v !== undefined && !(Number.isInteger(v) && (v as number) >= min)) throw bad(`${name} must be a whole number from ${min}`, v);
+  };
+  for (const name of ['data', 'out'] as const) if (typeof opts[name] !== 'string' || opts[name] === '') throw bad(`${name} must be a folder path`, opts[name]);
+  whole('epochs', 1);
+  whole('batchSize', 1);
+  whole('stepsPerEpoch', 1);
+  whole('validationSteps', 1);
+  whole('seed', 0);
+  const split = opts.validationSplit;
+  if (split !== undefined && !(typeof split === 'number' && split > 0 && split < 1)) throw bad('validationSplit must be a fraction between 0 and 1', split);
+  const size = opts.inputSize;
+  if (size !== undefined && !(Array.isArray(size) && size.length === 2 && size.every((d) => Number.isInteger(d)))) throw bad('inputSize must be [height, width]', size);
+  const mode = opts.mode as FeedMode | undefined;
+  if (mode !== undefined) {
+    const known = typeof mode === 'object' && mode !== null && ['faithful', 'cached', 'views'].includes(mode.kind);
+    if (!known || (mode.kind === 'views' && !(Number.isInteger(mode.views) && mode.views >= 1 && mode.views <= 64))) {
+      throw bad("mode must be { kind: 'faithful' }, { kind: 'cached' } or { kind: 'views', views: 1 to 64 } (parseFeedMode reads 'views=3')", mode);
+    }
+  }
+  if (opts.preprocess !== undefined && !PREPROCESS_NAMES.includes(opts.preprocess)) throw bad(`preprocess must be one of ${PREPROCESS_NAMES.join(', ')}`, opts.preprocess);
+  if (opts.interpolation !== undefined && !INTERPOLATIONS.includes(opts.interpolation)) throw bad(`interpolation must be one of ${INTERPOLATIONS.join(', ')}`, opts.interpolation);
+  if (opts.onBadImage !== undefined && !['skip', 'error'].includes(opts.onBadImage)) throw bad("onBadImage must be 'skip' or 'error'", opts.onBadImage);
+  if (opts.verbose !== undefined && ![0, 1, 2].includes(opts.verbose)) throw bad('verbose must be 0, 1 or 2', opts.verbose);
+}
+
+/**
  * Trains a classifier on a folder of labelled images and writes everything a user keeps into
  * `opts.out`: history.json, accuracy.png, loss.png, metrics.json, report.txt, checkpoint/,
  * model/ (TF.js layers model) and model.onnx.
  */
 export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> {
+  checkTrainOptions(opts);
   const log = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   const verbose = opts.verbose ?? 1;
   const say = (line: string) => verbose > 0 && log(line);

@@ -138,9 +138,16 @@ test('faithful training writes history, plots, metrics, checkpoint and a model t
     assert.equal(fromJson.source, join(out, 'model'));
     const again = await evaluateFolder(fromJson, join(root, 'data'));
     assert.ok(Math.abs(again.metrics.loss - history.val_loss[1]!) < 1e-4);
+    await assert.rejects(predictFiles(fromJson, again.files.slice(0, 1), { batchSize: 0 }), /predictFiles: batchSize must be a positive integer, got 0/);
   } finally {
     await fromJson.dispose();
   }
+  await assert.rejects(predictFiles(fromJson, [join(root, 'data', 'validation', 'cats', (await readdir(join(root, 'data', 'validation', 'cats'))).sort()[0]!)]), /the classifier .*model was disposed: load it again/);
+  // A torn model.onnx: the error names it.
+  const torn = join(root, 'torn');
+  await mkdir(torn, { recursive: true });
+  await writeFile(join(torn, 'model.onnx'), (await readFile(join(out, 'model.onnx'))).subarray(0, 200_000));
+  await assert.rejects(loadClassifier(join(torn, 'model.onnx')), /torn\/model\.onnx/);
   // A file that only parses as an empty protobuf is not mistaken for a model without metadata.
   await assert.rejects(loadClassifier(join(out, 'report.txt')), /report\.txt: not an ONNX model/);
   await writeFile(join(root, 'empty.onnx'), '');
@@ -307,4 +314,19 @@ test("a folder with an earlier run's outputs is refused; --overwrite clears them
   assert.deepEqual(seen.sort(), ['checkpoint', 'history.json', 'notes.md']);
   assert.equal(await readFile(join(out, 'notes.md'), 'utf8'), 'the user keeps notes here');
   assert.notEqual(await readFile(join(out, 'report.txt'), 'utf8'), 'an earlier run');
+});
+
+test('trainClassifier refuses options of the wrong type or range at once, naming them', async () => {
+  const wrong: [Partial<TrainOptions>, RegExp][] = [
+    [{ epochs: 0 }, /trainClassifier: epochs must be a whole number from 1, got 0/],
+    [{ epochs: 1.5 }, /epochs must be a whole number from 1, got 1\.5/],
+    [{ batchSize: -4 }, /batchSize must be a whole number from 1/],
+    [{ mode: 'cached' as never }, /mode must be \{ kind: 'faithful' \}.*got "cached"/],
+    [{ mode: { kind: 'views', views: 0 } }, /mode must be .*got \{"kind":"views","views":0\}/],
+    [{ inputSize: '150' as never }, /inputSize must be \[height, width\], got "150"/],
+    [{ validationSplit: 20 }, /validationSplit must be a fraction between 0 and 1, got 20/],
+    [{ preprocess: 'imagenet' as never }, /preprocess must be one of rescale, inception, got "imagenet"/],
+  ];
+  for (const [extra, message] of wrong) await assert.rejects(trainClassifier(options(root, 'never-written', extra)), message);
+  assert.ok(!existsSync(join(root, 'never-written')));
 });

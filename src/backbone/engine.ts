@@ -28,6 +28,8 @@ export interface OrtExtractorOptions {
    * idle machine, but measured ~1.5-2x slower when other work (image decoding) shares the cores.
    */
   spin?: boolean;
+  /** What the network is, in messages (default 'the backbone'). */
+  label?: string;
 }
 
 /**
@@ -48,6 +50,7 @@ export async function createOrtExtractor(
 ): Promise<FeatureExtractor> {
   const threads = opts.threads ?? availableParallelism();
   const batchSize = Math.max(1, opts.batchSize ?? DEFAULT_BATCH);
+  const label = opts.label ?? 'the backbone';
   let session: ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(onnxBytes, {
@@ -59,7 +62,7 @@ export async function createOrtExtractor(
       extra: { session: { intra_op: { allow_spinning: opts.spin ? '1' : '0' } } },
     });
   } catch (err) {
-    throw new GraftError(`onnxruntime could not load the backbone: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+    throw new GraftError(`onnxruntime could not load ${label}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }
   const inputName = session.inputNames[0]!;
   const outputName = session.outputNames[0]!;
@@ -73,6 +76,7 @@ export async function createOrtExtractor(
     inputShape,
     outputShape,
     async extract(input: Float32Array, n: number): Promise<Float32Array> {
+      if (released) throw new GraftError(`${label} was disposed: load it again to run it`);
       if (!Number.isInteger(n) || n < 0 || input.length < n * perImageIn) {
         throw new GraftError(`feature extractor: ${n} images of ${inputShape.join('x')} need ${n * perImageIn} values, got ${input.length}`);
       }

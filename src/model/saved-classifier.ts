@@ -91,7 +91,7 @@ export async function loadClassifier(path: string, opts: { threads?: number } = 
   }
   const [h, w] = info.inputSize;
   const outputs = info.classMode === 'binary' ? 1 : info.classes.length;
-  const session: FeatureExtractor = await createOrtExtractor(onnx, [h, w, 3], [outputs], { threads: opts.threads });
+  const session: FeatureExtractor = await createOrtExtractor(onnx, [h, w, 3], [outputs], { threads: opts.threads, label: `the classifier ${source}` });
   return {
     info,
     source,
@@ -123,6 +123,7 @@ export async function predictFiles(
   const { info } = model;
   const [h, w] = info.inputSize;
   const batch = opts.batchSize ?? 16;
+  if (!Number.isInteger(batch) || batch < 1) throw new GraftError(`predictFiles: batchSize must be a positive integer, got ${batch}`);
   const size = h * w * 3;
   const pixels = new Uint8Array(size);
   const input = new Float32Array(batch * size);
