@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { access, rm, stat } from 'node:fs/promises';
+import { access, rm, rmdir, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { loadBackbone, type Backbone } from './backbone/backbone.js';
@@ -467,6 +467,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     await trainer?.dispose();
     await pool?.close();
     await backbone?.dispose();
+    // A run that stopped before writing anything leaves no empty --out behind (only an empty one goes).
+    if (!outStat) await rmdir(out).catch(() => undefined);
   }
 }
 

@@ -179,6 +179,13 @@ test('bad input is one line naming the problem, exit 1', async () => {
   const b = await badMode.done;
   assert.equal(b.code, 1);
   assert.match(b.err, /unknown feed mode 'sometimes'/);
+  // Flags that would be silently ignored are refused.
+  const momentum = await graft(['--out', join(root, 'x'), '--momentum', '0.9']).done;
+  assert.equal(momentum.code, 1);
+  assert.match(momentum.err, /^graft: error: --momentum applies to --optimizer sgd only \(this run uses rmsprop\)$/m);
+  const sameViews = await graft(['--out', join(root, 'x'), '--mode', 'views=3', '--no-augment']).done;
+  assert.equal(sameViews.code, 1);
+  assert.match(sameViews.err, /--mode views=3 with --no-augment: the views would all be the same image; use --mode cached/);
   // A head the trainer cannot train is refused before any decoding or feature work.
   const badHead = await graft(['--out', join(root, 'x'), '--head', 'flatten,dense:8:softmax,dense:3']).done;
   assert.equal(badHead.code, 1);

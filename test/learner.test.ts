@@ -279,6 +279,8 @@ test('a head ending in a linear Dense is warned about: the output layer comes af
     lines.includes('warning: the head ends with dense:2 (linear), so the output layer dense:1:sigmoid is added after it; to make it the output layer, write dense:1:sigmoid'),
     lines.join('\n'),
   );
+  // Stopped before writing anything: no empty output folder is left behind.
+  assert.ok(!existsSync(join(root, 'linear-end')));
 });
 
 test('batches larger than 64 images train (the head trainer is sized to the batch)', async () => {

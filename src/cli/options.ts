@@ -37,16 +37,16 @@ export function choiceOption<T extends string>(name: string, choices: readonly T
  * and keep what they wrote; a second Ctrl-C quits at once. Two signals within half a second count
  * as one (the terminal and the launcher both deliver a Ctrl-C).
  */
-export function interruptSignal(onFirst?: () => void): { signal: AbortSignal; release: () => void } {
+export function interruptSignal(onFirst?: (signal: 'SIGINT' | 'SIGTERM') => void): { signal: AbortSignal; release: () => void } {
   const controller = new AbortController();
   let first = 0;
-  const handler = () => {
+  const handler = (received: 'SIGINT' | 'SIGTERM') => {
     if (controller.signal.aborted) {
       if (Date.now() - first > 500) process.exit(130);
       return;
     }
     first = Date.now();
-    onFirst?.();
+    onFirst?.(received);
     controller.abort();
   };
   process.on('SIGINT', handler);

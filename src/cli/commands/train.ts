@@ -7,6 +7,7 @@ import { PREPROCESS_NAMES, type PreprocessName } from '../../data/preprocess.js'
 import { INTERPOLATIONS, type Interpolation } from '../../data/decode.js';
 import { resolveLabDataset } from '../../data/lab-dataset.js';
 import { choiceOption, floatOption, interruptSignal, intOption, sizeOption } from '../options.js';
+import { GraftError } from '../../util/errors.js';
 
 interface TrainFlags {
   data?: string;
@@ -67,8 +68,15 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
 }
 
 async function runTraining(flags: TrainFlags, data: string): Promise<void> {
-  const { signal, release } = interruptSignal(() =>
-    process.stderr.write('\nstopping after this step (Ctrl-C again to quit at once); the last checkpoint stays intact\n'),
+  if (flags.momentum !== undefined && flags.optimizer !== 'sgd') {
+    throw new GraftError(`--momentum applies to --optimizer sgd only (this run uses ${flags.optimizer})`);
+  }
+  const mode = parseFeedMode(flags.mode);
+  if (mode.kind === 'views' && !flags.augment) {
+    throw new GraftError(`--mode views=${mode.views} with --no-augment: the views would all be the same image; use --mode cached`);
+  }
+  const { signal, release } = interruptSignal((received) =>
+    process.stderr.write(`\nstopping at the next step${received === 'SIGINT' ? ' (Ctrl-C again to quit at once)' : ''}; checkpoints already written stay intact\n`),
   );
   const options: TrainOptions = {
     data,
@@ -87,7 +95,7 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
     batchSize: flags.batchSize,
     stepsPerEpoch: flags.steps,
     validationSteps: flags.validationSteps,
-    mode: parseFeedMode(flags.mode),
+    mode,
     augmentation: flags.augment ? undefined : NO_AUGMENTATION,
     preprocess: flags.preprocess,
     interpolation: flags.interpolation,
