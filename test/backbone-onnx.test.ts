@@ -175,6 +175,11 @@ test('cutGraph keeps the ancestors only, and names valid cut points for an unkno
   odd.layers[1] = { ...odd.layers[1]!, className: 'LeakyReLU', config: { alpha: 0.3 } };
   assert.throws(() => kerasToOnnx(odd, new Map()), (e: unknown) => e instanceof GraftError && /layer conv2d_1: Keras layer type LeakyReLU is not supported/.test(e.message));
   await assert.rejects(loadBackbone({ inputSize: [60, 60] }), (e: unknown) => e instanceof GraftError && /60x60 is too small/.test(e.message));
+  // A cut past where the shared weights stop says how to get the rest.
+  await assert.rejects(
+    loadBackbone({ weights: sharedInceptionWeightsDir('fp32'), cut: 'mixed9' }),
+    /stop at mixed7, before "mixed9": for a later cut use the full Keras ImageNet weights \(graft weights --download, or --weights FILE\.h5\)/,
+  );
 });
 
 test('bad weight folders give a GraftError naming the file', async () => {

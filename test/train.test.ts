@@ -358,3 +358,15 @@ test('a script that never disposes its HeadTrainer still ends once training is d
   assert.equal(losses.length, 2);
   assert.ok(losses.every(Number.isFinite));
 });
+
+test('an unreadable checkpoint.json is named, with the way out', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-ck-bad-'));
+  try {
+    await writeFile(join(dir, 'checkpoint.json'), '{"format": "graft-head-checkpoint-1", "epo');
+    await assert.rejects(checkpointStatus(dir), /checkpoint\.json: not valid JSON.*; this checkpoint cannot be used: pass --overwrite to start afresh$/);
+    await writeFile(join(dir, 'checkpoint.json'), '{"format": "something else"}');
+    await assert.rejects(loadCheckpoint(dir), /checkpoint\.json is not a graft head checkpoint \(format something else\); this checkpoint cannot be used/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -3,6 +3,7 @@
  * extractor, ready for `extract`.
  */
 import { GraftError } from '../util/errors.js';
+import { inceptionV3Graph } from './architectures/inception-v3.js';
 import { cutGraph } from './cut.js';
 import { createOrtExtractor, type FeatureExtractor } from './engine.js';
 import type { KerasGraph, WeightMap } from './keras-graph.js';
@@ -57,6 +58,14 @@ export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone
   checkInputSize([h, w]);
   const cut = opts.cut ?? DEFAULT_CUT;
   const loaded = await resolveWeights(opts.weights ?? 'imagenet', { cut });
+  const inceptionLayers = new Set(inceptionV3Graph().layers.map((l) => l.name));
+  const isInceptionPart = loaded.graph.layers.every((l) => inceptionLayers.has(l.name));
+  if (isInceptionPart && inceptionLayers.has(cut) && !loaded.graph.layers.some((l) => l.name === cut)) {
+    // A layer of InceptionV3 these weights stop before (the shared copy ends at mixed7).
+    throw new GraftError(
+      `the weights ${loaded.source} stop at ${loaded.graph.outputs.join(', ')}, before "${cut}": for a later cut use the full Keras ImageNet weights (graft weights --download, or --weights FILE.h5)`,
+    );
+  }
   const graph = cutGraph(loaded.graph, cut);
   const inputShape: [number, number, number] = [h, w, 3];
   validateWeights(graph, loaded.weights, inputShape, loaded.source);

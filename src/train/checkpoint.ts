@@ -133,9 +133,12 @@ async function* arrayBytes(data: (Float32Array | StreamedArray)[]): AsyncGenerat
 
 async function readMeta(dir: string): Promise<Meta | null> {
   const file = join(dir, JSON_NAME);
-  const meta = (await readJsonFile(file, { allowMissing: true })) as Meta | undefined;
+  const unusable = (why: string) => new GraftError(`${why}; this checkpoint cannot be used: pass --overwrite to start afresh`, { file });
+  const meta = (await readJsonFile(file, { allowMissing: true }).catch((err: unknown) => {
+    throw err instanceof GraftError ? unusable(err.message) : err;
+  })) as Meta | undefined;
   if (!meta) return null;
-  if (meta.format !== FORMAT) throw new GraftError(`${file} is not a graft head checkpoint (format ${String(meta.format)})`, { file });
+  if (meta.format !== FORMAT) throw unusable(`${file} is not a graft head checkpoint (format ${String(meta.format)})`);
   return meta;
 }
 
