@@ -87,3 +87,16 @@ test('bad inputs are refused with a GraftError', () => {
   assert.throws(() => computeMetrics([0.5, NaN], [0, 1]), GraftError);
   assert.throws(() => computeMetrics([0.1, 0.2, 0.3], [0, 1]), GraftError);
 });
+
+test('macro averages leave out a class with no images of it and none predicted (sklearn)', () => {
+  // Three classes, only class 2 in the data, every image right: macro 1, not 1/3.
+  const m = computeMetrics([[0.1, 0.1, 0.8], [0.2, 0.1, 0.7]], [2, 2], 3);
+  assert.deepEqual(m.perClass.map((c) => c.support), [0, 0, 2]);
+  close(m.macro.precision, 1);
+  close(m.macro.recall, 1);
+  close(m.macro.f1, 1);
+  // A class predicted but absent still counts (its precision is 0).
+  const wrong = computeMetrics([[0.7, 0.1, 0.2], [0.2, 0.1, 0.7]], [2, 2], 3);
+  close(wrong.macro.precision, (0 + 1) / 2);
+  close(wrong.macro.recall, (0 + 0.5) / 2);
+});

@@ -31,6 +31,7 @@ export interface EvaluationMetrics {
   /** confusion[true][predicted] counts. */
   confusion: number[][];
   perClass: ClassMetrics[];
+  /** Means over the classes present in the labels or the predictions (sklearn's classification_report). */
   macro: { precision: number; recall: number; f1: number };
   /**
    * ROC AUC: of class 1 against class 0 for two classes; for more, the mean of each class's AUC
@@ -135,6 +136,9 @@ export function computeMetrics(probabilities: Probabilities, labels: ArrayLike<n
   }
 
   const perClass: ClassMetrics[] = [];
+  // Macro averages run over the classes present (in the labels or the predictions), as sklearn's
+  // classification_report does: a class with no images of it and none predicted has nothing to score.
+  const present: ClassMetrics[] = [];
   for (let c = 0; c < k; c++) {
     const tp = confusion[c]![c]!;
     const support = confusion[c]!.reduce((a, b) => a + b, 0);
@@ -144,8 +148,9 @@ export function computeMetrics(probabilities: Probabilities, labels: ArrayLike<n
     const recall = support === 0 ? 0 : tp / support;
     const f1 = precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
     perClass.push({ precision, recall, f1, support });
+    if (support > 0 || predictedAs > 0) present.push(perClass[c]!);
   }
-  const mean = (f: (m: ClassMetrics) => number) => perClass.reduce((a, m) => a + f(m), 0) / k;
+  const mean = (f: (m: ClassMetrics) => number) => present.reduce((a, m) => a + f(m), 0) / present.length;
   let auc: number | null;
   if (k === 2) {
     auc = rocAuc(rows.map((r) => r[1]!), Array.from(labels, (y) => y === 1));
