@@ -72,7 +72,7 @@ export interface TrainOptions {
    */
   overwrite?: boolean;
   onBadImage?: 'skip' | 'error';
-  /** 0 silent, 1 progress bars and epoch lines, 2 epoch lines only. */
+  /** 0 silent; 1 progress bars, epoch lines and notes (default); 2 the same without progress bars. */
   verbose?: 0 | 1 | 2;
   /** Print the resident memory with every epoch. */
   showMemory?: boolean;

@@ -64,7 +64,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--overwrite', 'start afresh even if --out holds an earlier run (finished or not); its outputs are removed as training starts')
     .option('--on-bad-image <what>', 'skip (warn and leave out) or error', choiceOption('on-bad-image', ['skip', 'error'] as const), 'skip')
     .option('--verbose', 'also print memory use per epoch')
-    .option('--quiet', 'only epoch lines');
+    .option('--quiet', 'no progress bars (epoch lines, warnings and notes only)');
 }
 
 async function runTraining(flags: TrainFlags, data: string): Promise<void> {
