@@ -226,7 +226,12 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   checkTrainOptions(opts);
   const log = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   const verbose = opts.verbose ?? 1;
-  const say = (line: string) => verbose > 0 && log(line);
+  /** The progress bar on screen, if any: a note printed meanwhile first clears it (the next update redraws it). */
+  let activeBar: Progbar | null = null;
+  const say = (line: string) => {
+    activeBar?.clear();
+    if (verbose > 0) log(line);
+  };
   const out = resolve(opts.out);
   /** Ctrl-C before the first epoch stops at once (fit handles it between steps from then on). */
   const stopIfInterrupted = (during: string) => {
@@ -234,14 +239,14 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   };
   /** Runs a long step with a progress bar on a terminal (verbose 1 only), stopping early on an interrupt. */
   const withProgress = async <T>(label: string, during: string, run: (onProgress: (done: number, total: number) => void) => Promise<T>): Promise<T> => {
-    let bar: Progbar | null = null;
     try {
       return await run((done, total) => {
         stopIfInterrupted(during);
-        if (verbose === 1) (bar ??= new Progbar(total, label)).update(done);
+        if (verbose === 1) (activeBar ??= new Progbar(total, label)).update(done);
       });
     } finally {
-      (bar as Progbar | null)?.clear();
+      activeBar?.clear();
+      activeBar = null;
     }
   };
   const seed = opts.seed ?? 0;
