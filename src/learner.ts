@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { access, rm, rmdir, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 import { loadBackbone, type Backbone } from './backbone/backbone.js';
 import { kerasToOnnx } from './backbone/onnx/convert.js';
 import { AugmentPool } from './data/augment-pool.js';
@@ -23,7 +23,7 @@ import { writeEvaluation } from './evaluate/report.js';
 import { writeHistory } from './export/history-io.js';
 import { writeTfjsLayersModel } from './export/tfjs-layers.js';
 import { buildClassifierGraph, headLayerNames } from './model/classifier-graph.js';
-import { headForClasses, headToWeightMap, initHead } from './model/head.js';
+import { denseShapes, headForClasses, headToWeightMap, initHead } from './model/head.js';
 import { LAB_HEAD, type HeadLayerSpec, type HeadSpec } from './model/head-spec.js';
 import { weightsSourceName, type ClassifierInfo } from './model/classifier-info.js';
 import { cachedFeatures, faithfulSource, feedModeName, viewsSource, type FeedContext, type FeedMode } from './train/feature-sources.js';
@@ -31,7 +31,7 @@ import { fit, arrayBatchSource, type ArrayData, type BatchSource, type EpochLogs
 import { HeadTrainer } from './train/head-trainer.js';
 import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
-import { resolveOptimizer, type OptimizerConfig } from './train/optimizers.js';
+import { resolveOptimizer, slotCount, type OptimizerConfig } from './train/optimizers.js';
 import { checkpointStatus, checkResumable, markCheckpointFinished, type FileSetSetting, type RunSetup } from './train/checkpoint.js';
 import { writeFileAtomic } from './util/atomic.js';
 import { describeFsError, GraftError } from './util/errors.js';
@@ -345,6 +345,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     backbone = await loadBackbone({ weights: opts.weights, cut: opts.cut ?? LAB_RECIPE.cut, inputSize });
     stopIfInterrupted('loading the backbone');
     say(`Backbone: ${backbone.source}, cut at ${backbone.graph.outputs[0]} -> (None, ${backbone.outputShape.join(', ')})`);
+    checkHeadFits(head, backbone.outputShape, opts.optimizer ?? LAB_RECIPE.optimizer);
     const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
     const trainStore = await withProgress('Decoding ', 'decoding the training images', (onProgress) => buildImageStore(train, { ...storeOptions, onProgress }));
     const valStore = await withProgress('Decoding ', 'decoding the validation images', (onProgress) => buildImageStore(validation, { ...storeOptions, onProgress }));
@@ -385,11 +386,17 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     const trainHead = async (featureShape: number[]) => {
       // The trainer first: created after the features, it measured ~190 MB higher peak memory in a
       // cached lab run (memory the backbone's engine freed is not all handed back to the system).
-      trainer = await HeadTrainer.create(head, initHead(head, featureShape, seed), opts.optimizer ?? LAB_RECIPE.optimizer, {
-        seed,
-        featureShape,
-        maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, batchSize),
-      });
+      try {
+        trainer = await HeadTrainer.create(head, initHead(head, featureShape, seed), opts.optimizer ?? LAB_RECIPE.optimizer, {
+          seed,
+          featureShape,
+          maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, batchSize),
+        });
+      } catch (err) {
+        // Memory capped below the machine's (ulimit, a container): say what did not fit.
+        if (err instanceof RangeError) throw new GraftError(`not enough memory for the head's weights and optimiser state (${err.message}): use fewer units or a gap head`, { cause: err });
+        throw err;
+      }
 
       const t0 = performance.now();
       const valData = await withProgress('Features ', 'computing validation features', (p) => cachedFeatures(context(valStore), p));
@@ -474,6 +481,21 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     await backbone?.dispose();
     // A run that stopped before writing anything leaves no empty --out behind (only an empty one goes).
     if (!outStat) await rmdir(out).catch(() => undefined);
+  }
+}
+
+/**
+ * Refuses a head whose weights and optimiser slots alone would not fit in this machine's memory,
+ * before minutes of decoding (such a head would end in an allocation failure with no word of why).
+ */
+function checkHeadFits(head: HeadSpec, featureShape: number[], optimizer: OptimizerConfig): void {
+  const weights = denseShapes(head, featureShape).reduce((n, d) => n + d.inputSize * d.units + d.units, 0);
+  const bytes = weights * 4 * (1 + slotCount(resolveOptimizer(optimizer)));
+  if (bytes > totalmem()) {
+    const gb = (b: number) => (b / 2 ** 30).toFixed(1);
+    throw new GraftError(
+      `the head has ${weights.toLocaleString('en-US')} weights: with the optimiser's state that is ${gb(bytes)} GB, more than this machine's ${gb(totalmem())} GB of memory; use fewer units or a gap head`,
+    );
   }
 }
 

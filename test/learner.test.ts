@@ -330,5 +330,10 @@ test('trainClassifier refuses options of the wrong type or range at once, naming
     [{ preprocess: 'imagenet' as never }, /preprocess must be one of rescale, inception, got "imagenet"/],
   ];
   for (const [extra, message] of wrong) await assert.rejects(trainClassifier(options(root, 'never-written', extra)), message);
+  // A head far bigger than memory is refused once the backbone's output size is known, before decoding.
+  await assert.rejects(
+    trainClassifier(options(root, 'never-written', { head: parseHeadSpec('flatten,dense:1000000:relu') })),
+    /the head has 37,634,000,001 weights: with the optimiser's state that is \d+\.\d GB, more than this machine's \d+\.\d GB of memory; use fewer units or a gap head/,
+  );
   assert.ok(!existsSync(join(root, 'never-written')));
 });
