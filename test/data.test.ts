@@ -268,7 +268,11 @@ test('pictures in formats Keras does not read are left out, and the listing says
   assert.ok(warning, `warnings: ${l.warnings.join(' | ')}`);
   assert.match(warning, /3 images in .* ignored \(2 \.webp, 1 \.gif\)/);
   assert.doesNotMatch(warning, /txt/);
-  // A folder given to predict warns the same way.
+  // For prediction every decodable format is listed (the .txt stays out).
+  const all = await listImageFiles(root, { allFormats: true, onWarning: () => assert.fail('nothing is left out') });
+  assert.equal(all.length, 5);
+  assert.ok(all.some((f) => f.endsWith('.gif')) && all.filter((f) => f.toLowerCase().endsWith('.webp')).length === 2);
+  // Keras's formats only: the rest is left out with a warning.
   const lines: string[] = [];
   const files = await listImageFiles(join(root, 'cats'), { onWarning: (line) => lines.push(line) });
   assert.deepEqual(files.map((f) => f.slice(root.length + 1)), ['cats/a.png']);

@@ -188,17 +188,25 @@ async function walkClassFolder(top: string, state: WalkState): Promise<[string, 
   return out;
 }
 
+/** Formats graft decodes beyond Keras's white list (sniffed by content, see decode.ts). */
+const DECODABLE_OTHER_EXTENSIONS = new Set(['webp', 'gif', 'jfif', 'pgm', 'pbm', 'pnm']);
+
 /**
  * Every image file under `dir` (recursively, sorted like Keras walks a class folder), e.g. for
- * prediction; `onWarning` hears about pictures left out for their format.
+ * prediction; `onWarning` hears about pictures left out for their format. With `allFormats`
+ * (prediction, where Keras parity does not matter), every format graft can decode is listed.
  */
-export async function listImageFiles(dir: string, opts: { followSymlinks?: boolean; onWarning?: (line: string) => void } = {}): Promise<string[]> {
+export async function listImageFiles(
+  dir: string,
+  opts: { followSymlinks?: boolean; allFormats?: boolean; onWarning?: (line: string) => void } = {},
+): Promise<string[]> {
   const state = newWalkState(opts.followSymlinks);
   const walked = await walkClassFolder(dir, state);
   const files: string[] = [];
+  const wanted = (name: string) => isImageFileName(name) || (opts.allFormats === true && DECODABLE_OTHER_EXTENSIONS.has(extname(name).slice(1).toLowerCase()));
   for (const [folder, names] of walked) {
     for (const name of names) {
-      if (isImageFileName(name)) files.push(join(folder, name));
+      if (wanted(name)) files.push(join(folder, name));
       else ignore(state, name);
     }
   }

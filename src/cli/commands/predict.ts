@@ -9,7 +9,7 @@ export function registerPredict(program: Command): void {
     .command('predict')
     .description('Class and probability for each image')
     .requiredOption('--model <path>', 'a training run folder (--out of graft train/lab), its model/ folder, or model.onnx')
-    .argument('<paths...>', 'image files or folders (searched recursively)')
+    .argument('<paths...>', 'image files or folders (searched recursively; .webp and .gif too, unlike training)')
     .option('--json', 'print one JSON object per image')
     .action(async (paths: string[], flags: { model: string; json?: boolean }) => {
       const files: string[] = [];
@@ -17,7 +17,7 @@ export function registerPredict(program: Command): void {
         const st = await stat(p).catch((err: unknown) => {
           throw describeFsError(err, p);
         });
-        if (st.isDirectory()) files.push(...(await listImageFiles(p, { onWarning: (line) => console.error(`warning: ${line}`) })));
+        if (st.isDirectory()) files.push(...(await listImageFiles(p, { allFormats: true, onWarning: (line) => console.error(`warning: ${line}`) })));
         else files.push(p);
       }
       if (files.length === 0) throw new GraftError(`no images found in ${paths.join(', ')}`);
