@@ -532,6 +532,6 @@ export async function exportClassifier(
   const modelDir = join(out, 'model');
   await writeTfjsLayersModel(graph, weights, modelDir, { inputSize: info.inputSize, metadata: { graft: info } });
   const onnxFile = join(out, 'model.onnx');
-  await writeFileAtomic(onnxFile, kerasToOnnx(graph, weights, { outputName: 'probabilities', metadata: { graft: JSON.stringify(info) } }));
+  await writeFileAtomic(onnxFile, kerasToOnnx(graph, weights, { inputSize: info.inputSize, outputName: 'probabilities', metadata: { graft: JSON.stringify(info) } }));
   return { modelDir, onnxFile };
 }

@@ -186,3 +186,9 @@ test('a process relaunched already does not start another, even when its tunable
     ['relaunched', run.child.pid, 'glibc.malloc.arena_max=4'],
   ]);
 });
+
+test("GRAFT_VERSION is package.json's version", async () => {
+  const { GRAFT_VERSION } = await import('../src/version.js');
+  const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  assert.equal(GRAFT_VERSION, pkg.version);
+});

@@ -1,12 +1,13 @@
 import { Command, CommanderError } from 'commander';
 import { GraftError } from '../util/errors.js';
 import { registerCommands } from './commands/index.js';
+import { GRAFT_VERSION } from '../version.js';
 
 /** Builds the `graft` command line: a thin shell over the library API. */
 export function buildProgram(): Command {
   const program = new Command('graft')
     .description('Transfer learning on images: a frozen pretrained backbone and a small trained head.')
-    .version('0.1.0')
+    .version(GRAFT_VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerCommands(program);

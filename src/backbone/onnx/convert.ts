@@ -10,6 +10,7 @@ import { GraftError } from '../../util/errors.js';
 import type { KerasGraph, KerasLayer, WeightMap, WeightTensor } from '../keras-graph.js';
 import { weightKey } from '../keras-graph.js';
 import { inferShapes, windowParams, type GraphShapes } from '../layer-shapes.js';
+import { GRAFT_VERSION } from '../../version.js';
 
 const { onnx } = onnxProto;
 const Attr = onnx.AttributeProto.AttributeType;
@@ -332,6 +333,7 @@ export function kerasToOnnx(graph: KerasGraph, weights: WeightMap, opts: KerasTo
     // The oldest IR version that knows the opset, for the widest range of readers.
     irVersion: opset >= 21 ? 10 : opset >= 19 ? 9 : opset >= 15 ? 8 : 7,
     producerName: 'graft',
+    producerVersion: GRAFT_VERSION,
     metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
     opsetImport: [{ domain: '', version: opset }],
     graph: {
