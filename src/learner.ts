@@ -45,6 +45,10 @@ export interface TrainOptions {
   validationData?: string;
   /** Hold out this fraction of each class of `data` for validation (Keras validation_split). */
   validationSplit?: number;
+  /** Which images a validation split holds out: 'keras' (the first of each class, default) or 'shuffled' (drawn with `seed`). */
+  splitOrder?: 'keras' | 'shuffled';
+  /** Descend into linked folders when listing images (Keras follow_links). */
+  followSymlinks?: boolean;
   /** Where history, plots, metrics, checkpoints and the exported model go. */
   out: string;
   /** 'imagenet' (default), a Keras .h5 weights file, or a TF.js layers-model folder. */
@@ -114,7 +118,7 @@ export interface TrainResult {
 
 /** Validation data as loaded: from a lab layout, a separate folder or a split. */
 async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; validation: DatasetListing }> {
-  const resolved = await resolveDataset(opts.data, { validationSplit: opts.validationSplit, seed: opts.seed });
+  const resolved = await resolveDataset(opts.data, { validationSplit: opts.validationSplit, splitOrder: opts.splitOrder, seed: opts.seed, followSymlinks: opts.followSymlinks });
   let validation = resolved.validation;
   if (opts.validationData) {
     if (validation) {
@@ -125,7 +129,7 @@ async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; va
         { file: opts.data },
       );
     }
-    validation = await listValidationFolder(opts.validationData, resolved.train.classes);
+    validation = await listValidationFolder(opts.validationData, resolved.train.classes, { followSymlinks: opts.followSymlinks });
   }
   if (!validation) {
     throw new GraftError(`no validation data for ${opts.data}: give a folder with train/ and validation/, --val DIR, or --validation-split 0.2`, { file: opts.data });
@@ -215,6 +219,7 @@ function checkTrainOptions(opts: TrainOptions): void {
   if (opts.interpolation !== undefined && !INTERPOLATIONS.includes(opts.interpolation)) throw bad(`interpolation must be one of ${INTERPOLATIONS.join(', ')}`, opts.interpolation);
   if (opts.onBadImage !== undefined && !['skip', 'error'].includes(opts.onBadImage)) throw bad("onBadImage must be 'skip' or 'error'", opts.onBadImage);
   if (opts.verbose !== undefined && ![0, 1, 2].includes(opts.verbose)) throw bad('verbose must be 0, 1 or 2', opts.verbose);
+  if (opts.splitOrder !== undefined && !['keras', 'shuffled'].includes(opts.splitOrder)) throw bad("splitOrder must be 'keras' or 'shuffled'", opts.splitOrder);
 }
 
 /**

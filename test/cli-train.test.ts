@@ -183,6 +183,9 @@ test('bad input is one line naming the problem, exit 1', async () => {
   const momentum = await graft(['--out', join(root, 'x'), '--momentum', '0.9']).done;
   assert.equal(momentum.code, 1);
   assert.match(momentum.err, /^graft: error: --momentum applies to --optimizer sgd only \(this run uses rmsprop\)$/m);
+  const order = await graft(['--out', join(root, 'x'), '--split-order', 'shuffled']).done;
+  assert.equal(order.code, 1);
+  assert.match(order.err, /^graft: error: --split-order applies to --validation-split only$/m);
   const sameViews = await graft(['--out', join(root, 'x'), '--mode', 'views=3', '--no-augment']).done;
   assert.equal(sameViews.code, 1);
   assert.match(sameViews.err, /--mode views=3 with --no-augment: the views would all be the same image; use --mode cached/);

@@ -337,3 +337,19 @@ test('trainClassifier refuses options of the wrong type or range at once, naming
   );
   assert.ok(!existsSync(join(root, 'never-written')));
 });
+
+test("a shuffled validation split holds out other images than Keras's first ones, recorded in the checkpoint", async () => {
+  const quick = { data: join(root, 'data', 'train'), validationSplit: 0.5, epochs: 1, mode: { kind: 'cached' } as const, head: parseHeadSpec('gap,dense:4:relu') };
+  const heldOut = async (out: string) => {
+    const meta = JSON.parse(await readFile(join(root, out, 'checkpoint', 'checkpoint.json'), 'utf8')) as { setup: Record<string, { files: string[] }> };
+    return meta.setup['validation images']!.files;
+  };
+  await trainClassifier(options(root, 'split-keras', quick));
+  await trainClassifier(options(root, 'split-shuffled', { ...quick, splitOrder: 'shuffled' }));
+  const keras = await heldOut('split-keras'), shuffled = await heldOut('split-shuffled');
+  // Keras: the first half of each class in sorted order.
+  const cats = (await readdir(join(root, 'data', 'train', 'cats'))).filter((f) => f.endsWith('.jpg') && !f.startsWith('zz')).sort();
+  assert.deepEqual(keras.filter((f) => f.startsWith('cats/')), cats.slice(0, 4).map((f) => `cats/${f}`));
+  assert.equal(shuffled.length, keras.length);
+  assert.notDeepEqual(shuffled, keras);
+});

@@ -13,6 +13,8 @@ interface TrainFlags {
   data?: string;
   val?: string;
   validationSplit?: number;
+  splitOrder?: 'keras' | 'shuffled';
+  followSymlinks?: boolean;
   out: string;
   weights?: string;
   cut: string;
@@ -68,6 +70,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
 }
 
 async function runTraining(flags: TrainFlags, data: string): Promise<void> {
+  if (flags.splitOrder !== undefined && flags.validationSplit === undefined) throw new GraftError('--split-order applies to --validation-split only');
   if (flags.momentum !== undefined && flags.optimizer !== 'sgd') {
     throw new GraftError(`--momentum applies to --optimizer sgd only (this run uses ${flags.optimizer})`);
   }
@@ -82,6 +85,8 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
     data,
     validationData: flags.val,
     validationSplit: flags.validationSplit,
+    splitOrder: flags.splitOrder,
+    followSymlinks: flags.followSymlinks,
     out: flags.out,
     weights: flags.weights,
     cut: flags.cut,
@@ -122,7 +127,9 @@ export function registerTrain(program: Command): void {
     .description('Train a classifier on any folder of labelled images (one sub-folder per class)')
     .requiredOption('--data <dir>', 'class folders, or a folder with train/ and validation/')
     .option('--val <dir>', 'validation class folders')
-    .option('--validation-split <f>', 'hold out this fraction of each class for validation', floatOption('validation-split', 0.01, 0.9));
+    .option('--validation-split <f>', 'hold out this fraction of each class for validation', floatOption('validation-split', 0.01, 0.9))
+    .option('--split-order <order>', "which images --validation-split holds out: 'keras' (the first of each class, like Keras) or 'shuffled' (drawn with --seed)", choiceOption('split-order', ['keras', 'shuffled'] as const))
+    .option('--follow-symlinks', 'descend into linked folders (Keras follow_links)');
   addTrainingOptions(cmd, { out: 'runs/train' }).action((flags: TrainFlags) => runTraining(flags, flags.data!));
 }
 
