@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { access, rm, rmdir, stat } from 'node:fs/promises';
+import { access, rmdir, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { availableParallelism, totalmem } from 'node:os';
 import { loadBackbone, type Backbone } from './backbone/backbone.js';
@@ -33,9 +33,10 @@ import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
 import { resolveOptimizer, slotCount, type OptimizerConfig } from './train/optimizers.js';
 import { checkpointStatus, checkResumable, markCheckpointFinished, type FileSetSetting, type RunSetup } from './train/checkpoint.js';
+import { checkInputsKept, checkModelFolderFree, describeRunFiles, earlierRunFiles, removeRunFiles } from './train/run-folder.js';
 import { writeFileAtomic } from './util/atomic.js';
 import { describeFsError, GraftError } from './util/errors.js';
-import { makeFolder } from './util/folders.js';
+import { makeFolder, realPathOf } from './util/folders.js';
 import { mallocTunablesSet } from './util/malloc-tunables.js';
 
 export interface TrainOptions {
@@ -194,16 +195,20 @@ function limitSteps(source: BatchSource, steps: number | undefined): BatchSource
  */
 function checkTrainOptions(opts: TrainOptions): void {
   const bad = (what: string, value: unknown) => new GraftError(`trainClassifier: ${what}, got ${JSON.stringify(value) ?? String(value)}`);
-  const whole = (name: keyof TrainOptions, min: number) => {
+  const whole = (name: keyof TrainOptions, min = -Infinity) => {
     const v = opts[name];
-    if (v !== undefined && !(Number.isInteger(v) && (v as number) >= min)) throw bad(`${name} must be a whole number from ${min}`, v);
+    // null as undefined: the default (as `??` reads it).
+    if (v !== undefined && v !== null && !(Number.isSafeInteger(v) && (v as number) >= min)) throw bad(`${name} must be a whole number${min > -Infinity ? ` from ${min}` : ''}`, v);
   };
   for (const name of ['data', 'out'] as const) if (typeof opts[name] !== 'string' || opts[name] === '') throw bad(`${name} must be a folder path`, opts[name]);
+  if (opts.resume && opts.overwrite) {
+    throw new GraftError('resume and overwrite cannot go together: resume continues the run in the output folder, overwrite replaces it (pass one of them)');
+  }
   whole('epochs', 1);
   whole('batchSize', 1);
   whole('stepsPerEpoch', 1);
   whole('validationSteps', 1);
-  whole('seed', 0);
+  whole('seed');
   const split = opts.validationSplit;
   if (split !== undefined && !(typeof split === 'number' && split > 0 && split < 1)) throw bad('validationSplit must be a fraction between 0 and 1', split);
   const size = opts.inputSize;
@@ -275,19 +280,29 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       );
     }
     // A new run would replace a finished one's outputs (and, stopped halfway, leave a folder mixing the two).
-    const previous = opts.resume && earlier ? [] : await existingRunOutputs(out);
+    const previous = opts.resume && earlier ? [] : await earlierRunFiles(out);
     if (previous.length > 0) {
       const further = earlier ? ', --resume with more --epochs to train that run further' : '';
-      throw new GraftError(`${out} holds the outputs of an earlier run (${previous.join(', ')}): pass --overwrite to replace them${further}, or choose another --out`, {
+      throw new GraftError(`${out} holds the outputs of an earlier run (${describeRunFiles(out, previous)}): pass --overwrite to replace them${further}, or choose another --out`, {
         file: out,
       });
     }
     if (opts.resume && !earlier) say(`No checkpoint in ${checkpointDir} to resume from: starting a fresh run`);
   }
+  await checkModelFolderFree(out);
+  // What --overwrite clears as training starts; the run's own inputs must not be among it.
+  const replaced = opts.overwrite ? await earlierRunFiles(out) : [];
+  checkInputsKept(replaced, [
+    ...(opts.weights && opts.weights !== 'imagenet' ? [{ what: '--weights', path: resolve(opts.weights) }] : []),
+    { what: '--data', path: resolve(opts.data) },
+    ...(opts.validationData ? [{ what: '--val', path: resolve(opts.validationData) }] : []),
+  ]);
 
   const { train, validation } = await listData(opts);
+  const realOut = await realPathOf(out);
   for (const [what, listing] of [['training', train], ['validation', validation]] as const) {
-    const inside = relative(listing.root, out);
+    // Through links too: a linked images folder is the same folder.
+    const inside = relative(await realPathOf(listing.root), realOut);
     if (inside === '' || (inside !== '..' && !inside.startsWith(`..${sep}`) && !isAbsolute(inside))) {
       // Its plots would be read as pictures of a class (or a class of their own) next time.
       throw new GraftError(`--out ${out} is inside the ${what} images folder ${listing.root}: choose an --out outside it`, { file: out });
@@ -395,11 +410,14 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
         trainer = await HeadTrainer.create(head, initHead(head, featureShape, seed), opts.optimizer ?? LAB_RECIPE.optimizer, {
           seed,
           featureShape,
-          maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, batchSize),
+          // Sized to the batches that can occur: no bigger than the training set.
+          maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, Math.min(batchSize, trainStore.count)),
         });
       } catch (err) {
         // Memory capped below the machine's (ulimit, a container): say what did not fit.
-        if (err instanceof RangeError) throw new GraftError(`not enough memory for the head's weights and optimiser state (${err.message}): use fewer units or a gap head`, { cause: err });
+        if (err instanceof RangeError) {
+          throw new GraftError(`not enough memory for the head's weights, optimiser state and batch buffers (${err.message}): use a smaller batch size, fewer units or a gap head`, { cause: err });
+        }
         throw err;
       }
 
@@ -431,7 +449,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
 
       // Training starts now: an earlier run's outputs go (--overwrite said so), so this folder
       // never holds one run's model beside another's history.
-      if (opts.overwrite) await removeRunOutputs(out);
+      await removeRunFiles(out, replaced);
       const history = await fit(trainer, source, valUsed, {
         epochs,
         verbose,
@@ -501,25 +519,6 @@ function checkHeadFits(head: HeadSpec, featureShape: number[], optimizer: Optimi
     throw new GraftError(
       `the head has ${weights.toLocaleString('en-US')} weights: with the optimiser's state that is ${gb(bytes)} GB, more than this machine's ${gb(totalmem())} GB of memory; use fewer units or a gap head`,
     );
-  }
-}
-
-/** What a training run writes into its folder (besides files of the user's own). */
-const RUN_OUTPUTS = ['checkpoint', 'history.json', 'accuracy.png', 'loss.png', 'metrics.json', 'report.txt', 'model', 'model.onnx'] as const;
-
-/** The run outputs already in `out`. */
-async function existingRunOutputs(out: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const name of RUN_OUTPUTS) if (await stat(join(out, name)).catch(() => null)) found.push(name);
-  return found;
-}
-
-async function removeRunOutputs(out: string): Promise<void> {
-  for (const name of RUN_OUTPUTS) {
-    const path = join(out, name);
-    await rm(path, { recursive: true, force: true }).catch((err: unknown) => {
-      throw describeFsError(err, path, 'remove');
-    });
   }
 }
 

@@ -90,7 +90,7 @@ test('Ctrl-C stops with one clear line and keeps the checkpoint; kill -9 then --
   assert.equal(over.code, 1);
   assert.match(
     over.err,
-    /^graft: error: .*interrupted holds the outputs of an earlier run \(checkpoint, history\.json, accuracy\.png, loss\.png, metrics\.json, report\.txt, model, model\.onnx\): pass --overwrite to replace them, --resume with more --epochs to train that run further, or choose another --out$/m,
+    /^graft: error: .*interrupted holds the outputs of an earlier run \(history\.json, accuracy\.png, loss\.png, metrics\.json, report\.txt, model\.onnx, checkpoint\/, model\/\): pass --overwrite to replace them, --resume with more --epochs to train that run further, or choose another --out$/m,
   );
   assert.equal(await readFile(join(root, 'interrupted', 'history.json'), 'utf8'), finished);
 

@@ -272,6 +272,12 @@ test('pictures in formats Keras does not read are left out, and the listing says
   const all = await listImageFiles(root, { allFormats: true, onWarning: () => assert.fail('nothing is left out') });
   assert.equal(all.length, 5);
   assert.ok(all.some((f) => f.endsWith('.gif')) && all.filter((f) => f.toLowerCase().endsWith('.webp')).length === 2);
+  // What even prediction cannot read is named with what it can.
+  await mkdir(join(dir, 'formats-avif'), { recursive: true });
+  await writeFile(join(dir, 'formats-avif', 'x.avif'), 'not decoded here');
+  const avif: string[] = [];
+  assert.deepEqual(await listImageFiles(join(dir, 'formats-avif'), { allFormats: true, onWarning: (l) => avif.push(l) }), []);
+  assert.match(avif[0]!, /1 image in .*formats-avif ignored \(1 \.avif\): graft reads \.png .*\.tiff \.webp \.gif .*; convert them/);
   // Keras's formats only: the rest is left out with a warning.
   const lines: string[] = [];
   const files = await listImageFiles(join(root, 'cats'), { onWarning: (line) => lines.push(line) });

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -296,26 +296,41 @@ test('batches larger than 64 images train (the head trainer is sized to the batc
   assert.ok(Number.isFinite(result.history.loss[0]));
 });
 
-test("a folder with an earlier run's outputs is refused; --overwrite clears them as training starts", async () => {
+test("a folder with an earlier run's outputs is refused; --overwrite clears graft's files only, as training starts", async () => {
   const out = join(root, 'reused');
-  await mkdir(join(out, 'model'), { recursive: true });
-  await writeFile(join(out, 'report.txt'), 'an earlier run');
+  await cp(join(root, 'straight'), out, { recursive: true });
   await writeFile(join(out, 'notes.md'), 'the user keeps notes here');
+  await writeFile(join(out, 'checkpoint', 'README'), 'also the user\'s');
   const quick = { epochs: 1, mode: { kind: 'cached' } as const, head: parseHeadSpec('gap,dense:8:relu') };
-  await assert.rejects(trainClassifier(options(root, 'reused', quick)), /reused holds the outputs of an earlier run \(report\.txt, model\): pass --overwrite to replace them, or choose another --out/);
-  // Nor may a run write into its own images.
+  await assert.rejects(
+    trainClassifier(options(root, 'reused', quick)),
+    /reused holds the outputs of an earlier run \(history\.json, accuracy\.png, loss\.png, metrics\.json, report\.txt, model\.onnx, checkpoint\/, model\/\): pass --overwrite to replace them, --resume with more --epochs to train that run further, or choose another --out/,
+  );
+  // Nor may a run write into its own images, through a link or not.
   await assert.rejects(
     trainClassifier({ ...options(root, 'unused', quick), out: join(root, 'data', 'train', 'run') }),
     /--out .*data\/train\/run is inside the training images folder .*data\/train: choose an --out outside it/,
   );
-  // --resume with nothing to resume is no way around it.
-  await assert.rejects(trainClassifier(options(root, 'reused', { ...quick, resume: true })), /holds the outputs of an earlier run/);
+  await symlink(join(root, 'data'), join(root, 'data-link'));
+  await assert.rejects(trainClassifier({ ...options(root, 'unused', quick), out: join(root, 'data-link', 'validation', 'run') }), /is inside the validation images folder/);
+  // Resuming and overwriting at once is a contradiction, not a guess.
+  await assert.rejects(trainClassifier(options(root, 'reused', { ...quick, resume: true, overwrite: true })), /resume and overwrite cannot go together/);
+  // The earlier run's model as the new run's weights would be removed under it.
+  await assert.rejects(
+    trainClassifier(options(root, 'reused', { ...quick, overwrite: true, weights: join(out, 'model') })),
+    /--weights .*reused\/model is part of the earlier run that --overwrite would remove/,
+  );
   let seen: string[] = [];
   await trainClassifier(options(root, 'reused', { ...quick, overwrite: true, onEpochEnd: async () => void (seen = await readdir(out)) }));
-  // During training only this run's files are there (and the user's own).
+  // During training only this run's files are there, and the user's own, untouched.
   assert.deepEqual(seen.sort(), ['checkpoint', 'history.json', 'notes.md']);
   assert.equal(await readFile(join(out, 'notes.md'), 'utf8'), 'the user keeps notes here');
-  assert.notEqual(await readFile(join(out, 'report.txt'), 'utf8'), 'an earlier run');
+  assert.equal(await readFile(join(out, 'checkpoint', 'README'), 'utf8'), 'also the user\'s');
+  // A model/ folder with files graft did not write is refused before any work (the export replaces that folder).
+  const foreign = join(root, 'foreign');
+  await mkdir(join(foreign, 'model'), { recursive: true });
+  await writeFile(join(foreign, 'model', 'mine.txt'), 'x');
+  await assert.rejects(trainClassifier(options(root, 'foreign', quick)), /foreign\/model holds files graft did not write \(mine\.txt\): the trained model is exported there/);
 });
 
 test('trainClassifier refuses options of the wrong type or range at once, naming them', async () => {

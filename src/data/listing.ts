@@ -118,12 +118,16 @@ function ignore(state: WalkState, name: string): void {
 }
 
 /** The warning for pictures left out for their format, or null when there were none. */
-function ignoredImagesWarning(state: WalkState, where: string): string | null {
+function ignoredImagesWarning(state: WalkState, where: string, allFormats = false): string | null {
   if (state.ignoredImages.size === 0) return null;
   const counts = [...state.ignoredImages].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
   const n = counts.reduce((a, [, c]) => a + c, 0);
   const list = counts.map(([ext, c]) => `${c} .${ext}`).join(', ');
-  return `${n} image${n === 1 ? '' : 's'} in ${where} ignored (${list}): like Keras's flow_from_directory, graft reads only ${IMAGE_EXTENSIONS.map((e) => '.' + e).join(' ')} from folders; convert them (e.g. to PNG) to use them`;
+  const read = (exts: Iterable<string>) => [...exts].map((e) => '.' + e).join(' ');
+  const why = allFormats
+    ? `graft reads ${read(IMAGE_EXTENSIONS)} ${read(DECODABLE_OTHER_EXTENSIONS)}`
+    : `like Keras's flow_from_directory, graft reads only ${read(IMAGE_EXTENSIONS)} from folders`;
+  return `${n} image${n === 1 ? '' : 's'} in ${where} ignored (${list}): ${why}; convert them (e.g. to PNG) to use them`;
 }
 
 /** os.walk(top) as a list of [folder, file names] pairs, then sorted by folder path like Keras. */
@@ -210,7 +214,7 @@ export async function listImageFiles(
       else ignore(state, name);
     }
   }
-  const warning = ignoredImagesWarning(state, resolve(dir));
+  const warning = ignoredImagesWarning(state, resolve(dir), opts.allFormats);
   if (warning) opts.onWarning?.(warning);
   return files;
 }

@@ -135,7 +135,8 @@ async function readMeta(dir: string): Promise<Meta | null> {
   const file = join(dir, JSON_NAME);
   const unusable = (why: string) => new GraftError(`${why}; this checkpoint cannot be used: pass --overwrite to start afresh`, { file });
   const meta = (await readJsonFile(file, { allowMissing: true }).catch((err: unknown) => {
-    throw err instanceof GraftError ? unusable(err.message) : err;
+    // Unreadable content, not an unreadable file (there --overwrite would fail the same way).
+    throw err instanceof GraftError && !(err.cause instanceof Error && 'code' in err.cause) ? unusable(err.message) : err;
   })) as Meta | undefined;
   if (!meta) return null;
   if (meta.format !== FORMAT) throw unusable(`${file} is not a graft head checkpoint (format ${String(meta.format)})`);

@@ -1,5 +1,5 @@
-import { lstat, mkdir, readlink, stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { lstat, mkdir, readlink, realpath, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fsErrorReason, GraftError } from './errors.js';
 
 /**
@@ -37,5 +37,20 @@ export async function makeFolder(dir: string, forFile?: string): Promise<void> {
       if (link?.isSymbolicLink()) throw fail(`${p} is a broken symbolic link (to ${await readlink(p).catch(() => '?')})`);
       throw fail(fsErrorReason(err), err);
     });
+  }
+}
+
+/** `path` absolute with its links resolved, as far as it exists (names still to be created are kept as given). */
+export async function realPathOf(path: string): Promise<string> {
+  const missing: string[] = [];
+  for (let p = resolve(path); ; ) {
+    try {
+      return join(await realpath(p), ...missing.reverse());
+    } catch {
+      const parent = dirname(p);
+      if (parent === p) return resolve(path);
+      missing.push(basename(p));
+      p = parent;
+    }
   }
 }

@@ -53,7 +53,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--lr <rate>', 'learning rate', floatOption('lr', 0, 10), 1e-4)
     .option('--momentum <m>', 'SGD momentum', floatOption('momentum', 0, 1))
     .option('--epochs <n>', 'epochs', intOption('epochs', 1), LAB_RECIPE.epochs)
-    .option('--batch-size <n>', 'batch size', intOption('batch-size', 1, 1024), LAB_RECIPE.batchSize)
+    .option('--batch-size <n>', 'batch size', intOption('batch-size', 1, 256), LAB_RECIPE.batchSize)
     // Commander appends "(default: N)" when there is a default; say "one pass"/"all" only when there is none.
     .option('--steps <n>', `batches per epoch (Keras steps_per_epoch${defaults.steps === undefined ? '; default: one pass' : ''})`, intOption('steps', 1), defaults.steps)
     .option('--validation-steps <n>', `validation batches per epoch${defaults.validationSteps === undefined ? ' (default: all)' : ''}`, intOption('validation-steps', 1), defaults.validationSteps)
