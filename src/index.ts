@@ -43,7 +43,7 @@ export {
   VALIDATION_FOLDER_NAMES,
 } from './data/listing.js';
 export type { DatasetListing, LabelledFile, SkippedFile, ListOptions, ResolveOptions, ResolvedDataset } from './data/listing.js';
-export { decodeImage, decodeImageInto, decodeFullRgb, readImageSize, BadImageError, DEFAULT_MAX_PIXELS, INTERPOLATIONS, pilNearestIndices } from './data/decode.js';
+export { decodeImage, decodeImageInto, decodeBytesInto, decodeFullRgb, readImageSize, BadImageError, DEFAULT_MAX_PIXELS, INTERPOLATIONS, pilNearestIndices } from './data/decode.js';
 export type { DecodeOptions, Interpolation } from './data/decode.js';
 export { buildImageStore, DEFAULT_MEMORY_BUDGET } from './data/image-store.js';
 export type { ImageStore, BuildStoreOptions } from './data/image-store.js';
@@ -103,8 +103,8 @@ export { trainClassifier, exportClassifier, LAB_RECIPE, LAB_STEPS } from './lear
 export type { TrainOptions, TrainResult } from './learner.js';
 export { parseFeedMode, feedModeName, faithfulSource, viewsSource, cachedFeatures, computeFeatures } from './train/feature-sources.js';
 export type { FeedMode, FeedContext } from './train/feature-sources.js';
-export { loadClassifier, predictFiles, classProbabilities } from './model/saved-classifier.js';
-export type { LoadedClassifier, Prediction } from './model/saved-classifier.js';
+export { loadClassifier, predictFiles, predictImages, classProbabilities } from './model/saved-classifier.js';
+export type { LoadedClassifier, Prediction, ImageInput, PredictOptions } from './model/saved-classifier.js';
 export type { ClassifierInfo } from './model/classifier-info.js';
 export { evaluateFolder } from './evaluate/evaluate-folder.js';
 export type { FolderEvaluation } from './evaluate/evaluate-folder.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { trainClassifier, type TrainOptions } from '../src/learner.js';
 import { parseHeadSpec } from '../src/model/head-spec-parse.js';
-import { loadClassifier, predictFiles } from '../src/model/saved-classifier.js';
+import { loadClassifier, predictFiles, predictImages } from '../src/model/saved-classifier.js';
 import { evaluateFolder } from '../src/evaluate/evaluate-folder.js';
 import { loadTfjsLayersModel } from '../src/backbone/weights/tfjs-layers.js';
 import { sharedInceptionWeightsDir, sharedLabDataDir } from '../src/util/paths.js';
@@ -112,6 +112,16 @@ test('faithful training writes history, plots, metrics, checkpoint and a model t
     // Plain @tensorflow/tfjs loads model/ as a browser would and gives graft's predictions.
     const files = evaluation.files.slice(0, 4);
     const ours = await predictFiles(model, files);
+    // The same images from memory (an upload, say) give the same predictions; bad bytes are named.
+    const bad: string[] = [];
+    const fromMemory = await predictImages(
+      model,
+      [...(await Promise.all(files.map(async (f, i) => ({ name: `upload-${i}`, bytes: new Uint8Array(await readFile(f)) })))), { name: 'junk-upload', bytes: new TextEncoder().encode('<html>') }],
+      { onBadImage: (name, reason) => bad.push(`${name}: ${reason}`) },
+    );
+    assert.deepEqual(fromMemory.map((p) => p.probabilities), ours.map((p) => p.probabilities));
+    assert.deepEqual(fromMemory.map((p) => p.file), files.map((_, i) => `upload-${i}`));
+    assert.deepEqual(bad, ['junk-upload: an HTML page, not an image (a saved web page?)']);
     await useWasm();
     const tfModel = await loadLayersModelFromDir(join(out, 'model'));
     // What a browser app reads from the model to prepare its input (the README's recipe).

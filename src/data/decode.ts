@@ -223,9 +223,19 @@ export function resizeNearest(src: RgbImage, width: number, height: number, out:
 
 /** Decodes and resizes the image at `path` into `out` (height*width*3 bytes). */
 export async function decodeImageInto(path: string, opts: DecodeOptions, out: Uint8Array): Promise<void> {
+  if (out.length !== opts.width * opts.height * 3) throw new Error(`decode target holds ${out.length} bytes, expected ${opts.width * opts.height * 3}`);
+  await decodeBytesInto(await readImageFile(path), path, opts, out);
+}
+
+/**
+ * Decodes and resizes an image held in memory (the bytes of a JPEG, PNG...; errors name it `path`,
+ * a file name or any label) into `out` (height*width*3 bytes), exactly as decodeImageInto does a file.
+ */
+export async function decodeBytesInto(bytes: Uint8Array, path: string, opts: DecodeOptions, out: Uint8Array): Promise<void> {
   const { width, height } = opts;
   if (out.length !== width * height * 3) throw new Error(`decode target holds ${out.length} bytes, expected ${width * height * 3}`);
-  const buf = await readImageFile(path);
+  if (bytes.length === 0) throw new BadImageError(path, 'empty file (0 bytes)');
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const interpolation = opts.interpolation ?? 'nearest';
   if (!INTERPOLATIONS.includes(interpolation)) throw new GraftError(`unknown interpolation '${interpolation}' (one of ${INTERPOLATIONS.join(', ')})`);
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;

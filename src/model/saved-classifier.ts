@@ -10,7 +10,7 @@ import onnxProto from 'onnx-proto';
 import { kerasToOnnx } from '../backbone/onnx/convert.js';
 import { createOrtExtractor, type FeatureExtractor } from '../backbone/engine.js';
 import { loadTfjsLayersModel } from '../backbone/weights/tfjs-layers.js';
-import { BadImageError, decodeImageInto } from '../data/decode.js';
+import { BadImageError, decodeBytesInto, decodeImageInto } from '../data/decode.js';
 import { preprocessParams } from '../data/preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
@@ -110,16 +110,28 @@ export function classProbabilities(info: ClassifierInfo, row: Float32Array): num
   return info.classMode === 'binary' ? [1 - row[0]!, row[0]!] : Array.from(row);
 }
 
+/** An image to classify: a file path, or encoded bytes in memory (an upload, say) with a name for results and errors. */
+export type ImageInput = string | { name: string; bytes: Uint8Array };
+
+export interface PredictOptions {
+  /** Images per onnxruntime call (default 16). */
+  batchSize?: number;
+  /** Hears about each image that cannot be decoded (it is left out); without it the first one throws. */
+  onBadImage?: (file: string, reason: string) => void;
+}
+
 /**
  * Decodes, preprocesses and classifies `files` in batches, in order. Files that cannot be decoded
  * are reported through onBadImage and left out; without onBadImage the first one throws its
  * GraftError (naming the file) rather than vanish from the results.
  */
-export async function predictFiles(
-  model: LoadedClassifier,
-  files: string[],
-  opts: { batchSize?: number; onBadImage?: (file: string, reason: string) => void } = {},
-): Promise<Prediction[]> {
+export function predictFiles(model: LoadedClassifier, files: string[], opts: PredictOptions = {}): Promise<Prediction[]> {
+  return predictImages(model, files, opts);
+}
+
+/** predictFiles for files and in-memory images alike; a prediction's `file` is the path or the given name. */
+export async function predictImages(model: LoadedClassifier, images: ImageInput[], opts: PredictOptions = {}): Promise<Prediction[]> {
+  const files = images.map((i) => (typeof i === 'string' ? i : i.name));
   const { info } = model;
   const [h, w] = info.inputSize;
   const batch = opts.batchSize ?? 16;
@@ -132,9 +144,12 @@ export async function predictFiles(
   const results: Prediction[] = [];
   for (let start = 0; start < files.length; start += batch) {
     const names: string[] = [];
-    for (const file of files.slice(start, start + batch)) {
+    for (const [k, file] of files.slice(start, start + batch).entries()) {
+      const image = images[start + k]!;
+      const decodeOpts = { width: w, height: h, interpolation: info.interpolation };
       try {
-        await decodeImageInto(file, { width: w, height: h, interpolation: info.interpolation }, pixels);
+        if (typeof image === 'string') await decodeImageInto(image, decodeOpts, pixels);
+        else await decodeBytesInto(image.bytes, image.name, decodeOpts, pixels);
       } catch (err) {
         if (!(err instanceof GraftError) || !opts.onBadImage) throw err;
         // The caller names the file; pass on only the problem.
