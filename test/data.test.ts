@@ -12,7 +12,7 @@ import { listImageFolder, listImageFiles, listValidationFolder, resolveDataset, 
 import { decodeImage, BadImageError, pilNearestIndices } from '../src/data/decode.js';
 import { buildImageStore } from '../src/data/image-store.js';
 import { BatchOrder, batchIndices, encodeLabels, readBatches, stepsPerEpoch } from '../src/data/batches.js';
-import { inspectDataset } from '../src/data/inspect.js';
+import { formatDatasetReport, inspectDataset } from '../src/data/inspect.js';
 import { sharedLabDataDir } from '../src/util/paths.js';
 import { runGraft } from './support/cli.js';
 
@@ -469,4 +469,25 @@ test('graft data --json reports the lab dataset (2000 train, 1000 validation)', 
   assert.deepEqual(report.splits.map((s: { total: number }) => s.total), [800, 200]);
   assert.deepEqual(report.formats, { jpeg: 1000 });
   assert.deepEqual(report.bad, []);
+});
+
+test('the graft data report names the layout it found: train/ alone, train/ + validation/, or loose images', async () => {
+  const png = (path: string) => sharp({ create: { width: 4, height: 4, channels: 3, background: '#808080' } }).png().toFile(path);
+  const lab = join(dir, 'report-layouts');
+  for (const cls of ['cats', 'dogs']) {
+    await mkdir(join(lab, 'train', cls), { recursive: true });
+    await png(join(lab, 'train', cls, 'a.png'));
+  }
+  assert.match(formatDatasetReport(await inspectDataset(lab, { decode: false })), /^dataset .*report-layouts \(train\/ layout\)$/m);
+  for (const cls of ['cats', 'dogs']) {
+    await mkdir(join(lab, 'validation', cls), { recursive: true });
+    await png(join(lab, 'validation', cls, 'b.png'));
+  }
+  assert.match(formatDatasetReport(await inspectDataset(lab, { decode: false })), /^dataset .*report-layouts \(train\/ \+ validation\/ layout\)$/m);
+  const loose = join(dir, 'report-loose');
+  await mkdir(loose, { recursive: true });
+  await png(join(loose, 'x.png'));
+  const text = formatDatasetReport(await inspectDataset(loose, { decode: false }));
+  assert.match(text, /^train: 0 images {2}\S*report-loose$/m);
+  assert.match(text, /^problem: .*report-loose holds 1 images? but no class sub-folders/m);
 });

@@ -132,12 +132,14 @@ export async function inspectDataset(root: string, opts: InspectOptions = {}): P
 /** The report as lines for a terminal. */
 export function formatDatasetReport(r: DatasetReport): string {
   const lines: string[] = [];
-  lines.push(`dataset ${r.root} (${r.layout === 'lab' ? 'train/ + validation/ layout' : 'one folder per class'})`);
+  const trainRoot = r.splits.find((s) => s.name === 'train')?.root;
+  const validationFolder = r.splits.some((s) => s.name !== 'train' && s.root !== trainRoot);
+  lines.push(`dataset ${r.root} (${r.layout === 'lab' ? `train/${validationFolder ? ' + validation/' : ''} layout` : 'one folder per class'})`);
   lines.push(`classes: ${r.classes.map((c, i) => `${i}=${c}`).join(', ') || '(none)'}`);
   for (const s of r.splits) {
     const per = r.classes.map((c) => `${c} ${s.usable[c]}${s.usable[c] !== s.counts[c] ? ` of ${s.counts[c]}` : ''}`).join(', ');
     const usable = Object.values(s.usable).reduce((a, b) => a + b, 0);
-    lines.push(`${s.name}: ${usable} images (${per})  ${s.root}`);
+    lines.push(`${s.name}: ${usable} images${per ? ` (${per})` : ''}  ${s.root}`);
   }
   if (r.width && r.height) {
     lines.push(`width  min ${r.width.min}, median ${r.width.median}, max ${r.width.max}`);
