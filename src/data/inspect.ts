@@ -110,7 +110,7 @@ export async function inspectDataset(root: string, opts: InspectOptions = {}): P
   const trainUsable = Object.values(splits[0]!.usable).filter((n) => n > 0).length;
   const loose = classes.length === 0 ? await countLooseImages(resolved.train.root) : 0;
   if (loose > 0) {
-    problems.push(`${resolved.train.root} holds ${loose} images but no class sub-folders; graft expects one sub-folder per class`);
+    problems.push(`${resolved.train.root} holds ${loose} image${loose === 1 ? '' : 's'} but no class sub-folders; graft expects one sub-folder per class`);
   } else if (trainUsable < 2) {
     problems.push(`${resolved.train.root} has ${trainUsable} class${trainUsable === 1 ? '' : 'es'} with usable images; training needs at least 2`);
   }

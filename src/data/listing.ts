@@ -346,7 +346,7 @@ export async function resolveDataset(root: string, opts: ResolveOptions = {}): P
       let what = `${nonEmpty} class${nonEmpty === 1 ? '' : 'es'} with images (${l.classes.join(', ')})`;
       if (l.classes.length === 0) {
         const loose = await countLooseImages(l.root);
-        what = loose > 0 ? `${loose} images but no class sub-folders (is it one class? point graft at the folder above)` : 'no class sub-folders';
+        what = loose > 0 ? `${loose} image${loose === 1 ? '' : 's'} but no class sub-folders (is it one class? point graft at the folder above)` : 'no class sub-folders';
       }
       throw new GraftError(`${l.root} has ${what}; training needs at least ${minClasses} sub-folders of images, one per class`, { file: l.root });
     }
