@@ -368,7 +368,7 @@ test('resolveDataset: layouts, class checks, Keras and shuffled validation split
   await mkdir(join(one, 'only'), { recursive: true });
   await raw([1, 2, 3], 1, 1, 3).png().toFile(join(one, 'only', 'x.png'));
   await assert.rejects(resolveDataset(one), (err: unknown) => err instanceof GraftError && err.message.includes(one) && /at least 2/.test(err.message));
-  await assert.rejects(resolveDataset(join(one, 'only')), /has 1 images but no class sub-folders/);
+  await assert.rejects(resolveDataset(join(one, 'only')), /has 1 image but no class sub-folders/);
   await assert.rejects(resolveDataset(join(dir, 'nope')), /no such file/);
 });
 

@@ -330,6 +330,9 @@ test("a folder with an earlier run's outputs is refused; --overwrite clears graf
     trainClassifier(options(root, 'reused', { ...quick, overwrite: true, weights: join(out, 'model') })),
     /--weights .*reused\/model is part of the earlier run that --overwrite would remove/,
   );
+  // An export cut short left its staging folder: graft's debris, cleared too.
+  await mkdir(join(out, '.model.1234.abcdef01.tmp'));
+  await writeFile(join(out, '.model.1234.abcdef01.tmp', 'model.json'), '{}');
   let seen: string[] = [];
   await trainClassifier(options(root, 'reused', { ...quick, overwrite: true, onEpochEnd: async () => void (seen = await readdir(out)) }));
   // During training only this run's files are there, and the user's own, untouched.

@@ -10,6 +10,8 @@ import { describeFsError, GraftError } from '../util/errors.js';
 
 /** Files a run writes straight into its folder. */
 const RUN_FILES = ['history.json', 'accuracy.png', 'loss.png', 'metrics.json', 'report.txt', 'model.onnx'] as const;
+/** Leftovers of writes cut short: atomic writes' temporary files, the model export's staging folders. */
+const TEMPORARY = /^\.(history\.json|accuracy\.png|loss\.png|metrics\.json|report\.txt|model\.onnx|model)\.\d+\.[0-9a-f]{8}\.tmp(\.old)?$/;
 /** checkpoint.json, its two binaries (and one-per-generation ones of earlier versions), temporary files of atomic writes. */
 const CHECKPOINT_FILE = /^(checkpoint\.json|checkpoint-(\d+|a|b)\.bin|\.checkpoint\.json\..*\.tmp)$/;
 
@@ -30,10 +32,11 @@ async function modelFiles(modelDir: string): Promise<string[]> {
   return files;
 }
 
-/** The files an earlier run left in `out` (absolute paths), in a stable order. */
+/** The files an earlier run left in `out` (absolute paths; a staging folder counts as one), in a stable order. */
 export async function earlierRunFiles(out: string): Promise<string[]> {
   const files: string[] = [];
   for (const name of RUN_FILES) if (await isFile(join(out, name))) files.push(join(out, name));
+  for (const name of (await readdir(out).catch(() => [] as string[])).sort()) if (TEMPORARY.test(name)) files.push(join(out, name));
   const checkpointDir = join(out, 'checkpoint');
   for (const name of (await readdir(checkpointDir).catch(() => [] as string[])).sort()) {
     if (CHECKPOINT_FILE.test(name) && (await isFile(join(checkpointDir, name)))) files.push(join(checkpointDir, name));
@@ -79,7 +82,8 @@ export async function checkModelFolderFree(out: string): Promise<void> {
 /** Removes `files` (from earlierRunFiles), then checkpoint/ and model/ if that left them empty. */
 export async function removeRunFiles(out: string, files: string[]): Promise<void> {
   for (const file of files) {
-    await rm(file, { force: true }).catch((err: unknown) => {
+    // Recursive for a staging folder of the model export; everything else is a file.
+    await rm(file, { force: true, recursive: true }).catch((err: unknown) => {
       throw describeFsError(err, file, 'remove');
     });
   }
