@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import h5wasm from 'h5wasm/node';
+import { loadH5wasm } from './h5wasm-module.js';
 import { describeFsError, GraftError } from '../../util/errors.js';
 import { makeFolder } from '../../util/folders.js';
 import type { KerasGraph, WeightMap } from '../keras-graph.js';
@@ -27,7 +27,7 @@ export async function saveKerasH5Weights(file: string, graph: KerasGraph, weight
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
     await makeFolder(dirname(file), file);
-    await h5wasm.ready;
+    const h5wasm = await loadH5wasm();
     const h5 = new h5wasm.File(tmp, 'w');
     try {
       const names = graph.layers.map((l) => l.name);

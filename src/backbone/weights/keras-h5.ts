@@ -1,6 +1,6 @@
 import { open, stat } from 'node:fs/promises';
-import h5wasm from 'h5wasm/node';
-import type { Dataset, Group } from 'h5wasm/node';
+import type { Dataset, File as H5File, Group } from 'h5wasm/node';
+import { h5wasmLoaded, loadH5wasm } from './h5wasm-module.js';
 import { GraftError, describeFsError } from '../../util/errors.js';
 import type { KerasGraph, WeightMap, WeightTensor } from '../keras-graph.js';
 import { weightKey } from '../keras-graph.js';
@@ -114,8 +114,8 @@ async function withH5<T>(file: string, fn: (h5: Group) => T): Promise<T> {
   if (!(await isHdf5(file, size).catch((err: unknown) => { throw describeFsError(err, file); }))) {
     throw new GraftError(`${file}: not an HDF5 file (a Keras .h5 weights file was expected)`, { file });
   }
-  await ready();
-  let h5: InstanceType<typeof h5wasm.File>;
+  const h5wasm = await loadH5wasm();
+  let h5: H5File;
   try {
     h5 = new h5wasm.File(file, 'r');
   } catch (err) {
@@ -129,16 +129,6 @@ async function withH5<T>(file: string, fn: (h5: Group) => T): Promise<T> {
   } finally {
     h5.close();
   }
-}
-
-let readyOnce: Promise<void> | undefined;
-
-/** h5wasm, with HDF5 errors thrown as JS errors instead of pages of HDF5-DIAG on stderr. */
-function ready(): Promise<void> {
-  readyOnce ??= h5wasm.ready.then((module) => {
-    module.activate_throwing_error_handler();
-  });
-  return readyOnce;
 }
 
 /** The innermost reason of an HDF5 error stack (its last "in func(): reason" line), in one line. */
@@ -192,7 +182,7 @@ function fileLayersOf(file: string, h5: Group): FileLayer[] {
   let root: Group = h5;
   if (attrStrings(root, 'layer_names') === undefined) {
     const modelWeights = h5.get('model_weights');
-    if (modelWeights instanceof h5wasm.Group) root = modelWeights;
+    if (modelWeights instanceof h5wasmLoaded().Group) root = modelWeights;
   }
   const layerNames = attrStrings(root, 'layer_names');
   if (layerNames === undefined) {
@@ -203,7 +193,7 @@ function fileLayersOf(file: string, h5: Group): FileLayer[] {
   }
   return layerNames.map((name) => {
     const group = root.get(name);
-    if (!(group instanceof h5wasm.Group)) throw new GraftError(`${file}: layer ${name} is listed in layer_names but has no group`, { file });
+    if (!(group instanceof h5wasmLoaded().Group)) throw new GraftError(`${file}: layer ${name} is listed in layer_names but has no group`, { file });
     return { name, weightNames: attrStrings(group, 'weight_names') ?? [], group };
   });
 }
@@ -257,7 +247,7 @@ function readWeights(file: string, h5: Group, graph: KerasGraph, opts: KerasH5Op
     specs.forEach((spec, j) => {
       const weightName = source.weightNames[j]!;
       const dataset = source.group.get(weightName);
-      if (!(dataset instanceof h5wasm.Dataset)) throw new GraftError(`${file}: ${what}: weight ${weightName} is missing`, { file });
+      if (!(dataset instanceof h5wasmLoaded().Dataset)) throw new GraftError(`${file}: ${what}: weight ${weightName} is missing`, { file });
       const shape = (dataset as Dataset).shape ?? [];
       if (shape.length !== spec.shape.length || shape.some((d, k) => d !== spec.shape[k])) {
         throw new GraftError(

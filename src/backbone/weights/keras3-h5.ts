@@ -7,8 +7,8 @@
  * Dense and BatchNormalization is Keras 2's order too). Newer Keras also writes the layer's name
  * as an attribute `name` on its `vars` group; where present it is used instead of the counters.
  */
-import h5wasm from 'h5wasm/node';
 import type { Dataset, Group } from 'h5wasm/node';
+import { h5wasmLoaded } from './h5wasm-module.js';
 import { GraftError } from '../../util/errors.js';
 import type { KerasGraph, WeightMap } from '../keras-graph.js';
 import { weightKey } from '../keras-graph.js';
@@ -42,7 +42,7 @@ export function keras3LayerPaths(graph: KerasGraph): Map<string, string> {
 function layersGroup(h5: Group): Group | undefined {
   for (const name of LAYER_GROUPS) {
     const g = h5.get(name);
-    if (g instanceof h5wasm.Group) return g;
+    if (g instanceof h5wasmLoaded().Group) return g;
   }
   return undefined;
 }
@@ -64,8 +64,8 @@ function fileLayers(h5: Group): FileLayer[] {
   const root = layersGroup(h5)!;
   return root.keys().map((path) => {
     const group = root.get(path);
-    const vars = group instanceof h5wasm.Group ? group.get('vars') : null;
-    if (!(vars instanceof h5wasm.Group)) return { path, vars: null, count: 0 };
+    const vars = group instanceof h5wasmLoaded().Group ? group.get('vars') : null;
+    if (!(vars instanceof h5wasmLoaded().Group)) return { path, vars: null, count: 0 };
     const name = vars.attrs.name?.value;
     return { path, name: typeof name === 'string' ? name : undefined, vars, count: vars.keys().length };
   });
@@ -102,7 +102,7 @@ export function readKeras3Weights(file: string, h5: Group, graph: KerasGraph, la
     }
     specs.forEach((spec, i) => {
       const dataset = source.vars!.get(String(i));
-      if (!(dataset instanceof h5wasm.Dataset)) throw new GraftError(`${file}: ${where}: weight ${i} (${spec.name}) is missing`, { file });
+      if (!(dataset instanceof h5wasmLoaded().Dataset)) throw new GraftError(`${file}: ${where}: weight ${i} (${spec.name}) is missing`, { file });
       const shape = (dataset as Dataset).shape ?? [];
       if (shape.length !== spec.shape.length || shape.some((d, k) => d !== spec.shape[k])) {
         throw new GraftError(`${file}: ${where} weight ${i} (${spec.name}): expected shape [${spec.shape.join(',')}], found [${shape.join(',')}]`, { file });
