@@ -151,6 +151,14 @@ test('predict and evaluate use the trained run folder; their JSON agrees with tr
     assert.ok(Math.abs(r.probabilities.cats! + r.probabilities.dogs! - 1) < 1e-6);
     assert.equal(r.probability, Math.max(r.probabilities.cats!, r.probabilities.dogs!));
   }
+  // The trained classifier as Keras prints it: the frozen backbone's exact count, the head trainable.
+  const summary = await graftRun(['summary', '--model', run]);
+  assert.equal(summary.code, 0, summary.err);
+  assert.match(summary.out, /^dense \(Dense\) +\(None, 4\) +150532 +flatten\[0\]\[0\]$/m);
+  assert.match(summary.out, /Total params: 9,125,801\nTrainable params: 150,537\nNon-trainable params: 8,975,264\n?$/);
+  const noModel = await graftRun(['summary', '--model', join(root, 'data')]);
+  assert.equal(noModel.code, 1);
+  assert.match(noModel.err, /no trained classifier here/);
   const e = await graftRun(['evaluate', '--model', run, '--data', join(root, 'data'), '--json']);
   assert.equal(e.code, 0, e.err);
   const report = JSON.parse(e.out) as { count: number; accuracy: number; loss: number; confusion: number[][] };

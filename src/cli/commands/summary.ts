@@ -1,4 +1,10 @@
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadTfjsLayersModel } from '../../backbone/weights/tfjs-layers.js';
+import type { ClassifierInfo } from '../../model/classifier-info.js';
+import { GraftError } from '../../util/errors.js';
+import { readJsonFile } from '../../util/json-file.js';
 import { DEFAULT_CUT, checkInputSize } from '../../backbone/backbone.js';
 import { inceptionV3Graph } from '../../backbone/architectures/inception-v3.js';
 import { resolveWeights } from '../../backbone/weights/resolve.js';
@@ -12,6 +18,7 @@ import { intOption, sizeOption } from '../options.js';
 import { summarizeModel } from '../../model/summary.js';
 
 interface SummaryOptions {
+  model?: string;
   weights?: string;
   cut: string;
   inputSize: [number, number];
@@ -23,12 +30,17 @@ export function registerSummary(program: Command): void {
   program
     .command('summary')
     .description('Print the model (backbone cut + head) as a Keras-style layer table')
+    .option('--model <path>', 'summarise a trained classifier instead: a run folder (--out of graft train/lab) or its model/ folder')
     .option('--weights <spec>', "check these weights against the architecture too: 'imagenet', a Keras .h5 or .keras file or a TF.js folder (default: InceptionV3's architecture alone)")
     .option('--cut <layer>', 'backbone layer whose output feeds the head', DEFAULT_CUT)
     .option('--input-size <size>', 'input size, e.g. 150 or 150x150', sizeOption, [150, 150] as [number, number])
     .option('--head <spec>', 'head layers, e.g. flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid (default: the Keras lab head)')
     .option('--classes <n>', 'number of classes: 2 -> Dense(1, sigmoid), more -> Dense(n, softmax), as graft train fits the output layer (default: the head\'s own sigmoid/softmax output, else 2)', intOption('classes', 2))
     .action(async (opts: SummaryOptions) => {
+      if (opts.model) {
+        console.log(await summarizeSavedClassifier(opts.model));
+        return;
+      }
       const [h, w] = opts.inputSize;
       checkInputSize([h, w]);
       const given = opts.head ? parseHeadSpec(opts.head) : LAB_HEAD;
@@ -45,4 +57,16 @@ export function registerSummary(program: Command): void {
       }
       console.log(summarizeModel(buildClassifierGraph(backbone, head), [h, w, 3]));
     });
+}
+
+/** The Keras-style table of a trained classifier's TF.js model (its backbone frozen, as trained). */
+async function summarizeSavedClassifier(path: string): Promise<string> {
+  const modelDir = existsSync(join(path, 'model', 'model.json')) ? join(path, 'model') : path;
+  if (!existsSync(join(modelDir, 'model.json')) && !modelDir.endsWith('.json')) {
+    throw new GraftError(`${path}: no trained classifier here (expected a run folder with model/, or a model/ folder)`, { file: path });
+  }
+  const { graph } = await loadTfjsLayersModel(modelDir);
+  const info = (await readJsonFile(modelDir.endsWith('.json') ? modelDir : join(modelDir, 'model.json')) as { userDefinedMetadata?: { graft?: ClassifierInfo } }).userDefinedMetadata?.graft;
+  const inputShape: [number, number, number] = info ? [info.inputSize[0], info.inputSize[1], 3] : [150, 150, 3];
+  return summarizeModel(graph, inputShape);
 }
