@@ -490,4 +490,10 @@ test('the graft data report names the layout it found: train/ alone, train/ + va
   const text = formatDatasetReport(await inspectDataset(loose, { decode: false }));
   assert.match(text, /^train: 0 images {2}\S*report-loose$/m);
   assert.match(text, /^problem: .*report-loose holds 1 image but no class sub-folders/m);
+  // The command prints the whole report, and fails the check.
+  const run = await runGraft('data', loose, '--headers-only');
+  assert.equal(run.code, 1);
+  assert.match(run.out, /^problem: .*report-loose holds 1 image but no class sub-folders/m);
+  assert.match(run.err, /^graft: error: .*report-loose cannot be used for training as it is \(the problem above\)$/m);
+  assert.equal((await runGraft('data', lab, '--headers-only')).code, 0);
 });

@@ -7,7 +7,7 @@ import { formatDatasetReport, inspectDataset } from '../../data/inspect.js';
 export function registerData(program: Command): void {
   program
     .command('data')
-    .description('Show the classes, counts, image sizes and bad files graft finds in a dataset folder')
+    .description('Show the classes, counts, image sizes and bad files graft finds in a dataset folder (exit 1 when training could not use it)')
     .argument('<dir>', 'a folder with train/ and validation/ (or val/), or one sub-folder per class')
     .option('--json', 'print one JSON object')
     .option('--validation-split <fraction>', 'hold out this fraction of each class (single class-folder root)', floatOption('validation-split', 0, 1))
@@ -29,5 +29,9 @@ export function registerData(program: Command): void {
         throw new GraftError(`bad image ${first.path}: ${first.reason} (${report.bad.length} bad file${report.bad.length === 1 ? '' : 's'} in all)`, { file: first.path });
       }
       console.log(o.json ? JSON.stringify(report) : formatDatasetReport(report));
+      // A folder training would refuse fails the check (for scripts), after the whole report.
+      if (report.problems.length > 0) {
+        throw new GraftError(`${report.root} cannot be used for training as it is (${report.problems.length === 1 ? 'the problem' : `the ${report.problems.length} problems`} above)`, { file: report.root });
+      }
     });
 }
