@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { access, rmdir, stat } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { availableParallelism, totalmem } from 'node:os';
 import { loadBackbone, type Backbone } from './backbone/backbone.js';
 import { kerasToOnnx } from './backbone/onnx/convert.js';
@@ -36,7 +36,7 @@ import { checkpointStatus, checkResumable, markCheckpointFinished, type FileSetS
 import { checkInputsKept, checkModelFolderFree, describeRunFiles, earlierRunFiles, removeRunFiles } from './train/run-folder.js';
 import { writeFileAtomic } from './util/atomic.js';
 import { describeFsError, GraftError } from './util/errors.js';
-import { makeFolder, realPathOf } from './util/folders.js';
+import { isSameOrInside, makeFolder, realPathOf } from './util/folders.js';
 import { mallocTunablesSet } from './util/malloc-tunables.js';
 
 export interface TrainOptions {
@@ -272,6 +272,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   if (outStat && !outStat.isDirectory()) throw new GraftError(`the output folder ${out} is a file, not a folder: choose another --out`, { file: out });
   const checkpointDir = join(out, 'checkpoint');
   const earlier = opts.overwrite ? null : await checkpointStatus(checkpointDir);
+  // An earlier run's files, unless this run continues it: refused below, or cleared by --overwrite.
+  const previous = opts.resume && earlier ? [] : await earlierRunFiles(out);
   if (!opts.overwrite) {
     if (!opts.resume && earlier && !earlier.finished) {
       throw new GraftError(
@@ -280,7 +282,6 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       );
     }
     // A new run would replace a finished one's outputs (and, stopped halfway, leave a folder mixing the two).
-    const previous = opts.resume && earlier ? [] : await earlierRunFiles(out);
     if (previous.length > 0) {
       const further = earlier ? ', --resume with more --epochs to train that run further' : '';
       throw new GraftError(`${out} holds the outputs of an earlier run (${describeRunFiles(out, previous)}): pass --overwrite to replace them${further}, or choose another --out`, {
@@ -291,7 +292,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   }
   await checkModelFolderFree(out);
   // What --overwrite clears as training starts; the run's own inputs must not be among it.
-  const replaced = opts.overwrite ? await earlierRunFiles(out) : [];
+  const replaced = opts.overwrite ? previous : [];
   checkInputsKept(replaced, [
     ...(opts.weights && opts.weights !== 'imagenet' ? [{ what: '--weights', path: resolve(opts.weights) }] : []),
     { what: '--data', path: resolve(opts.data) },
@@ -302,8 +303,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const realOut = await realPathOf(out);
   for (const [what, listing] of [['training', train], ['validation', validation]] as const) {
     // Through links too: a linked images folder is the same folder.
-    const inside = relative(await realPathOf(listing.root), realOut);
-    if (inside === '' || (inside !== '..' && !inside.startsWith(`..${sep}`) && !isAbsolute(inside))) {
+    if (isSameOrInside(realOut, await realPathOf(listing.root))) {
       // Its plots would be read as pictures of a class (or a class of their own) next time.
       throw new GraftError(`--out ${out} is inside the ${what} images folder ${listing.root}: choose an --out outside it`, { file: out });
     }

@@ -192,3 +192,21 @@ test("GRAFT_VERSION is package.json's version", async () => {
   const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   assert.equal(GRAFT_VERSION, pkg.version);
 });
+
+test('firstFew names five items, then how many more, in the separator given', async () => {
+  const { firstFew } = await import('../src/util/errors.js');
+  const items = ['a', 'b', 'c', 'd', 'e', 'f', 'g'];
+  assert.equal(firstFew(items.slice(0, 5)), 'a, b, c, d, e');
+  assert.equal(firstFew(items), 'a, b, c, d, e and 2 more');
+  assert.equal(firstFew(items, '; '), 'a; b; c; d; e; and 2 more');
+  assert.equal(firstFew([]), '');
+});
+
+test('isSameOrInside: the folder itself and what lies below it, not a sibling sharing a prefix', async () => {
+  const { isSameOrInside } = await import('../src/util/folders.js');
+  assert.ok(isSameOrInside('/data/train', '/data/train'));
+  assert.ok(isSameOrInside('/data/train/cats/run', '/data/train'));
+  assert.ok(!isSameOrInside('/data/train-runs', '/data/train'));
+  assert.ok(!isSameOrInside('/data', '/data/train'));
+  assert.ok(isSameOrInside('/data/train/..foo', '/data/train'));
+});

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { listValidationFolder, VALIDATION_FOLDER_NAMES } from '../data/listing.js';
 import { predictFiles, type LoadedClassifier } from '../model/saved-classifier.js';
-import { GraftError } from '../util/errors.js';
+import { firstFew, GraftError } from '../util/errors.js';
 import { computeMetrics, type EvaluationMetrics, type Probabilities } from './metrics.js';
 
 export interface FolderEvaluation {
@@ -35,9 +35,8 @@ export async function evaluateFolder(model: LoadedClassifier, root: string): Pro
     onBadImage: (path, reason) => skipped.push({ path, reason }),
   });
   if (predictions.length === 0) {
-    const shown = skipped.slice(0, 5).map((s) => `${s.path}: ${s.reason}`).join('; ');
-    const more = skipped.length > 5 ? `; and ${skipped.length - 5} more` : '';
-    throw new GraftError(`none of the ${listing.files.length} images in ${dir} could be read (${shown}${more})`, { file: dir });
+    const bad = firstFew(skipped.map((s) => `${s.path}: ${s.reason}`), '; ');
+    throw new GraftError(`none of the ${listing.files.length} images in ${dir} could be read (${bad})`, { file: dir });
   }
   const label = new Map(listing.files.map((f) => [f.path, f.label]));
   const probabilities = predictions.map((p) => (model.info.classMode === 'binary' ? p.probabilities[1]! : p.probabilities));

@@ -131,7 +131,6 @@ export function predictFiles(model: LoadedClassifier, files: string[], opts: Pre
 
 /** predictFiles for files and in-memory images alike; a prediction's `file` is the path or the given name. */
 export async function predictImages(model: LoadedClassifier, images: ImageInput[], opts: PredictOptions = {}): Promise<Prediction[]> {
-  const files = images.map((i) => (typeof i === 'string' ? i : i.name));
   const { info } = model;
   const [h, w] = info.inputSize;
   const batch = opts.batchSize ?? 16;
@@ -141,12 +140,12 @@ export async function predictImages(model: LoadedClassifier, images: ImageInput[
   const input = new Float32Array(batch * size);
   const { scale, offset } = preprocessParams(info.preprocess);
   const width = info.classMode === 'binary' ? 1 : info.classes.length;
+  const decodeOpts = { width: w, height: h, interpolation: info.interpolation };
   const results: Prediction[] = [];
-  for (let start = 0; start < files.length; start += batch) {
+  for (let start = 0; start < images.length; start += batch) {
     const names: string[] = [];
-    for (const [k, file] of files.slice(start, start + batch).entries()) {
-      const image = images[start + k]!;
-      const decodeOpts = { width: w, height: h, interpolation: info.interpolation };
+    for (const image of images.slice(start, start + batch)) {
+      const file = typeof image === 'string' ? image : image.name;
       try {
         if (typeof image === 'string') await decodeImageInto(image, decodeOpts, pixels);
         else await decodeBytesInto(image.bytes, image.name, decodeOpts, pixels);

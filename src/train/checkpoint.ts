@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describeFsError, GraftError } from '../util/errors.js';
+import { describeFsError, firstFew, GraftError } from '../util/errors.js';
 import { overwriteFile, writeFileAtomic } from '../util/atomic.js';
 import { makeFolder } from '../util/folders.js';
 import { readJsonFile } from '../util/json-file.js';
@@ -78,8 +78,7 @@ const comparable = (v: unknown) => JSON.stringify(isFileSet(v) ? v.summary : v);
 function fileSetChanges(before: FileSetSetting, now: FileSetSetting): string {
   const had = new Set(before.files), has = new Set(now.files);
   const gone = before.files.filter((f) => !has.has(f)), added = now.files.filter((f) => !had.has(f));
-  const few = (list: string[]) => list.slice(0, 5).join(', ') + (list.length > 5 ? ` and ${list.length - 5} more` : '');
-  const parts = [...(gone.length ? [`gone: ${few(gone)}`] : []), ...(added.length ? [`new: ${few(added)}`] : [])];
+  const parts = [...(gone.length ? [`gone: ${firstFew(gone)}`] : []), ...(added.length ? [`new: ${firstFew(added)}`] : [])];
   return parts.length ? ` (${parts.join('; ')})` : '';
 }
 

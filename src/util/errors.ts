@@ -32,3 +32,13 @@ export function fsErrorReason(err: unknown): string {
     : (err as Error | undefined)?.message ?? String(err)
   );
 }
+
+/**
+ * The first five of `items` for a message, then how many more: "a, b, c, d, e and 2 more", or with
+ * another separator (for items holding commas) "a; b; c; d; e; and 2 more".
+ */
+export function firstFew(items: readonly string[], separator = ', '): string {
+  const shown = items.slice(0, 5).join(separator);
+  if (items.length <= 5) return shown;
+  return `${shown}${separator === ', ' ? ' ' : separator}and ${items.length - 5} more`;
+}

@@ -1,5 +1,5 @@
 import { lstat, mkdir, readlink, realpath, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fsErrorReason, GraftError } from './errors.js';
 
 /**
@@ -53,4 +53,10 @@ export async function realPathOf(path: string): Promise<string> {
       p = parent;
     }
   }
+}
+
+/** Whether `path` is `folder` or lies below it (absolute paths, compared as written: resolve links first where they matter). */
+export function isSameOrInside(path: string, folder: string): boolean {
+  const rel = relative(folder, path);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
 }

@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
-import { realpath, stat } from 'node:fs/promises';
-import { extname, resolve } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { extname } from 'node:path';
 import { BadImageError, decodeImage } from '../../data/decode.js';
 import { listImageFiles } from '../../data/listing.js';
 import { LAB_AUGMENTATION } from '../../data/augment.js';
 import { augmentPreview } from '../../data/augment-preview.js';
 import { GraftError, describeFsError } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/atomic.js';
+import { realPathOf } from '../../util/folders.js';
 import { intOption } from '../options.js';
 
 /**
@@ -22,9 +23,9 @@ async function pickImage(path: string, size: number, out: string): Promise<{ fil
   }
   if (!st.isDirectory()) return { file: path, image: await decodeImage(path, { width: size, height: size }) };
   // Not an earlier preview written into the folder.
-  const outPath = await realPath(out);
+  const outPath = await realPathOf(out);
   const files = [];
-  for (const file of await listImageFiles(path)) if ((await realPath(file)) !== outPath) files.push(file);
+  for (const file of await listImageFiles(path)) if ((await realPathOf(file)) !== outPath) files.push(file);
   if (files.length === 0) throw new GraftError(`no image found in ${path}`, { file: path });
   for (const file of files) {
     try {
@@ -37,13 +38,10 @@ async function pickImage(path: string, size: number, out: string): Promise<{ fil
   throw new GraftError(`none of the ${files.length} images in ${path} could be read`, { file: path });
 }
 
-/** The file a path names, links resolved; the absolute path when it does not exist yet. */
-const realPath = (p: string) => realpath(p).catch(() => resolve(p));
-
 /** The preview is a PNG: refuse another extension, and never write over the image shown. */
 async function checkOut(out: string, input: string): Promise<void> {
   if (extname(out).toLowerCase() !== '.png') throw new GraftError(`--out ${out}: the preview is a PNG image; give a file name ending in .png`, { file: out });
-  if ((await realPath(out)) === (await realPath(input))) throw new GraftError(`--out ${out} is the image being previewed; choose another file name`, { file: out });
+  if ((await realPathOf(out)) === (await realPathOf(input))) throw new GraftError(`--out ${out} is the image being previewed; choose another file name`, { file: out });
 }
 
 export function registerAugmentPreview(program: Command): void {
