@@ -103,7 +103,7 @@ export { trainClassifier, exportClassifier, LAB_RECIPE, LAB_STEPS } from './lear
 export type { TrainOptions, TrainResult } from './learner.js';
 export { parseFeedMode, feedModeName, faithfulSource, viewsSource, cachedFeatures, computeFeatures } from './train/feature-sources.js';
 export type { FeedMode, FeedContext } from './train/feature-sources.js';
-export { loadClassifier, predictFiles, predictImages, classProbabilities } from './model/saved-classifier.js';
+export { loadClassifier, predictFiles, predictImages, classProbabilities, summarizeClassifier } from './model/saved-classifier.js';
 export type { LoadedClassifier, Prediction, ImageInput, PredictOptions } from './model/saved-classifier.js';
 export type { ClassifierInfo } from './model/classifier-info.js';
 export { evaluateFolder } from './evaluate/evaluate-folder.js';

@@ -158,7 +158,12 @@ test('predict and evaluate use the trained run folder; their JSON agrees with tr
   assert.match(summary.out, /Total params: 9,125,801\nTrainable params: 150,537\nNon-trainable params: 8,975,264\n?$/);
   const noModel = await graftRun(['summary', '--model', join(root, 'data')]);
   assert.equal(noModel.code, 1);
-  assert.match(noModel.err, /no trained classifier here/);
+  assert.match(noModel.err, /no classifier here/);
+  // The model/ folder alone prints the same table; model.onnx has none to print.
+  assert.equal((await graftRun(['summary', '--model', join(run, 'model')])).out, summary.out);
+  const onnx = await graftRun(['summary', '--model', join(run, 'model.onnx')]);
+  assert.equal(onnx.code, 1);
+  assert.match(onnx.err, /model\.onnx: an ONNX model has no Keras layer table/);
   const e = await graftRun(['evaluate', '--model', run, '--data', join(root, 'data'), '--json']);
   assert.equal(e.code, 0, e.err);
   const report = JSON.parse(e.out) as { count: number; accuracy: number; loss: number; confusion: number[][] };

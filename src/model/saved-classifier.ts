@@ -15,6 +15,7 @@ import { preprocessParams } from '../data/preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
 import type { ClassifierInfo } from './classifier-info.js';
+import { summarizeModel } from './summary.js';
 
 export interface Prediction {
   file: string;
@@ -62,6 +63,27 @@ async function readOnnxInfo(file: string, bytes: Uint8Array): Promise<Classifier
   return checkInfo(JSON.parse(entry.value), file);
 }
 
+/**
+ * The TF.js side of a classifier at `target` (`path` resolved): a run folder's model/, a TF.js
+ * model folder, or its model.json named directly (standing for its folder); null for a file that
+ * is not a model.json (an .onnx file). `folder` is where a run's model.onnx would lie.
+ */
+function locateTfjsClassifier(
+  path: string,
+  target: string,
+  expected = 'model/model.json from graft train, a TF.js model folder, or model.onnx',
+): { folder: string; modelDir: string; modelJson: string } | null {
+  const isDir = statSync(target).isDirectory();
+  if (!isDir && basename(target) !== 'model.json') return null;
+  const folder = isDir ? target : dirname(target);
+  const modelDir = isDir && existsSync(join(target, 'model', 'model.json')) ? join(target, 'model') : folder;
+  const modelJson = join(modelDir, 'model.json');
+  if (!existsSync(modelJson)) {
+    throw new GraftError(`${path}: no classifier here (expected ${expected})`, { file: path });
+  }
+  return { folder, modelDir, modelJson };
+}
+
 /** Finds and loads a classifier from a run folder, a TF.js model folder or an .onnx file. */
 export async function loadClassifier(path: string, opts: { threads?: number } = {}): Promise<LoadedClassifier> {
   const target = resolve(path);
@@ -69,15 +91,9 @@ export async function loadClassifier(path: string, opts: { threads?: number } = 
   let info: ClassifierInfo;
   let onnx: Uint8Array;
   let source: string;
-  // model/model.json named directly stands for its folder.
-  const isDir = statSync(target).isDirectory();
-  if (isDir || basename(target) === 'model.json') {
-    const folder = isDir ? target : dirname(target);
-    const modelDir = isDir && existsSync(join(target, 'model', 'model.json')) ? join(target, 'model') : folder;
-    const modelJson = join(modelDir, 'model.json');
-    if (!existsSync(modelJson)) {
-      throw new GraftError(`${path}: no classifier here (expected model/model.json from graft train, a TF.js model folder, or model.onnx)`, { file: path });
-    }
+  const located = locateTfjsClassifier(path, target);
+  if (located) {
+    const { folder, modelDir, modelJson } = located;
     info = await readModelJsonInfo(modelJson);
     // A run folder has model.onnx beside model/; a bare TF.js folder is converted in memory.
     const onnxFile = join(folder, 'model.onnx');
@@ -98,6 +114,23 @@ export async function loadClassifier(path: string, opts: { threads?: number } = 
     run: (input, n) => session.extract(input, n),
     dispose: () => session.dispose(),
   };
+}
+
+/**
+ * The Keras-style layer table of a trained classifier (a run folder, its model/ folder or its
+ * model.json), its backbone counted as frozen, as it was trained.
+ */
+export async function summarizeClassifier(path: string): Promise<string> {
+  const target = resolve(path);
+  if (!existsSync(target)) throw new GraftError(`${path}: no such model file or folder`, { file: path });
+  const located = locateTfjsClassifier(path, target, 'model/model.json from graft train, or a TF.js model folder');
+  if (!located) {
+    const why = target.endsWith('.onnx') ? 'an ONNX model has no Keras layer table; give its run folder or model/ folder' : 'not a run folder, a model/ folder or a model.json';
+    throw new GraftError(`${path}: ${why}`, { file: path });
+  }
+  const info = await readModelJsonInfo(located.modelJson);
+  const { graph } = await loadTfjsLayersModel(located.modelDir);
+  return summarizeModel(graph, [info.inputSize[0], info.inputSize[1], 3]);
 }
 
 async function convertTfjs(dir: string, info: ClassifierInfo): Promise<Uint8Array> {

@@ -1,10 +1,4 @@
 import type { Command } from 'commander';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { loadTfjsLayersModel } from '../../backbone/weights/tfjs-layers.js';
-import type { ClassifierInfo } from '../../model/classifier-info.js';
-import { GraftError } from '../../util/errors.js';
-import { readJsonFile } from '../../util/json-file.js';
 import { DEFAULT_CUT, checkInputSize } from '../../backbone/backbone.js';
 import { inceptionV3Graph } from '../../backbone/architectures/inception-v3.js';
 import { resolveWeights } from '../../backbone/weights/resolve.js';
@@ -16,6 +10,7 @@ import { parseHeadSpec } from '../../model/head-spec-parse.js';
 import { hasOutputLayer, headForClasses } from '../../model/head.js';
 import { intOption, sizeOption } from '../options.js';
 import { summarizeModel } from '../../model/summary.js';
+import { summarizeClassifier } from '../../model/saved-classifier.js';
 
 interface SummaryOptions {
   model?: string;
@@ -38,7 +33,7 @@ export function registerSummary(program: Command): void {
     .option('--classes <n>', 'number of classes: 2 -> Dense(1, sigmoid), more -> Dense(n, softmax), as graft train fits the output layer (default: the head\'s own sigmoid/softmax output, else 2)', intOption('classes', 2))
     .action(async (opts: SummaryOptions) => {
       if (opts.model) {
-        console.log(await summarizeSavedClassifier(opts.model));
+        console.log(await summarizeClassifier(opts.model));
         return;
       }
       const [h, w] = opts.inputSize;
@@ -57,16 +52,4 @@ export function registerSummary(program: Command): void {
       }
       console.log(summarizeModel(buildClassifierGraph(backbone, head), [h, w, 3]));
     });
-}
-
-/** The Keras-style table of a trained classifier's TF.js model (its backbone frozen, as trained). */
-async function summarizeSavedClassifier(path: string): Promise<string> {
-  const modelDir = existsSync(join(path, 'model', 'model.json')) ? join(path, 'model') : path;
-  if (!existsSync(join(modelDir, 'model.json')) && !modelDir.endsWith('.json')) {
-    throw new GraftError(`${path}: no trained classifier here (expected a run folder with model/, or a model/ folder)`, { file: path });
-  }
-  const { graph } = await loadTfjsLayersModel(modelDir);
-  const info = (await readJsonFile(modelDir.endsWith('.json') ? modelDir : join(modelDir, 'model.json')) as { userDefinedMetadata?: { graft?: ClassifierInfo } }).userDefinedMetadata?.graft;
-  const inputShape: [number, number, number] = info ? [info.inputSize[0], info.inputSize[1], 3] : [150, 150, 3];
-  return summarizeModel(graph, inputShape);
 }
