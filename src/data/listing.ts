@@ -219,8 +219,8 @@ export async function listImageFiles(
   return files;
 }
 
-/** Lists an image-classification folder (one sub-folder per class) the way Keras does. */
-export async function listImageFolder(root: string, opts: ListOptions = {}): Promise<DatasetListing> {
+/** `root` resolved, once it is known to be a folder. */
+async function checkedRoot(root: string): Promise<string> {
   const absRoot = resolve(root);
   let rootStat;
   try {
@@ -229,7 +229,30 @@ export async function listImageFolder(root: string, opts: ListOptions = {}): Pro
     throw describeFsError(err, absRoot);
   }
   if (!rootStat.isDirectory()) throw new GraftError(`${absRoot} is not a folder (expected one sub-folder per class)`, { file: absRoot });
+  return absRoot;
+}
 
+/** The class folders of `absRoot` in Keras's order, and the hidden folders that are not classes. */
+async function classFolders(absRoot: string): Promise<{ classes: string[]; hidden: string[] }> {
+  let names: string[];
+  try {
+    names = await readdir(absRoot);
+  } catch (err) {
+    throw describeFsError(err, absRoot);
+  }
+  const classes: string[] = [];
+  const hidden: string[] = [];
+  for (const name of pythonSorted(names)) {
+    if (!(await isReadableDir(join(absRoot, name)))) continue;
+    if (name.startsWith('.')) hidden.push(name);
+    else classes.push(name);
+  }
+  return { classes, hidden };
+}
+
+/** Lists an image-classification folder (one sub-folder per class) the way Keras does. */
+export async function listImageFolder(root: string, opts: ListOptions = {}): Promise<DatasetListing> {
+  const absRoot = await checkedRoot(root);
   const warnings: string[] = [];
   let classes: string[];
   if (opts.classes) {
@@ -238,20 +261,9 @@ export async function listImageFolder(root: string, opts: ListOptions = {}): Pro
       if (!(await isReadableDir(join(absRoot, c)))) throw new GraftError(`class folder ${join(absRoot, c)} does not exist`, { file: absRoot });
     }
   } else {
-    let names: string[];
-    try {
-      names = await readdir(absRoot);
-    } catch (err) {
-      throw describeFsError(err, absRoot);
-    }
-    classes = [];
-    const hidden: string[] = [];
-    for (const name of pythonSorted(names)) {
-      if (!(await isReadableDir(join(absRoot, name)))) continue;
-      if (name.startsWith('.')) hidden.push(name);
-      else classes.push(name);
-    }
-    if (hidden.length > 0) warnings.push(`hidden folders in ${absRoot} are not classes: ${hidden.join(', ')}`);
+    const found = await classFolders(absRoot);
+    classes = found.classes;
+    if (found.hidden.length > 0) warnings.push(`hidden folders in ${absRoot} are not classes: ${found.hidden.join(', ')}`);
   }
 
   const state = newWalkState(opts.followSymlinks);
@@ -391,21 +403,22 @@ export async function listValidationFolder(
   opts: { followSymlinks?: boolean; classesOf?: string } = {},
 ): Promise<DatasetListing> {
   const of = opts.classesOf ?? 'training';
-  const own = await listImageFolder(dir, { followSymlinks: opts.followSymlinks });
+  const root = await checkedRoot(dir);
+  const own = await classFolders(root);
   const present = classes.filter((c) => own.classes.includes(c));
   if (present.length === 0) {
-    throw new GraftError(`${own.root} has no class folder named like a class of ${of} (${of}: ${classes.join(', ')}; found: ${own.classes.join(', ') || 'none'})`, {
-      file: own.root,
+    throw new GraftError(`${root} has no class folder named like a class of ${of} (${of}: ${classes.join(', ')}; found: ${own.classes.join(', ') || 'none'})`, {
+      file: root,
     });
   }
-  const validation = await listImageFolder(dir, { followSymlinks: opts.followSymlinks, classes: present });
+  const validation = await listImageFolder(root, { followSymlinks: opts.followSymlinks, classes: present });
   validation.classes = [...classes];
   // Re-map labels from the filtered class list onto the given class indices.
   for (const f of validation.files) f.label = classes.indexOf(present[f.label]!);
   const extra = own.classes.filter((c) => !classes.includes(c));
-  if (extra.length > 0) validation.warnings.push(`${own.root} has classes not in ${of}, ignored: ${extra.join(', ')}`);
+  if (extra.length > 0) validation.warnings.push(`${root} has classes not in ${of}, ignored: ${extra.join(', ')}`);
   const missing = classes.filter((c) => !own.classes.includes(c));
-  if (missing.length > 0) validation.warnings.push(`${own.root} lacks classes of ${of}: ${missing.join(', ')}`);
+  if (missing.length > 0) validation.warnings.push(`${root} lacks classes of ${of}: ${missing.join(', ')}`);
   return validation;
 }
 
