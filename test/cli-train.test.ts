@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,7 +131,8 @@ test('predict and evaluate use the trained run folder; their JSON agrees with tr
   const junk = join(root, 'junk.jpg');
   await writeFile(junk, 'not a picture');
   const withJunk = await graftRun(['predict', '--model', run, '--json', junk, valCats]);
-  assert.equal(withJunk.code, 0, withJunk.err);
+  assert.equal(withJunk.code, 1, 'an unreadable input makes the exit status 1');
+  assert.equal(withJunk.err, 'graft: error: 1 of 3 images could not be read (the others are classified above)\n');
   const junkRows = withJunk.out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.deepEqual(junkRows[0], { file: junk, error: 'a text file, not an image' });
   assert.equal(junkRows.length, 3);
@@ -141,11 +142,18 @@ test('predict and evaluate use the trained run folder; their JSON agrees with tr
   // Nothing readable at all is an error.
   const onlyJunk = await graftRun(['predict', '--model', run, junk]);
   assert.equal(onlyJunk.code, 1);
-  assert.match(onlyJunk.err, /graft: error: .*junk\.jpg could not be read as an image/);
+  assert.equal(onlyJunk.err, `graft: error: ${junk} could not be read as an image: a text file, not an image\n`);
   const plain = await graftRun(['predict', '--model', run, junk, valCats]);
-  assert.equal(plain.code, 0, plain.err);
+  assert.equal(plain.code, 1);
   assert.equal(plain.out.trim().split('\n').length, 2);
-  assert.equal(plain.err, `warning: skipped ${junk}: a text file, not an image\n1 of 3 images could not be read\n`);
+  assert.equal(plain.err, `warning: skipped ${junk}: a text file, not an image\ngraft: error: 1 of 3 images could not be read (the others are classified above)\n`);
+  // Folders are walked through links (a linked class folder, say), unlike training's listing.
+  const linked = join(root, 'linked');
+  await mkdir(linked);
+  await symlink(valCats, join(linked, 'cats'));
+  const viaLink = await graftRun(['predict', '--model', run, linked]);
+  assert.equal(viaLink.code, 0, viaLink.err);
+  assert.equal(viaLink.out.trim().split('\n').length, 2);
   for (const r of rows) {
     assert.ok(['cats', 'dogs'].includes(r.class));
     assert.ok(Math.abs(r.probabilities.cats! + r.probabilities.dogs! - 1) < 1e-6);

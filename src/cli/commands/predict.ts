@@ -9,7 +9,7 @@ export function registerPredict(program: Command): void {
     .command('predict')
     .description('Class and probability for each image')
     .requiredOption('--model <path>', 'a training run folder (--out of graft train/lab), its model/ folder, or model.onnx')
-    .argument('<paths...>', 'image files or folders (searched recursively; .webp and .gif too, unlike training)')
+    .argument('<paths...>', 'image files or folders (searched recursively, linked folders too; .webp and .gif too, unlike training)')
     .option('--json', 'print one JSON object per image')
     .action(async (paths: string[], flags: { model: string; json?: boolean }) => {
       const files: string[] = [];
@@ -17,7 +17,9 @@ export function registerPredict(program: Command): void {
         const st = await stat(p).catch((err: unknown) => {
           throw describeFsError(err, p);
         });
-        if (st.isDirectory()) files.push(...(await listImageFiles(p, { allFormats: true, onWarning: (line) => console.error(`warning: ${line}`) })));
+        // Unlike training (Keras's follow_links=False), prediction takes every picture under a
+        // folder, as `find -L` would; the walk's loop guard keeps links from cycling.
+        if (st.isDirectory()) files.push(...(await listImageFiles(p, { allFormats: true, followSymlinks: true, onWarning: (line) => console.error(`warning: ${line}`) })));
         else files.push(p);
       }
       if (files.length === 0) throw new GraftError(`no images found in ${paths.join(', ')}`);
@@ -27,7 +29,8 @@ export function registerPredict(program: Command): void {
         const predictions = await predictFiles(model, files, {
           onBadImage: (file, reason) => {
             unreadable.set(file, reason);
-            if (!flags.json) console.error(`warning: skipped ${file}: ${reason}`);
+            // A lone image's reason goes into the error below instead.
+            if (!flags.json && files.length > 1) console.error(`warning: skipped ${file}: ${reason}`);
           },
         });
         // JSON: one line per image in the order given, the unreadable ones as error lines.
@@ -49,8 +52,11 @@ export function registerPredict(program: Command): void {
       } finally {
         await model.dispose();
       }
+      // Like cat or grep: any input that could not be read makes the exit status 1, after every
+      // readable image has been classified, so that a script notices.
       const bad = files.filter((f) => unreadable.has(f)).length;
-      if (bad === files.length) throw new GraftError(bad === 1 ? `${files[0]} could not be read as an image` : `none of the ${bad} images could be read`);
-      if (bad > 0 && !flags.json) console.error(`${bad} of ${files.length} images could not be read`);
+      if (bad === 0) return;
+      if (files.length === 1) throw new GraftError(`${files[0]} could not be read as an image: ${unreadable.get(files[0]!)}`, { file: files[0] });
+      throw new GraftError(bad === files.length ? `none of the ${bad} images could be read` : `${bad} of ${files.length} images could not be read (the others are classified above)`);
     });
 }
