@@ -15,7 +15,7 @@ import { LAB_AUGMENTATION, NO_AUGMENTATION, type AugmentConfig } from './data/au
 import type { ClassMode } from './data/batches.js';
 import { INTERPOLATIONS, type Interpolation } from './data/decode.js';
 import { buildImageStore, type ImageStore } from './data/image-store.js';
-import { listValidationFolder, resolveDataset, type DatasetListing } from './data/listing.js';
+import { classCounts, emptyValidationProblem, listValidationFolder, resolveDataset, type DatasetListing } from './data/listing.js';
 import { PREPROCESS_NAMES, preprocessParams, type PreprocessName } from './data/preprocess.js';
 import { computeMetrics, type EvaluationMetrics } from './evaluate/metrics.js';
 import { plotHistory } from './evaluate/plots.js';
@@ -23,8 +23,8 @@ import { writeEvaluation } from './evaluate/report.js';
 import { writeHistory } from './export/history-io.js';
 import { writeTfjsLayersModel } from './export/tfjs-layers.js';
 import { buildClassifierGraph, headLayerNames } from './model/classifier-graph.js';
-import { denseShapes, headForClasses, headToWeightMap, initHead } from './model/head.js';
-import { LAB_HEAD, type HeadLayerSpec, type HeadSpec } from './model/head-spec.js';
+import { denseShapes, headForClasses, headToWeightMap, initHead, outputLayerNote } from './model/head.js';
+import { LAB_HEAD, type HeadSpec } from './model/head-spec.js';
 import { weightsSourceName, type ClassifierInfo } from './model/classifier-info.js';
 import { cachedFeatures, faithfulSource, feedModeName, viewsSource, type FeedContext, type FeedMode } from './train/feature-sources.js';
 import { fit, arrayBatchSource, type ArrayData, type BatchSource, type EpochLogs } from './train/fit.js';
@@ -135,15 +135,8 @@ async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; va
   if (!validation) {
     throw new GraftError(`no validation data for ${opts.data}: give a folder with train/ and validation/, --val DIR, or --validation-split 0.2`, { file: opts.data });
   }
-  if (validation.files.length === 0) {
-    if (opts.validationSplit !== undefined) {
-      throw new GraftError(
-        `a validation split of ${opts.validationSplit} takes no images from ${validation.root}: every class has fewer than ${Math.ceil(1 / opts.validationSplit)} images; use a larger --validation-split or give --val DIR`,
-        { file: validation.root },
-      );
-    }
-    throw new GraftError(`the validation folder ${validation.root} holds no images`, { file: validation.root });
-  }
+  const empty = emptyValidationProblem(validation, opts.validationSplit);
+  if (empty) throw new GraftError(empty, { file: validation.root });
   return { train: resolved.train, validation };
 }
 
@@ -317,12 +310,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   // The head is checked before minutes of decoding and feature computation.
   const head = headForClasses(classes.length, opts.head ?? LAB_RECIPE.head);
   HeadTrainer.checkSpec(head);
-  const lastGiven = (opts.head ?? LAB_RECIPE.head).layers.at(-1);
-  if (lastGiven?.kind === 'dense' && lastGiven.activation === 'linear') {
-    // Likely meant as the output (e.g. dense:3 for 3 classes): a linear layer straight before the output adds nothing.
-    const output = head.layers.at(-1) as Extract<HeadLayerSpec, { kind: 'dense' }>;
-    say(`warning: the head ends with dense:${lastGiven.units} (linear), so the output layer dense:${output.units}:${output.activation} is added after it; to make it the output layer, write dense:${output.units}:${output.activation}`);
-  }
+  const headNote = outputLayerNote(opts.head ?? LAB_RECIPE.head, head);
+  if (headNote) say(headNote);
   const epochs = opts.epochs ?? LAB_RECIPE.epochs;
   // What makes this run this run, for --resume; the images and step counts follow after decoding.
   const settings: RunSetup = {
@@ -382,6 +371,10 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       );
     }
     if (unlearnable.length > 0) say(`warning: no readable training images of ${unlearnable.join(', ')}: the model keeps an output for ${unlearnable.length === 1 ? 'that class' : 'those classes'} but cannot learn it`);
+    // Likewise validation (a class whose listed images all failed; one listing gave none of was warned of then).
+    const listedForValidation = classCounts(validation);
+    const unmeasured = classes.filter((_, c) => listedForValidation[c]! > 0 && !valStore.labels.includes(c));
+    if (unmeasured.length > 0) say(`warning: no readable validation images of ${unmeasured.join(', ')}: validation does not measure ${unmeasured.length === 1 ? 'that class' : 'those classes'}`);
     const trainBatches = Math.ceil(trainStore.count / batchSize);
     if (opts.stepsPerEpoch !== undefined && opts.stepsPerEpoch > trainBatches) {
       throw tooManySteps(opts.stepsPerEpoch, trainBatches, `${trainStore.count} readable training images`, batchSize);

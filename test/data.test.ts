@@ -309,6 +309,46 @@ test('symlink loops do not hang, broken links are skipped with a reason', async 
   assert.ok(followed.skipped.some((s) => s.path.endsWith('loop') && /already visited/.test(s.reason)));
 });
 
+test("a Mac's zip: __MACOSX and ._ files are left out with one warning; linked folders not followed are named", async () => {
+  const root = join(dir, 'mac-zip');
+  await makeClassTree(root);
+  await mkdir(join(root, '__MACOSX', 'cats'), { recursive: true });
+  await writeFile(join(root, '__MACOSX', 'cats', '._B.PNG'), 'AppleDouble');
+  await writeFile(join(root, 'cats', '._B.PNG'), 'AppleDouble');
+  await writeFile(join(root, 'dogs', 'sub', '._a.png'), 'AppleDouble');
+  const outside = join(dir, 'mac-zip-outside');
+  await mkdir(outside, { recursive: true });
+  for (const v of [1, 2, 3]) await raw([v, v, v, v, v, v, v, v, v, v, v, v], 2, 2, 3).png().toFile(join(outside, `o${v}.png`));
+  await symlink(outside, join(root, 'dogs', 'linked'));
+  const l = await listImageFolder(root);
+  assert.deepEqual(l.classes, ['cats', 'dogs', 'empty']);
+  assert.equal(l.files.length, 7);
+  assert.deepEqual(l.skipped, []);
+  assert.ok(l.warnings.includes(`folders in ${root} that are not classes: .hidden (hidden), __MACOSX (macOS metadata)`), l.warnings.join(' | '));
+  assert.ok(l.warnings.includes(`2 macOS metadata entries (._ files, __MACOSX folders) in ${root} left out: not images`), l.warnings.join(' | '));
+  assert.ok(l.warnings.some((w) => w.startsWith(`1 linked folder not followed, as Keras does not (${join(root, 'dogs', 'linked')})`)), l.warnings.join(' | '));
+  // Followed on request: the link's images count, and nothing is said of it.
+  const followed = await listImageFolder(root, { followSymlinks: true });
+  assert.equal(followed.files.length, 10);
+  assert.ok(!followed.warnings.some((w) => /linked folder/.test(w)));
+  // graft data warns of a class whose listed images all fail, and flags validation with none readable.
+  const split = join(dir, 'bad-class');
+  await mkdir(join(split, 'cats'), { recursive: true });
+  await mkdir(join(split, 'dogs'), { recursive: true });
+  const px = (v: number) => raw([v, v, v, v, v, v, v, v, v, v, v, v], 2, 2, 3);
+  for (let i = 0; i < 4; i++) {
+    await px(10 + i).png().toFile(join(split, 'dogs', `d${i}.png`));
+    if (i === 0) await writeFile(join(split, 'cats', 'c0.png'), 'not a picture');
+    else await px(50 + i).png().toFile(join(split, 'cats', `c${i}.png`));
+  }
+  const report = await inspectDataset(split, { validationSplit: 0.25 });
+  assert.deepEqual(report.splits[1]!.usable, { cats: 0, dogs: 1 });
+  assert.ok(report.warnings.includes(`no readable validation images of cats in ${split}`), report.warnings.join(' | '));
+  assert.deepEqual(report.problems, []);
+  const none = await inspectDataset(split, { validationSplit: 0.1 });
+  assert.deepEqual(none.problems, [`a validation split of 0.1 takes no images from ${split}: every class has fewer than 10 images; use a larger --validation-split or give --val DIR`]);
+});
+
 test('resolveDataset: layouts, class checks, Keras and shuffled validation splits', async () => {
   const lab = join(dir, 'lab');
   await makeClassTree(join(lab, 'train'));

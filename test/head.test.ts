@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { headForClasses, headFromWeightMap, headToWeightMap, initHead, type HeadParams } from '../src/model/head.js';
+import { parseHeadSpec } from '../src/model/head-spec-parse.js';
+import { hasOutputLayer, headForClasses, headFromWeightMap, headToWeightMap, initHead, outputLayerNote, type HeadParams } from '../src/model/head.js';
 import { LAB_HEAD, type HeadSpec } from '../src/model/head-spec.js';
 import { HeadTrainer } from '../src/train/head-trainer.js';
 import { Random } from '../src/util/random.js';
@@ -103,6 +104,27 @@ test('glorot_uniform init: bounds, mean and variance of U(±sqrt(6/(fan_in+fan_o
   assert.ok(p.dense.every((d) => d.bias.every((b) => b === 0)));
   assert.deepEqual(initHead(spec, [10, 20], 1).dense[1]!.kernel, p.dense[1]!.kernel);
   assert.notDeepEqual(initHead(spec, [10, 20], 2).dense[1]!.kernel, p.dense[1]!.kernel);
+});
+
+test('the output layer: a softmax or 1-unit sigmoid Dense is fitted to the classes, with a note when it changes; a wider sigmoid stays hidden', () => {
+  const spec = (text: string) => parseHeadSpec(text);
+  assert.ok(hasOutputLayer(spec('gap,dense:3:softmax')));
+  assert.ok(hasOutputLayer(spec('gap,dense:1:sigmoid')));
+  assert.ok(!hasOutputLayer(spec('gap,dense:256:sigmoid')));
+  assert.ok(!hasOutputLayer(spec('gap,dense:3')));
+  const fit = (text: string, classes: number) => {
+    const given = spec(text);
+    const fitted = headForClasses(classes, given);
+    return { layers: fitted.layers.map((l) => (l.kind === 'dense' ? `dense:${l.units}:${l.activation}` : l.kind)).join(','), note: outputLayerNote(given, fitted) };
+  };
+  assert.deepEqual(fit('gap,dense:3:softmax', 3), { layers: 'gap,dense:3:softmax', note: null });
+  assert.deepEqual(fit('gap,dense:3:softmax', 2), { layers: 'gap,dense:1:sigmoid', note: "note: the head's output layer dense:3:softmax is fitted to the 2 classes: dense:1:sigmoid" });
+  assert.deepEqual(fit('gap,dense:1:sigmoid', 4), { layers: 'gap,dense:4:softmax', note: "note: the head's output layer dense:1:sigmoid is fitted to the 4 classes: dense:4:softmax" });
+  const wide = fit('gap,dense:256:sigmoid', 2);
+  assert.equal(wide.layers, 'gap,dense:256:sigmoid,dense:1:sigmoid');
+  assert.match(wide.note!, /dense:256:sigmoid stays a hidden layer/);
+  assert.match(fit('gap,dense:3', 3).note!, /^warning: the head ends with dense:3 \(linear\).*write dense:3:softmax$/);
+  assert.deepEqual(fit('gap,dense:64:relu', 2), { layers: 'gap,dense:64:relu,dense:1:sigmoid', note: null });
 });
 
 test('headForClasses and the weight map round trip under Keras names', () => {

@@ -259,7 +259,7 @@ test('a class whose every file is unreadable: refused when it leaves one class, 
   await mkdir(join(odd, 'broken'), { recursive: true });
   await cp(join(root, 'data', 'train', 'cats'), join(odd, 'cats'), { recursive: true });
   await rm(join(odd, 'cats', 'zz-not-an-image.jpg'));
-  for (const i of [1, 2, 3]) await writeFile(join(odd, 'broken', `b${i}.jpg`), i === 1 ? '' : 'not a picture');
+  for (const i of [1, 2, 3, 4]) await writeFile(join(odd, 'broken', `b${i}.jpg`), i === 1 ? '' : 'not a picture');
   const run = (extra: Partial<TrainOptions>) => trainClassifier(options(root, 'odd-run', { data: odd, validationSplit: 0.25, overwrite: true, mode: { kind: 'cached' }, epochs: 1, ...extra }));
   await assert.rejects(run({}), /training needs readable images of at least 2 classes; in .*odd only cats has any \(none of broken could be read\)/);
 
@@ -268,6 +268,8 @@ test('a class whose every file is unreadable: refused when it leaves one class, 
   const result = await run({ log: (l) => lines.push(l), head: parseHeadSpec('gap,dense:4:relu') });
   assert.deepEqual(result.classes, ['broken', 'cats', 'dogs']);
   assert.ok(lines.includes('warning: no readable training images of broken: the model keeps an output for that class but cannot learn it'), lines.join('\n'));
+  // Its validation image (the split takes 1 of 4) is unreadable too: validation cannot measure it.
+  assert.ok(lines.includes('warning: no readable validation images of broken: validation does not measure that class'), lines.join('\n'));
 
   // More steps than the images make is refused before decoding, with the most that works.
   await assert.rejects(run({ stepsPerEpoch: 50 }), /50 steps per epoch is more than the 4 batches of 4 that 15 training images make: pass --steps 4 or fewer/);

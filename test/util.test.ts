@@ -210,3 +210,18 @@ test('isSameOrInside: the folder itself and what lies below it, not a sibling sh
   assert.ok(!isSameOrInside('/data', '/data/train'));
   assert.ok(isSameOrInside('/data/train/..foo', '/data/train'));
 });
+
+test('CLI number options: a fraction strictly inside (0, 1) and a range open at its low end', async () => {
+  const { floatOption, fractionOption } = await import('../src/cli/options.js');
+  const split = fractionOption('validation-split');
+  assert.equal(split('0.2'), 0.2);
+  assert.equal(split('0.95'), 0.95);
+  for (const bad of ['0', '1', '-0.1', 'x', '']) {
+    assert.throws(() => split(bad), new GraftError(`--validation-split must be a fraction between 0 and 1 (exclusive), e.g. 0.2; found '${bad}'`));
+  }
+  const lr = floatOption('lr', 0, 10, { aboveMin: true });
+  assert.equal(lr('10'), 10);
+  assert.throws(() => lr('0'), /--lr must be a number above 0 and at most 10, found '0'/);
+  assert.throws(() => floatOption('momentum', 0, 1)('1.5'), /--momentum must be a number from 0 to 1, found '1.5'/);
+  assert.equal(floatOption('momentum', 0, 1)('0'), 0);
+});

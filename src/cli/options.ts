@@ -9,10 +9,22 @@ export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEG
   };
 }
 
-export function floatOption(name: string, min: number, max: number) {
+export function floatOption(name: string, min: number, max: number, opts: { aboveMin?: boolean } = {}) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isFinite(n) || n < min || n > max) throw new GraftError(`--${name} must be a number from ${min} to ${max}, found '${v}'`);
+    const low = opts.aboveMin ? n <= min : n < min;
+    if (!Number.isFinite(n) || low || n > max) {
+      throw new GraftError(`--${name} must be a number ${opts.aboveMin ? `above ${min} and at most` : `from ${min} to`} ${max}, found '${v}'`);
+    }
+    return n;
+  };
+}
+
+/** A fraction strictly between 0 and 1, such as --validation-split (Keras accepts the same). */
+export function fractionOption(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0 || n >= 1) throw new GraftError(`--${name} must be a fraction between 0 and 1 (exclusive), e.g. 0.2; found '${v}'`);
     return n;
   };
 }

@@ -5,7 +5,7 @@
  */
 import { DEFAULT_MAX_PIXELS, BadImageError, decodeFullRgb, readImageFile, readImageSize, sniffFormat } from './decode.js';
 import { runPool, defaultDecodeConcurrency } from './image-store.js';
-import { classCounts, countLooseImages, IMAGE_EXTENSIONS, resolveDataset, type DatasetListing, type ResolveOptions } from './listing.js';
+import { classCounts, countLooseImages, emptyValidationProblem, IMAGE_EXTENSIONS, resolveDataset, type DatasetListing, type ResolveOptions } from './listing.js';
 
 export interface SizeStats {
   min: number;
@@ -106,7 +106,17 @@ export async function inspectDataset(root: string, opts: InspectOptions = {}): P
     ...parts.flatMap(([, l]) => l.skipped),
     ...files.filter((f) => badReason.has(f.path)).map((f) => ({ path: f.path, reason: badReason.get(f.path)! })),
   ];
+  const warnings = parts.flatMap(([, l]) => l.warnings);
+  // Classes whose listed images all fail to decode: training warns of them, or refuses (below).
+  for (const sp of splits) {
+    const lost = classes.filter((c) => sp.counts[c]! > 0 && sp.usable[c] === 0);
+    if (lost.length > 0) warnings.push(`no readable ${sp.name === 'train' ? 'training' : 'validation'} images of ${lost.join(', ')} in ${sp.root}`);
+  }
   const problems: string[] = [];
+  const validation = parts.find(([name]) => name === 'validation')?.[1];
+  const emptyValidation = validation && emptyValidationProblem(validation, opts.validationSplit);
+  if (emptyValidation) problems.push(emptyValidation);
+  else if (validation && validation.files.every((f) => badReason.has(f.path))) problems.push(`no readable validation images in ${validation.root}`);
   const trainUsable = Object.values(splits[0]!.usable).filter((n) => n > 0).length;
   const loose = classes.length === 0 ? await countLooseImages(resolved.train.root) : 0;
   if (loose > 0) {
@@ -124,7 +134,7 @@ export async function inspectDataset(root: string, opts: InspectOptions = {}): P
     formats,
     bad,
     ignoredFiles: parts.reduce((n, [, l]) => n + l.ignoredCount, 0),
-    warnings: parts.flatMap(([, l]) => l.warnings),
+    warnings,
     problems,
   };
 }

@@ -16,7 +16,7 @@
 import { constants } from 'node:fs';
 import { access, readdir, realpath, stat } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
-import { GraftError, describeFsError } from '../util/errors.js';
+import { GraftError, describeFsError, firstFew } from '../util/errors.js';
 import { Random } from '../util/random.js';
 
 /** Extensions Keras 2.x accepts (white_list_formats), matched case-insensitively. */
@@ -104,10 +104,14 @@ interface WalkState {
   ignored: number;
   /** Ignored files with an image extension Keras does not read, by extension. */
   ignoredImages: Map<string, number>;
+  /** macOS archive metadata left out: `._name` (AppleDouble) files and `__MACOSX` folders. */
+  macMetadata: number;
+  /** Linked folders not walked (without followSymlinks). */
+  linksNotFollowed: string[];
 }
 
 function newWalkState(followSymlinks: boolean | undefined): WalkState {
-  return { followSymlinks: followSymlinks ?? false, seen: new Set(), skipped: [], ignored: 0, ignoredImages: new Map() };
+  return { followSymlinks: followSymlinks ?? false, seen: new Set(), skipped: [], ignored: 0, ignoredImages: new Map(), macMetadata: 0, linksNotFollowed: [] };
 }
 
 /** Counts a file left out for its extension (and which image formats were among them). */
@@ -117,8 +121,30 @@ function ignore(state: WalkState, name: string): void {
   if (OTHER_IMAGE_EXTENSIONS.has(ext)) state.ignoredImages.set(ext, (state.ignoredImages.get(ext) ?? 0) + 1);
 }
 
+/**
+ * A zip made on a Mac carries `__MACOSX/` and a `._name` file beside every file: metadata with the
+ * picture's own extension. Keras would list them as images (and fail on them); graft leaves them out.
+ */
+const isMacMetadata = (name: string) => name.startsWith('._') || name === '__MACOSX';
+
+/** What a user should hear about files and folders a walk left out, with no error to show for them. */
+function walkWarnings(state: WalkState, where: string, allFormats = false): string[] {
+  const out: string[] = [];
+  const pictures = ignoredImagesWarning(state, where, allFormats);
+  if (pictures) out.push(pictures);
+  if (state.macMetadata > 0) {
+    const n = state.macMetadata;
+    out.push(`${n} macOS metadata ${n === 1 ? 'entry' : 'entries'} (._ files, __MACOSX folders) in ${where} left out: not images`);
+  }
+  const links = state.linksNotFollowed;
+  if (links.length > 0) {
+    out.push(`${links.length} linked folder${links.length === 1 ? '' : 's'} not followed, as Keras does not (${firstFew(links)}): follow symbolic links (--follow-symlinks) to include ${links.length === 1 ? 'it' : 'them'}`);
+  }
+  return out;
+}
+
 /** The warning for pictures left out for their format, or null when there were none. */
-function ignoredImagesWarning(state: WalkState, where: string, allFormats = false): string | null {
+function ignoredImagesWarning(state: WalkState, where: string, allFormats: boolean): string | null {
   if (state.ignoredImages.size === 0) return null;
   const counts = [...state.ignoredImages].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
   const n = counts.reduce((a, [, c]) => a + c, 0);
@@ -157,7 +183,9 @@ async function walkClassFolder(top: string, state: WalkState): Promise<[string, 
     const subdirs: string[] = [];
     for (const e of entries) {
       const full = join(dir, e.name);
-      if (e.isDirectory()) {
+      if (isMacMetadata(e.name)) {
+        state.macMetadata++;
+      } else if (e.isDirectory()) {
         subdirs.push(full);
       } else if (e.isSymbolicLink()) {
         // os.walk classifies a link by its target: links to folders are folders (walked only with
@@ -174,6 +202,7 @@ async function walkClassFolder(top: string, state: WalkState): Promise<[string, 
         }
         if (target.isDirectory()) {
           if (state.followSymlinks) subdirs.push(full);
+          else state.linksNotFollowed.push(full);
         } else if (target.isFile()) files.push(e.name);
         else if (isImageFileName(e.name)) state.skipped.push({ path: full, reason: 'not a regular file' });
       } else if (e.isFile()) {
@@ -214,8 +243,7 @@ export async function listImageFiles(
       else ignore(state, name);
     }
   }
-  const warning = ignoredImagesWarning(state, resolve(dir), opts.allFormats);
-  if (warning) opts.onWarning?.(warning);
+  for (const warning of walkWarnings(state, resolve(dir), opts.allFormats)) opts.onWarning?.(warning);
   return files;
 }
 
@@ -232,7 +260,7 @@ async function checkedRoot(root: string): Promise<string> {
   return absRoot;
 }
 
-/** The class folders of `absRoot` in Keras's order, and the hidden folders that are not classes. */
+/** The class folders of `absRoot` in Keras's order, and the hidden (or macOS metadata) folders that are not classes. */
 async function classFolders(absRoot: string): Promise<{ classes: string[]; hidden: string[] }> {
   let names: string[];
   try {
@@ -244,7 +272,7 @@ async function classFolders(absRoot: string): Promise<{ classes: string[]; hidde
   const hidden: string[] = [];
   for (const name of pythonSorted(names)) {
     if (!(await isReadableDir(join(absRoot, name)))) continue;
-    if (name.startsWith('.')) hidden.push(name);
+    if (name.startsWith('.') || isMacMetadata(name)) hidden.push(name);
     else classes.push(name);
   }
   return { classes, hidden };
@@ -263,7 +291,7 @@ export async function listImageFolder(root: string, opts: ListOptions = {}): Pro
   } else {
     const found = await classFolders(absRoot);
     classes = found.classes;
-    if (found.hidden.length > 0) warnings.push(`hidden folders in ${absRoot} are not classes: ${found.hidden.join(', ')}`);
+    if (found.hidden.length > 0) warnings.push(`folders in ${absRoot} that are not classes: ${found.hidden.map((n) => `${n} (${n.startsWith('.') ? 'hidden' : 'macOS metadata'})`).join(', ')}`);
   }
 
   const state = newWalkState(opts.followSymlinks);
@@ -289,8 +317,7 @@ export async function listImageFolder(root: string, opts: ListOptions = {}): Pro
     }
     if (files.length === before) warnings.push(`class folder ${classDir} holds no images`);
   }
-  const ignoredImages = ignoredImagesWarning(state, absRoot);
-  if (ignoredImages) warnings.push(ignoredImages);
+  warnings.push(...walkWarnings(state, absRoot));
   return { root: absRoot, classes, files, skipped: state.skipped, ignoredCount: state.ignored, warnings };
 }
 
@@ -420,6 +447,15 @@ export async function listValidationFolder(
   const missing = classes.filter((c) => !own.classes.includes(c));
   if (missing.length > 0) validation.warnings.push(`${root} lacks classes of ${of}: ${missing.join(', ')}`);
   return validation;
+}
+
+/** Why training cannot validate on `validation` (it lists no images), or null when it can. */
+export function emptyValidationProblem(validation: DatasetListing, split?: number): string | null {
+  if (validation.files.length > 0) return null;
+  if (split !== undefined) {
+    return `a validation split of ${split} takes no images from ${validation.root}: every class has fewer than ${Math.ceil(1 / split)} images; use a larger --validation-split or give --val DIR`;
+  }
+  return `the validation folder ${validation.root} holds no images`;
 }
 
 /**

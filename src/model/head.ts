@@ -6,8 +6,8 @@ import { LAB_HEAD, type HeadLayerSpec, type HeadSpec } from './head-spec.js';
 
 /**
  * `base` with its output layer set for `numClasses`: Dense(1, sigmoid) for two classes,
- * Dense(k, softmax) for more. A final sigmoid/softmax Dense is replaced, otherwise the output is
- * appended (so 'gap,dense:256:relu' gains an output layer).
+ * Dense(k, softmax) for more. A final output layer (see hasOutputLayer) is replaced, otherwise the
+ * output is appended (so 'gap,dense:256:relu' gains an output layer).
  */
 export function headForClasses(numClasses: number, base: HeadSpec = LAB_HEAD): HeadSpec {
   if (!Number.isInteger(numClasses) || numClasses < 2) throw new GraftError(`a classifier needs at least 2 classes, found ${numClasses}`);
@@ -17,10 +17,39 @@ export function headForClasses(numClasses: number, base: HeadSpec = LAB_HEAD): H
   return { layers: [...(hasOutputLayer(base) ? base.layers.slice(0, -1) : base.layers), output] };
 }
 
-/** Whether the head ends in an output layer (Dense with sigmoid or softmax), which headForClasses replaces. */
+/**
+ * Whether the head ends in an output layer, which headForClasses replaces: a softmax Dense, or a
+ * one-unit sigmoid Dense. A wider sigmoid Dense is a hidden layer (it is no output of a
+ * single-label classifier), and the output follows it.
+ */
 export function hasOutputLayer(spec: HeadSpec): boolean {
   const last = spec.layers.at(-1);
-  return last?.kind === 'dense' && (last.activation === 'sigmoid' || last.activation === 'softmax');
+  return last?.kind === 'dense' && (last.activation === 'softmax' || (last.activation === 'sigmoid' && last.units === 1));
+}
+
+/**
+ * What a user should hear when the head they gave does not end as trained (`fitted`, from
+ * headForClasses): an output layer changed to fit the classes, or a last layer that looks like an
+ * output but stays hidden; null when it ends as written or simply gains its output layer.
+ */
+export function outputLayerNote(given: HeadSpec, fitted: HeadSpec): string | null {
+  const last = given.layers.at(-1);
+  const output = fitted.layers.at(-1);
+  if (last?.kind !== 'dense' || output?.kind !== 'dense') return null;
+  const spell = (d: { units: number; activation: string }) => `dense:${d.units}:${d.activation}`;
+  const classes = output.activation === 'sigmoid' ? 2 : output.units;
+  if (hasOutputLayer(given)) {
+    if (last.units === output.units && last.activation === output.activation) return null;
+    return `note: the head's output layer ${spell(last)} is fitted to the ${classes} classes: ${spell(output)}`;
+  }
+  if (last.activation === 'linear') {
+    // Likely meant as the output (e.g. dense:3 for 3 classes): a linear layer straight before the output adds nothing.
+    return `warning: the head ends with dense:${last.units} (linear), so the output layer ${spell(output)} is added after it; to make it the output layer, write ${spell(output)}`;
+  }
+  if (last.activation === 'sigmoid') {
+    return `note: the head's last layer ${spell(last)} stays a hidden layer (a sigmoid output has 1 unit), and the output layer ${spell(output)} is added after it`;
+  }
+  return null;
 }
 
 /** One Dense layer's weights in Keras layout: kernel [inputSize, units] row-major, bias [units]. */

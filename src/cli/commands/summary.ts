@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { DEFAULT_CUT, checkInputSize } from '../../backbone/backbone.js';
 import { inceptionV3Graph } from '../../backbone/architectures/inception-v3.js';
 import { resolveWeights } from '../../backbone/weights/resolve.js';
@@ -7,7 +7,7 @@ import { validateWeights } from '../../backbone/validate-weights.js';
 import { buildClassifierGraph } from '../../model/classifier-graph.js';
 import { LAB_HEAD } from '../../model/head-spec.js';
 import { parseHeadSpec } from '../../model/head-spec-parse.js';
-import { hasOutputLayer, headForClasses } from '../../model/head.js';
+import { hasOutputLayer, headForClasses, outputLayerNote } from '../../model/head.js';
 import { intOption, sizeOption } from '../options.js';
 import { summarizeModel } from '../../model/summary.js';
 import { summarizeClassifier } from '../../model/saved-classifier.js';
@@ -28,7 +28,7 @@ export function registerSummary(program: Command): void {
     .option('--model <path>', 'summarise a trained classifier instead: a run folder (--out of graft train/lab) or its model/ folder')
     .option('--weights <spec>', "check these weights against the architecture too: 'imagenet', a Keras .h5 or .keras file or a TF.js folder (default: InceptionV3's architecture alone)")
     .option('--cut <layer>', 'backbone layer whose output feeds the head', DEFAULT_CUT)
-    .option('--input-size <size>', 'input size, e.g. 150 or 150x150', sizeOption, [150, 150] as [number, number])
+    .addOption(new Option('--input-size <HxW>', 'input size, e.g. 150 or 150x150').argParser(sizeOption).default([150, 150], '"150x150"'))
     .option('--head <spec>', 'head layers, e.g. flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid (default: the Keras lab head)')
     .option('--classes <n>', 'number of classes: 2 -> Dense(1, sigmoid), more -> Dense(n, softmax), as graft train fits the output layer (default: the head\'s own sigmoid/softmax output, else 2)', intOption('classes', 2))
     .action(async (opts: SummaryOptions) => {
@@ -41,6 +41,8 @@ export function registerSummary(program: Command): void {
       const given = opts.head ? parseHeadSpec(opts.head) : LAB_HEAD;
       // A head without an output layer gets one, as training adds it; 2 classes unless told.
       const head = opts.classes !== undefined || !hasOutputLayer(given) ? headForClasses(opts.classes ?? 2, given) : given;
+      const note = outputLayerNote(given, head);
+      if (note) console.error(note);
       let backbone;
       if (opts.weights) {
         // The architecture the weights come with (a TF.js topology or a full .h5 model), checked against them.

@@ -6,7 +6,7 @@ import { NO_AUGMENTATION } from '../../data/augment.js';
 import { PREPROCESS_NAMES, type PreprocessName } from '../../data/preprocess.js';
 import { INTERPOLATIONS, type Interpolation } from '../../data/decode.js';
 import { resolveLabDataset } from '../../data/lab-dataset.js';
-import { choiceOption, floatOption, interruptSignal, intOption, sizeOption } from '../options.js';
+import { choiceOption, floatOption, fractionOption, interruptSignal, intOption, sizeOption } from '../options.js';
 import { GraftError } from '../../util/errors.js';
 
 interface TrainFlags {
@@ -50,7 +50,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--input-size <HxW>', 'image size, e.g. 150 or 150x150', '150x150')
     .option('--head <spec>', "head layers, e.g. 'flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid' or 'gap,dense:256:relu'; the output layer (dense:1:sigmoid for 2 classes, dense:K:softmax for K) is added or fitted to the number of classes")
     .option('--optimizer <name>', 'rmsprop (Keras 3 / TF >= 2.11), rmsprop-legacy (tf.keras.optimizers.legacy.RMSprop), adam or sgd', choiceOption('optimizer', OPTIMIZER_NAMES), 'rmsprop')
-    .option('--lr <rate>', 'learning rate', floatOption('lr', 0, 10), 1e-4)
+    .option('--lr <rate>', 'learning rate', floatOption('lr', 0, 10, { aboveMin: true }), 1e-4)
     .option('--momentum <m>', 'SGD momentum', floatOption('momentum', 0, 1))
     .option('--epochs <n>', 'epochs', intOption('epochs', 1), LAB_RECIPE.epochs)
     .option('--batch-size <n>', 'batch size', intOption('batch-size', 1, 256), LAB_RECIPE.batchSize)
@@ -127,7 +127,7 @@ export function registerTrain(program: Command): void {
     .description('Train a classifier on any folder of labelled images (one sub-folder per class)')
     .requiredOption('--data <dir>', 'class folders, or a folder with train/ and validation/')
     .option('--val <dir>', 'validation class folders')
-    .option('--validation-split <f>', 'hold out this fraction of each class for validation', floatOption('validation-split', 0.01, 0.9))
+    .option('--validation-split <f>', 'hold out this fraction of each class for validation (between 0 and 1, e.g. 0.2)', fractionOption('validation-split'))
     .option('--split-order <order>', "which images --validation-split holds out: 'keras' (the first of each class, like Keras) or 'shuffled' (drawn with --seed)", choiceOption('split-order', ['keras', 'shuffled'] as const))
     .option('--follow-symlinks', 'descend into linked folders (Keras follow_links)');
   addTrainingOptions(cmd, { out: 'runs/train' }).action((flags: TrainFlags) => runTraining(flags, flags.data!));
