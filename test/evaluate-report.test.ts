@@ -20,6 +20,7 @@ test('writeEvaluation writes metrics.json and report.txt with class names and mi
     assert.equal(json.accuracy, 0.5);
     assert.deepEqual(json.perClass.map((c: { class: string }) => c.class), ['cats', 'dogs']);
     assert.deepEqual(json.misclassified.map((x: { file: string }) => x.file), ['c2.jpg', 'd2.jpg', 'd3.jpg']);
+    assert.deepEqual(json.misclassified.map((x: { trueClass: string; predictedClass: string }) => [x.trueClass, x.predictedClass]), [['cats', 'dogs'], ['dogs', 'cats'], ['dogs', 'cats']]);
     const text = await readFile(out.reportFile, 'utf8');
     assert.equal(text, formatEvaluation(m, { classes: ['cats', 'dogs'], files }));
     assert.match(text, /accuracy\s+0\.5000/);

@@ -83,7 +83,13 @@ export function evaluationJson(metrics: EvaluationMetrics, ctx: EvaluationContex
     classes: ctx.classes,
     ...metrics,
     perClass: metrics.perClass.map((m, i) => ({ class: ctx.classes[i], ...m })),
-    misclassified: metrics.misclassified.map((m) => ({ ...(ctx.files ? { file: ctx.files[m.index] } : {}), ...m })),
+    // In file order (report.txt lists the most confident first), with class names beside the indices.
+    misclassified: metrics.misclassified.map((m) => ({
+      ...(ctx.files ? { file: ctx.files[m.index] } : {}),
+      ...m,
+      trueClass: ctx.classes[m.trueLabel],
+      predictedClass: ctx.classes[m.predicted],
+    })),
   };
 }
 
