@@ -204,6 +204,14 @@ test('bad files are refused with a reason', async () => {
   await expectBad(huge, /too many pixels: 12000x10000 is over the limit of 100000000/);
   await expectBad(join(dir, 'alpha.png'), /too many pixels/, { maxPixels: 1 });
   await expectBad(join(dir, 'missing.png'), /unreadable: no such file/);
+  // An iPhone's HEIC is named as such (under any extension); AVIF decodes.
+  const heic = join(dir, 'phone.jpg');
+  await writeFile(heic, Buffer.concat([Buffer.from([0, 0, 0, 24]), Buffer.from('ftypheic\0\0\0\0mif1heic', 'latin1'), Buffer.alloc(64)]));
+  await expectBad(heic, /^a HEIC\/HEIF image \(as iPhones take\), which graft cannot decode: convert it to JPEG or PNG$/);
+  const avif = join(dir, 'x.avif');
+  await sharp({ create: { width: 4, height: 3, channels: 3, background: { r: 200, g: 10, b: 10 } } }).avif({ lossless: true }).toFile(avif);
+  const img = await decodeImage(avif, { width: 4, height: 3 });
+  assert.deepEqual([...img.subarray(0, 3)], [200, 10, 10]);
 });
 
 /** cats: 3 images + a note; dogs: nested folders; empty/: nothing; .hidden/: not a class. */
@@ -273,11 +281,11 @@ test('pictures in formats Keras does not read are left out, and the listing says
   assert.equal(all.length, 5);
   assert.ok(all.some((f) => f.endsWith('.gif')) && all.filter((f) => f.toLowerCase().endsWith('.webp')).length === 2);
   // What even prediction cannot read is named with what it can.
-  await mkdir(join(dir, 'formats-avif'), { recursive: true });
-  await writeFile(join(dir, 'formats-avif', 'x.avif'), 'not decoded here');
-  const avif: string[] = [];
-  assert.deepEqual(await listImageFiles(join(dir, 'formats-avif'), { allFormats: true, onWarning: (l) => avif.push(l) }), []);
-  assert.match(avif[0]!, /1 image in .*formats-avif ignored \(1 \.avif\): graft reads \.png .*\.tiff \.webp \.gif .*; convert them/);
+  await mkdir(join(dir, 'formats-heic'), { recursive: true });
+  await writeFile(join(dir, 'formats-heic', 'x.heic'), 'not decoded here');
+  const heic: string[] = [];
+  assert.deepEqual(await listImageFiles(join(dir, 'formats-heic'), { allFormats: true, onWarning: (l) => heic.push(l) }), []);
+  assert.match(heic[0]!, /1 image in .*formats-heic ignored \(1 \.heic\): graft reads \.png .*\.tiff \.webp \.gif \.avif .*; convert them/);
   // Keras's formats only: the rest is left out with a warning.
   const lines: string[] = [];
   const files = await listImageFiles(join(root, 'cats'), { onWarning: (line) => lines.push(line) });

@@ -83,7 +83,7 @@ export async function readImageFile(path: string): Promise<Buffer> {
   return buf;
 }
 
-export type SniffedFormat = 'jpeg' | 'png' | 'gif' | 'tiff' | 'webp' | 'bmp' | 'netpbm';
+export type SniffedFormat = 'jpeg' | 'png' | 'gif' | 'tiff' | 'webp' | 'bmp' | 'netpbm' | 'avif';
 
 /** The format the first bytes announce, or a BadImageError explaining what the file seems to be instead. */
 export function sniffFormat(buf: Uint8Array, path: string): SniffedFormat {
@@ -95,6 +95,13 @@ export function sniffFormat(buf: Uint8Array, path: string): SniffedFormat {
   if (b[0] === 0x52 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x46 && b[8] === 0x57 && b[9] === 0x45) return 'webp';
   if (isBmp(b)) return 'bmp';
   if (isNetpbm(b)) return 'netpbm';
+  // ISO-BMFF images, 'ftyp' and a brand after the box size: AVIF (sharp decodes it) and HEIC, as
+  // iPhones take (HEVC, which sharp's prebuilt libvips does not decode).
+  const brand = Buffer.from(b.subarray(4, 12)).toString('latin1');
+  if (/^ftypavi[fs]/.test(brand)) return 'avif';
+  if (/^ftyp(hei[cmsx]|hev[cmsx]|mif1|msf1)/.test(brand)) {
+    throw new BadImageError(path, 'a HEIC/HEIF image (as iPhones take), which graft cannot decode: convert it to JPEG or PNG');
+  }
   const head = Buffer.from(b.subarray(0, 512)).toString('latin1');
   const text = head.replace(/^\uFEFF|^\xEF\xBB\xBF/, '').trimStart().toLowerCase();
   if (text.startsWith('<!doctype html') || text.startsWith('<html') || (text.startsWith('<') && text.includes('<html'))) {

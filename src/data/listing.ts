@@ -222,7 +222,7 @@ async function walkClassFolder(top: string, state: WalkState): Promise<[string, 
 }
 
 /** Formats graft decodes beyond Keras's white list (sniffed by content, see decode.ts). */
-const DECODABLE_OTHER_EXTENSIONS = new Set(['webp', 'gif', 'jfif', 'pgm', 'pbm', 'pnm']);
+const DECODABLE_OTHER_EXTENSIONS = new Set(['webp', 'gif', 'avif', 'jfif', 'pgm', 'pbm', 'pnm']);
 
 /**
  * Every image file under `dir` (recursively, sorted like Keras walks a class folder), e.g. for

@@ -9,7 +9,7 @@ export function registerPredict(program: Command): void {
     .command('predict')
     .description('Class and probability for each image')
     .requiredOption('--model <path>', 'a training run folder (--out of graft train/lab), its model/ folder, or model.onnx')
-    .argument('<paths...>', 'image files or folders (searched recursively, linked folders too; .webp and .gif too, unlike training)')
+    .argument('<paths...>', 'image files or folders (searched recursively, linked folders too; .webp, .gif and .avif too, unlike training)')
     .option('--json', 'print one JSON object per image')
     .action(async (paths: string[], flags: { model: string; json?: boolean }) => {
       const files: string[] = [];
