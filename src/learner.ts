@@ -4,7 +4,7 @@
  * (backbone, data, augmentation, head, loop, evaluation, export) is usable on its own.
  */
 import { createHash } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, existsSync } from 'node:fs';
 import { access, rmdir, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { availableParallelism, totalmem } from 'node:os';
@@ -133,7 +133,10 @@ async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; va
     validation = await listValidationFolder(opts.validationData, resolved.train.classes, { followSymlinks: opts.followSymlinks });
   }
   if (!validation) {
-    throw new GraftError(`no validation data for ${opts.data}: give a folder with train/ and validation/, --val DIR, or --validation-split 0.2`, { file: opts.data });
+    // A train/ + test/ folder: the test set is never taken for validation unasked, but it can be.
+    const test = join(resolve(opts.data), 'test');
+    const testHint = resolved.layout === 'lab' && existsSync(test) ? ` (${test} is kept unseen as a test set; --val ${test} validates on it)` : '';
+    throw new GraftError(`no validation data for ${opts.data}: give a folder with train/ and validation/, --val DIR, or --validation-split 0.2${testHint}`, { file: opts.data });
   }
   const empty = emptyValidationProblem(validation, opts.validationSplit);
   if (empty) throw new GraftError(empty, { file: validation.root });

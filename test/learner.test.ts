@@ -280,6 +280,14 @@ test('a class whose every file is unreadable: refused when it leaves one class, 
     run({ data: join(root, 'data'), validationSplit: undefined, validationData: join(root, 'data', 'validation') }),
     /data already has a validation folder \(.*validation\): drop --val, or point --data at its training folder/,
   );
+  // No validation data at all: a train/ + test/ folder is told how to validate on its test set.
+  const trainTest = join(root, 'train-test');
+  await cp(join(root, 'data', 'train'), join(trainTest, 'train'), { recursive: true });
+  await mkdir(join(trainTest, 'test'));
+  await assert.rejects(
+    run({ data: trainTest, validationSplit: undefined }),
+    /no validation data for .*train-test: .* \(.*train-test\/test is kept unseen as a test set; --val .*train-test\/test validates on it\)$/,
+  );
 });
 
 test('a head ending in a linear Dense is warned about: the output layer comes after it', async () => {
