@@ -52,37 +52,61 @@ export interface TrainOptions {
   followSymlinks?: boolean;
   /** Where history, plots, metrics, checkpoints and the exported model go. */
   out: string;
-  /** 'imagenet' (default), a Keras .h5 weights file, or a TF.js layers-model folder. */
+  /**
+   * Backbone weights: 'imagenet' (default), a Keras .h5 / .weights.h5 / .keras file, or a TF.js
+   * layers-model folder.
+   */
   weights?: string;
+  /** The backbone layer the head sits on (default 'mixed7', the lab's). */
   cut?: string;
+  /** Image [height, width] (default [150, 150]). */
   inputSize?: [number, number];
-  /** The head before its output layer is fitted to the number of classes. */
+  /**
+   * The head (parseHeadSpec, default the lab's Flatten-Dense(1024)-Dropout(0.2)); its output layer
+   * is fitted to the number of classes (see headForClasses).
+   */
   head?: HeadSpec;
+  /** Default RMSprop, learning rate 1e-4 (the lab's), with Keras's other defaults. */
   optimizer?: OptimizerConfig;
+  /** Default 20. */
   epochs?: number;
+  /** Default 20. */
   batchSize?: number;
   /** Batches per epoch (Keras steps_per_epoch); default: one pass over the training images. */
   stepsPerEpoch?: number;
   /** Validation batches per epoch (Keras validation_steps); default: all validation images. */
   validationSteps?: number;
+  /**
+   * How the head is fed (default faithful: fresh augmentation through the backbone every step;
+   * cached: features once, no augmentation; views: K augmented views computed once).
+   */
   mode?: FeedMode;
+  /** ImageDataGenerator-style augmentation of training images (default the lab's; none in cached mode). */
   augmentation?: AugmentConfig;
+  /** Pixel scaling: 'rescale' (x/255, the lab's, default) or 'inception' (x/127.5 - 1). */
   preprocess?: PreprocessName;
+  /** Resize filter (default 'nearest', as Keras load_img). */
   interpolation?: Interpolation;
+  /** Seeds the head's initial weights, shuffling, augmentation and dropout (default 0). */
   seed?: number;
+  /** Continue the unfinished (or finished, with more epochs) run in `out` from its checkpoint. */
   resume?: boolean;
   /**
    * Start afresh even when `out` holds an earlier run, finished or not (default: refuse, so it is
    * not lost); its outputs are removed when training starts.
    */
   overwrite?: boolean;
+  /** An image that cannot be read: 'skip' it with a warning (default) or stop with an 'error'. */
   onBadImage?: 'skip' | 'error';
-  /** 0 silent; 1 progress bars, epoch lines and notes (default); 2 the same without progress bars. */
+  /** 0: silent; 1: progress bars, epoch lines and notes (default); 2: epoch lines and notes, no progress bars. */
   verbose?: 0 | 1 | 2;
   /** Print the resident memory with every epoch. */
   showMemory?: boolean;
+  /** Aborting it stops training at the next step; the last finished epoch's checkpoint stays. */
   signal?: AbortSignal;
+  /** Where epoch lines, notes and warnings go (default: standard output). */
   log?: (line: string) => void;
+  /** Called after each epoch (0-based) with its Keras-style logs, once the checkpoint is written. */
   onEpochEnd?: (epoch: number, logs: EpochLogs) => void | Promise<void>;
 }
 
