@@ -312,6 +312,7 @@ test('symlink loops do not hang, broken links are skipped with a reason', async 
     ['dogs/pipe.jpg', 'not a regular file'],
   ]);
   await expectBad(join(root, 'dogs', 'pipe.jpg'), /not a regular file/);
+  await expectBad(join(root, 'dogs'), /^a folder, not an image file$/);
   const followed = await listImageFolder(root, { followSymlinks: true });
   assert.equal(followed.files.length, 7);
   assert.ok(followed.skipped.some((s) => s.path.endsWith('loop') && /already visited/.test(s.reason)));

@@ -156,7 +156,8 @@ export interface PredictOptions {
 /**
  * Decodes, preprocesses and classifies `files` in batches, in order. Files that cannot be decoded
  * are reported through onBadImage and left out; without onBadImage the first one throws its
- * GraftError (naming the file) rather than vanish from the results.
+ * GraftError (naming the file) rather than vanish from the results. Folders are not walked:
+ * `listImageFiles(dir, { allFormats: true })` lists the images under one, as `graft predict` does.
  */
 export function predictFiles(model: LoadedClassifier, files: string[], opts: PredictOptions = {}): Promise<Prediction[]> {
   return predictImages(model, files, opts);
