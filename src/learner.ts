@@ -38,6 +38,7 @@ import { writeFileAtomic } from './util/atomic.js';
 import { describeFsError, GraftError } from './util/errors.js';
 import { isSameOrInside, makeFolder, realPathOf } from './util/folders.js';
 import { mallocTunablesSet } from './util/malloc-tunables.js';
+import { optionName, setting } from './util/option-names.js';
 
 export interface TrainOptions {
   /** A lab-layout root (train/ + validation/) or a folder of class folders. */
@@ -149,8 +150,8 @@ async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; va
     if (validation) {
       throw new GraftError(
         opts.validationSplit !== undefined
-          ? '--val and --validation-split both give validation data: use one of them'
-          : `${opts.data} already has a validation folder (${validation.root}): drop --val, or point --data at its training folder`,
+          ? `${optionName('validationData')} and ${optionName('validationSplit')} both give validation data: use one of them`
+          : `${opts.data} already has a validation folder (${validation.root}): drop ${optionName('validationData')}, or point ${optionName('data')} at its training folder`,
         { file: opts.data },
       );
     }
@@ -159,8 +160,8 @@ async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; va
   if (!validation) {
     // A train/ + test/ folder: the test set is never taken for validation unasked, but it can be.
     const test = join(resolve(opts.data), 'test');
-    const testHint = resolved.layout === 'lab' && existsSync(test) ? ` (${test} is kept unseen as a test set; --val ${test} validates on it)` : '';
-    throw new GraftError(`no validation data for ${opts.data}: give a folder with train/ and validation/, --val DIR, or --validation-split 0.2${testHint}`, { file: opts.data });
+    const testHint = resolved.layout === 'lab' && existsSync(test) ? ` (${test} is kept unseen as a test set; ${setting('validationData', test)} validates on it)` : '';
+    throw new GraftError(`no validation data for ${opts.data}: give a folder with train/ and validation/, ${setting('validationData', 'DIR')}, or ${setting('validationSplit', 0.2)}${testHint}`, { file: opts.data });
   }
   const empty = emptyValidationProblem(validation, opts.validationSplit);
   if (empty) throw new GraftError(empty, { file: validation.root });
@@ -180,7 +181,7 @@ function imagesSetting(root: string, store: ImageStore): FileSetSetting {
 
 /** More steps per epoch than the training images make batches. */
 function tooManySteps(steps: number, batches: number, images: string, batchSize: number): GraftError {
-  return new GraftError(`${steps} steps per epoch is more than the ${batches} batches of ${batchSize} that ${images} make: pass --steps ${batches} or fewer`);
+  return new GraftError(`${steps} steps per epoch is more than the ${batches} batches of ${batchSize} that ${images} make: pass ${setting('stepsPerEpoch', batches)} or fewer`);
 }
 
 /** The first `steps` batches' worth of samples, or all of them. */
@@ -289,7 +290,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
 
   // Checked before minutes of work, and in words about --out rather than about a file inside it.
   const outStat = await stat(out).catch(() => null);
-  if (outStat && !outStat.isDirectory()) throw new GraftError(`the output folder ${out} is a file, not a folder: choose another --out`, { file: out });
+  if (outStat && !outStat.isDirectory()) throw new GraftError(`the output folder ${out} is a file, not a folder: choose another output folder (${optionName('out')})`, { file: out });
   const checkpointDir = join(out, 'checkpoint');
   const earlier = opts.overwrite ? null : await checkpointStatus(checkpointDir);
   // An earlier run's files, unless this run continues it: refused below, or cleared by --overwrite.
@@ -297,14 +298,14 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   if (!opts.overwrite) {
     if (!opts.resume && earlier && !earlier.finished) {
       throw new GraftError(
-        `${out} holds the checkpoint of a run that did not finish (${earlier.epoch} epoch${earlier.epoch === 1 ? '' : 's'} done): pass --resume to continue it, --overwrite to start afresh, or another --out`,
+        `${out} holds the checkpoint of a run that did not finish (${earlier.epoch} epoch${earlier.epoch === 1 ? '' : 's'} done): pass ${setting('resume')} to continue it, ${setting('overwrite')} to start afresh, or another output folder (${optionName('out')})`,
         { file: checkpointDir },
       );
     }
     // A new run would replace a finished one's outputs (and, stopped halfway, leave a folder mixing the two).
     if (previous.length > 0) {
-      const further = earlier ? ', --resume with more --epochs to train that run further' : '';
-      throw new GraftError(`${out} holds the outputs of an earlier run (${describeRunFiles(out, previous)}): pass --overwrite to replace them${further}, or choose another --out`, {
+      const further = earlier ? `, ${setting('resume')} with more ${optionName('epochs')} to train that run further` : '';
+      throw new GraftError(`${out} holds the outputs of an earlier run (${describeRunFiles(out, previous)}): pass ${setting('overwrite')} to replace them${further}, or choose another output folder (${optionName('out')})`, {
         file: out,
       });
     }
@@ -314,9 +315,9 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   // What --overwrite clears as training starts; the run's own inputs must not be among it.
   const replaced = opts.overwrite ? previous : [];
   checkInputsKept(replaced, [
-    ...(opts.weights && opts.weights !== 'imagenet' ? [{ what: '--weights', path: resolve(opts.weights) }] : []),
-    { what: '--data', path: resolve(opts.data) },
-    ...(opts.validationData ? [{ what: '--val', path: resolve(opts.validationData) }] : []),
+    ...(opts.weights && opts.weights !== 'imagenet' ? [{ what: optionName('weights'), path: resolve(opts.weights) }] : []),
+    { what: optionName('data'), path: resolve(opts.data) },
+    ...(opts.validationData ? [{ what: optionName('validationData'), path: resolve(opts.validationData) }] : []),
   ]);
 
   const { train, validation } = await listData(opts);
@@ -325,7 +326,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     // Through links too: a linked images folder is the same folder.
     if (isSameOrInside(realOut, await realPathOf(listing.root))) {
       // Its plots would be read as pictures of a class (or a class of their own) next time.
-      throw new GraftError(`--out ${out} is inside the ${what} images folder ${listing.root}: choose an --out outside it`, { file: out });
+      throw new GraftError(`the output folder ${out} is inside the ${what} images folder ${listing.root}: choose an output folder (${optionName('out')}) outside it`, { file: out });
     }
   }
   for (const w of [...train.warnings, ...validation.warnings]) say(`warning: ${w}`);

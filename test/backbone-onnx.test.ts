@@ -178,7 +178,7 @@ test('cutGraph keeps the ancestors only, and names valid cut points for an unkno
   // A cut past where the shared weights stop says how to get the rest.
   await assert.rejects(
     loadBackbone({ weights: sharedInceptionWeightsDir('fp32'), cut: 'mixed9' }),
-    /stop at mixed7, before "mixed9": for a later cut use the full Keras ImageNet weights \(graft weights --download, or --weights FILE\.h5\)/,
+    /stop at mixed7, before "mixed9": for a later cut use the full Keras ImageNet weights \(graft weights --download, or weights: 'FILE\.h5'\)/,
   );
 });
 

@@ -90,7 +90,7 @@ test('Ctrl-C stops with one clear line and keeps the checkpoint; kill -9 then --
   assert.equal(over.code, 1);
   assert.match(
     over.err,
-    /^graft: error: .*interrupted holds the outputs of an earlier run \(history\.json, accuracy\.png, loss\.png, metrics\.json, report\.txt, model\.onnx, checkpoint\/, model\/\): pass --overwrite to replace them, --resume with more --epochs to train that run further, or choose another --out$/m,
+    /^graft: error: .*interrupted holds the outputs of an earlier run \(history\.json, accuracy\.png, loss\.png, metrics\.json, report\.txt, model\.onnx, checkpoint\/, model\/\): pass --overwrite to replace them, --resume with more --epochs to train that run further, or choose another output folder \(--out\)$/m,
   );
   assert.equal(await readFile(join(root, 'interrupted', 'history.json'), 'utf8'), finished);
 
@@ -220,7 +220,7 @@ test('bad input is one line naming the problem, exit 1', async () => {
   await writeFile(outFile, 'x');
   const o = await graft(['--out', outFile]).done;
   assert.equal(o.code, 1);
-  assert.match(o.err, /^graft: error: the output folder .*out-file is a file, not a folder: choose another --out$/m);
+  assert.match(o.err, /^graft: error: the output folder .*out-file is a file, not a folder: choose another output folder \(--out\)$/m);
   assert.doesNotMatch(o.out, /Backbone:/);
   // 6 images a class: a 0.1 split holds out none of them.
   const tinySplit = graft(['--out', join(root, 'x'), '--data', join(root, 'data', 'train'), '--validation-split', '0.1']);

@@ -355,7 +355,7 @@ test("a Mac's zip: __MACOSX and ._ files are left out with one warning; linked f
   assert.ok(report.warnings.includes(`no readable validation images of cats in ${split}`), report.warnings.join(' | '));
   assert.deepEqual(report.problems, []);
   const none = await inspectDataset(split, { validationSplit: 0.1 });
-  assert.deepEqual(none.problems, [`a validation split of 0.1 takes no images from ${split}: every class has fewer than 10 images; use a larger --validation-split or give --val DIR`]);
+  assert.deepEqual(none.problems, [`a validation split of 0.1 takes no images from ${split}: every class has fewer than 10 images; use a larger validationSplit or give validationData: 'DIR'`]);
 });
 
 test('resolveDataset: layouts, class checks, Keras and shuffled validation splits', async () => {
@@ -451,7 +451,7 @@ test('image store: decoded once, bad files skipped or fatal, streaming matches m
   assert.deepEqual(a, b);
 
   await assert.rejects(buildImageStore(listing, { width: 3, height: 2, onBadImage: 'error' }), (err: unknown) =>
-    err instanceof GraftError && /bad\.jpg|zero\.png/.test(err.message) && /--on-bad-image skip/.test(err.message));
+    err instanceof GraftError && /bad\.jpg|zero\.png/.test(err.message) && /\(leave bad images out with onBadImage: 'skip'\)/.test(err.message));
 
   // The report of `graft data` lists the same bad files.
   const report = await inspectDataset(root);

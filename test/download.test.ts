@@ -237,7 +237,7 @@ test('ensureImagenetWeights offline: says how to point graft at a local file', a
   await assert.rejects(ensureImagenetWeights({ url: `http://127.0.0.1:${port}/w.h5`, cacheDir: cache, retries: 1, ...fast }), (err: unknown) => {
     assert.ok(err instanceof GraftError);
     assert.match(err.message, /ECONNREFUSED/);
-    assert.ok(err.message.includes(`--weights /path/to/${IMAGENET_WEIGHTS_FILE}`), err.message);
+    assert.ok(err.message.includes(`weights: '/path/to/${IMAGENET_WEIGHTS_FILE}'`), err.message);
     assert.match(err.message, /GRAFT_WEIGHTS_DIR/);
     assert.ok(!err.message.includes('\n'));
     return true;

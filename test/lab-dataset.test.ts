@@ -139,7 +139,7 @@ test('offline with nothing cached: says to pass --data, set GRAFT_LAB_DATA, or w
   const cache = join(work, 'cache-offline');
   await assert.rejects(resolveLabDataset({ ...quiet, url: `http://127.0.0.1:${port}/lab.zip`, cacheDir: cache }), (err: unknown) => {
     assert.ok(err instanceof GraftError);
-    assert.match(err.message, /--data DIR/);
+    assert.match(err.message, /Pass data: 'DIR'/);
     assert.match(err.message, /GRAFT_LAB_DATA/);
     assert.ok(err.message.includes(cachedLabDatasetDir(cache)), err.message);
     assert.match(err.message, /ECONNREFUSED/);

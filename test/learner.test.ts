@@ -201,9 +201,9 @@ test('a run stopped after epoch 1 and resumed ends exactly where an uninterrupte
 
   // A resume must be the same run: other settings or data are refused before any work, each named.
   const refused = (extra: Partial<TrainOptions>) => trainClassifier(options(root, 'resumed', { resume: true, onEpochEnd: () => assert.fail('no epoch should run'), ...extra }));
-  await assert.rejects(refused({ preprocess: 'inception' }), /cannot resume the run in .*resumed with other settings \(preprocess rescale, now inception\): resume with the settings it was started with, or pass --overwrite/);
+  await assert.rejects(refused({ preprocess: 'inception' }), /cannot resume the run in .*resumed with other settings \(preprocess rescale, now inception\): resume with the settings it was started with, or pass overwrite: true/);
   await assert.rejects(refused({ mode: { kind: 'cached' } }), /other settings \(mode faithful, now cached; augmentation .*\)/);
-  await assert.rejects(refused({ epochs: 1 }), /resumed has 2 epochs done, more than the 1 asked for: resume with --epochs 2 or more/);
+  await assert.rejects(refused({ epochs: 1 }), /resumed has 2 epochs done, more than the 1 asked for: resume with epochs: 2 or more/);
   // The same readable images in a moved folder, the unreadable file gone: the same run.
   const moved = join(root, 'moved');
   await cp(join(root, 'data'), moved, { recursive: true });
@@ -272,13 +272,13 @@ test('a class whose every file is unreadable: refused when it leaves one class, 
   assert.ok(lines.includes('warning: no readable validation images of broken: validation does not measure that class'), lines.join('\n'));
 
   // More steps than the images make is refused before decoding, with the most that works.
-  await assert.rejects(run({ stepsPerEpoch: 50 }), /50 steps per epoch is more than the 4 batches of 4 that 15 training images make: pass --steps 4 or fewer/);
+  await assert.rejects(run({ stepsPerEpoch: 50 }), /50 steps per epoch is more than the 4 batches of 4 that 15 training images make: pass stepsPerEpoch: 4 or fewer/);
 
   // Validation from two places at once is refused in words about what was given.
-  await assert.rejects(run({ validationData: join(root, 'data', 'validation') }), /--val and --validation-split both give validation data: use one of them/);
+  await assert.rejects(run({ validationData: join(root, 'data', 'validation') }), /validationData and validationSplit both give validation data: use one of them/);
   await assert.rejects(
     run({ data: join(root, 'data'), validationSplit: undefined, validationData: join(root, 'data', 'validation') }),
-    /data already has a validation folder \(.*validation\): drop --val, or point --data at its training folder/,
+    /data already has a validation folder \(.*validation\): drop validationData, or point data at its training folder/,
   );
   // No validation data at all: a train/ + test/ folder is told how to validate on its test set.
   const trainTest = join(root, 'train-test');
@@ -286,7 +286,7 @@ test('a class whose every file is unreadable: refused when it leaves one class, 
   await mkdir(join(trainTest, 'test'));
   await assert.rejects(
     run({ data: trainTest, validationSplit: undefined }),
-    /no validation data for .*train-test: .* \(.*train-test\/test is kept unseen as a test set; --val .*train-test\/test validates on it\)$/,
+    /no validation data for .*train-test: .* \(.*train-test\/test is kept unseen as a test set; validationData: '.*train-test\/test' validates on it\)$/,
   );
 });
 
@@ -324,12 +324,12 @@ test("a folder with an earlier run's outputs is refused; --overwrite clears graf
   const quick = { epochs: 1, mode: { kind: 'cached' } as const, head: parseHeadSpec('gap,dense:8:relu') };
   await assert.rejects(
     trainClassifier(options(root, 'reused', quick)),
-    /reused holds the outputs of an earlier run \(history\.json, accuracy\.png, loss\.png, metrics\.json, report\.txt, model\.onnx, checkpoint\/, model\/\): pass --overwrite to replace them, --resume with more --epochs to train that run further, or choose another --out/,
+    /reused holds the outputs of an earlier run \(history\.json, accuracy\.png, loss\.png, metrics\.json, report\.txt, model\.onnx, checkpoint\/, model\/\): pass overwrite: true to replace them, resume: true with more epochs to train that run further, or choose another output folder \(out\)/,
   );
   // Nor may a run write into its own images, through a link or not.
   await assert.rejects(
     trainClassifier({ ...options(root, 'unused', quick), out: join(root, 'data', 'train', 'run') }),
-    /--out .*data\/train\/run is inside the training images folder .*data\/train: choose an --out outside it/,
+    /the output folder .*data\/train\/run is inside the training images folder .*data\/train: choose an output folder \(out\) outside it/,
   );
   await symlink(join(root, 'data'), join(root, 'data-link'));
   await assert.rejects(trainClassifier({ ...options(root, 'unused', quick), out: join(root, 'data-link', 'validation', 'run') }), /is inside the validation images folder/);
@@ -338,7 +338,7 @@ test("a folder with an earlier run's outputs is refused; --overwrite clears graf
   // The earlier run's model as the new run's weights would be removed under it.
   await assert.rejects(
     trainClassifier(options(root, 'reused', { ...quick, overwrite: true, weights: join(out, 'model') })),
-    /--weights .*reused\/model is part of the earlier run that --overwrite would remove/,
+    /weights .*reused\/model is part of the earlier run that overwrite: true would remove/,
   );
   // An export cut short left its staging folder: graft's debris, cleared too.
   await mkdir(join(out, '.model.1234.abcdef01.tmp'));

@@ -124,7 +124,7 @@ test('resolveWeights("imagenet"): the cached .h5 without network; offline with n
   process.env.GRAFT_IMAGENET_URL = `http://127.0.0.1:${port}/w.h5`;
   await assert.rejects(
     resolveWeights('imagenet', { download: { cacheDir: join(dir, 'empty-cache'), retries: 0, progressBar: false } }),
-    new RegExp(`ECONNREFUSED.*--weights /path/to/${IMAGENET_WEIGHTS_FILE}.*GRAFT_WEIGHTS_DIR`),
+    new RegExp(`ECONNREFUSED.*weights: '/path/to/${IMAGENET_WEIGHTS_FILE}'.*GRAFT_WEIGHTS_DIR`),
   );
 });
 

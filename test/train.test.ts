@@ -363,7 +363,7 @@ test('an unreadable checkpoint.json is named, with the way out', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'graft-ck-bad-'));
   try {
     await writeFile(join(dir, 'checkpoint.json'), '{"format": "graft-head-checkpoint-1", "epo');
-    await assert.rejects(checkpointStatus(dir), /checkpoint\.json: not valid JSON.*; this checkpoint cannot be used: pass --overwrite to start afresh$/);
+    await assert.rejects(checkpointStatus(dir), /checkpoint\.json: not valid JSON.*; this checkpoint cannot be used: pass overwrite: true to start afresh$/);
     await writeFile(join(dir, 'checkpoint.json'), '{"format": "something else"}');
     await assert.rejects(loadCheckpoint(dir), /checkpoint\.json is not a graft head checkpoint \(format something else\); this checkpoint cannot be used/);
   } finally {

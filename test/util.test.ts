@@ -225,3 +225,17 @@ test('CLI number options: a fraction strictly inside (0, 1) and a range open at 
   assert.throws(() => floatOption('momentum', 0, 1)('1.5'), /--momentum must be a number from 0 to 1, found '1.5'/);
   assert.equal(floatOption('momentum', 0, 1)('0'), 0);
 });
+
+test('messages name settings as the library takes them, or as flags once the CLI says so', async () => {
+  const { optionName, setting, useFlagNames } = await import('../src/util/option-names.js');
+  assert.equal(optionName('validationData'), 'validationData');
+  assert.equal(setting('stepsPerEpoch', 4), 'stepsPerEpoch: 4');
+  assert.equal(setting('overwrite'), 'overwrite: true');
+  assert.equal(setting('onBadImage', 'skip'), "onBadImage: 'skip'");
+  assert.equal(setting('mode', 'faithful', "{ kind: 'faithful' }"), "mode: { kind: 'faithful' }");
+  useFlagNames(); // this file's process only (the runner isolates test files)
+  assert.equal(optionName('validationData'), '--val');
+  assert.equal(setting('stepsPerEpoch', 4), '--steps 4');
+  assert.equal(setting('overwrite'), '--overwrite');
+  assert.equal(setting('mode', 'faithful', "{ kind: 'faithful' }"), '--mode faithful');
+});

@@ -11,6 +11,7 @@ import { inferShapes } from './layer-shapes.js';
 import { kerasToOnnx } from './onnx/convert.js';
 import { validateWeights } from './validate-weights.js';
 import { resolveWeights } from './weights/resolve.js';
+import { setting } from '../util/option-names.js';
 
 export interface BackboneOptions {
   /** A TF.js layers-model folder (or its model.json); default: the shared InceptionV3 (fp32). */
@@ -63,7 +64,7 @@ export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone
   if (isInceptionPart && inceptionLayers.has(cut) && !loaded.graph.layers.some((l) => l.name === cut)) {
     // A layer of InceptionV3 these weights stop before (the shared copy ends at mixed7).
     throw new GraftError(
-      `the weights ${loaded.source} stop at ${loaded.graph.outputs.join(', ')}, before "${cut}": for a later cut use the full Keras ImageNet weights (graft weights --download, or --weights FILE.h5)`,
+      `the weights ${loaded.source} stop at ${loaded.graph.outputs.join(', ')}, before "${cut}": for a later cut use the full Keras ImageNet weights (graft weights --download, or ${setting('weights', 'FILE.h5')})`,
     );
   }
   const graph = cutGraph(loaded.graph, cut);

@@ -2,9 +2,12 @@ import { Command, CommanderError } from 'commander';
 import { GraftError } from '../util/errors.js';
 import { registerCommands } from './commands/index.js';
 import { GRAFT_VERSION } from '../version.js';
+import { useFlagNames } from '../util/option-names.js';
 
 /** Builds the `graft` command line: a thin shell over the library API. */
 export function buildProgram(): Command {
+  // Messages from the library name settings by the flags a user of this command types.
+  useFlagNames();
   const program = new Command('graft')
     .description('Transfer learning on images: a frozen pretrained backbone and a small trained head.')
     .version(GRAFT_VERSION)

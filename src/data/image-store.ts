@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os';
 import { GraftError } from '../util/errors.js';
 import { BadImageError, decodeImageInto, type DecodeOptions, type Interpolation } from './decode.js';
 import type { DatasetListing, SkippedFile } from './listing.js';
+import { setting } from '../util/option-names.js';
 
 export interface ImageStore {
   /** [height, width] of every image. */
@@ -182,7 +183,7 @@ export async function buildImageStore(listing: DatasetListing, opts: BuildStoreO
     } catch (err) {
       if (!(err instanceof BadImageError)) throw err;
       if (onBad === 'error') {
-        throw new GraftError(`${err.message} (leave bad images out with --on-bad-image skip)`, { file: path, cause: err });
+        throw new GraftError(`${err.message} (leave bad images out with ${setting('onBadImage', 'skip')})`, { file: path, cause: err });
       }
       badByIndex.set(i, err.reason);
       warn(`warning: skipping ${path}: ${err.reason}`);

@@ -7,6 +7,7 @@ import { DownloadNetworkError, downloadFile } from '../util/download.js';
 import { GraftError, describeFsError } from '../util/errors.js';
 import { makeFolder } from '../util/folders.js';
 import { cacheDir, sharedDatasetDir } from '../util/paths.js';
+import { setting } from '../util/option-names.js';
 
 /** The zip the Keras transfer-learning lab downloads (about 65 MB: 2000 train + 1000 validation images). */
 export const LAB_DATASET_URL = 'https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip';
@@ -79,7 +80,7 @@ export async function resolveLabDataset(opts: LabDatasetOptions = {}): Promise<s
   } catch (err) {
     if (!(err instanceof DownloadNetworkError)) throw err;
     throw new GraftError(
-      `cannot download the lab dataset from ${url} (${err.reason}) and it is not in the cache; offline? Pass --data DIR (a folder with train/ and validation/), ` +
+      `cannot download the lab dataset from ${url} (${err.reason}) and it is not in the cache; offline? Pass ${setting('data', 'DIR')} (a folder with train/ and validation/), ` +
         `set GRAFT_LAB_DATA to such a folder, or put the unzipped ${LAB_DATASET_NAME} folder at ${target} (with an empty ${COMPLETE_MARKER} file in it)`,
       { file: target, cause: err.cause },
     );

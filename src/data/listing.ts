@@ -18,6 +18,7 @@ import { access, readdir, realpath, stat } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { GraftError, describeFsError, firstFew } from '../util/errors.js';
 import { Random } from '../util/random.js';
+import { optionName, setting } from '../util/option-names.js';
 
 /** Extensions Keras 2.x accepts (white_list_formats), matched case-insensitively. */
 export const IMAGE_EXTENSIONS = ['png', 'jpg', 'jpeg', 'bmp', 'ppm', 'tif', 'tiff'] as const;
@@ -138,7 +139,7 @@ function walkWarnings(state: WalkState, where: string, allFormats = false): stri
   }
   const links = state.linksNotFollowed;
   if (links.length > 0) {
-    out.push(`${links.length} linked folder${links.length === 1 ? '' : 's'} not followed, as Keras does not (${firstFew(links)}): follow symbolic links (--follow-symlinks) to include ${links.length === 1 ? 'it' : 'them'}`);
+    out.push(`${links.length} linked folder${links.length === 1 ? '' : 's'} not followed, as Keras does not (${firstFew(links)}): follow symbolic links (${setting('followSymlinks')}) to include ${links.length === 1 ? 'it' : 'them'}`);
   }
   return out;
 }
@@ -453,7 +454,7 @@ export async function listValidationFolder(
 export function emptyValidationProblem(validation: DatasetListing, split?: number): string | null {
   if (validation.files.length > 0) return null;
   if (split !== undefined) {
-    return `a validation split of ${split} takes no images from ${validation.root}: every class has fewer than ${Math.ceil(1 / split)} images; use a larger --validation-split or give --val DIR`;
+    return `a validation split of ${split} takes no images from ${validation.root}: every class has fewer than ${Math.ceil(1 / split)} images; use a larger ${optionName('validationSplit')} or give ${setting('validationData', 'DIR')}`;
   }
   return `the validation folder ${validation.root} holds no images`;
 }

@@ -8,6 +8,7 @@ import { readJsonFile } from '../util/json-file.js';
 import type { DenseParams, HeadParams } from '../model/head.js';
 import type { History } from './history.js';
 import type { OptimizerState } from './optimizers.js';
+import { setting } from '../util/option-names.js';
 
 /**
  * A training checkpoint in `<dir>`: checkpoint.json (small) naming checkpoint-a.bin or
@@ -132,7 +133,7 @@ async function* arrayBytes(data: (Float32Array | StreamedArray)[]): AsyncGenerat
 
 async function readMeta(dir: string): Promise<Meta | null> {
   const file = join(dir, JSON_NAME);
-  const unusable = (why: string) => new GraftError(`${why}; this checkpoint cannot be used: pass --overwrite to start afresh`, { file });
+  const unusable = (why: string) => new GraftError(`${why}; this checkpoint cannot be used: pass ${setting('overwrite')} to start afresh`, { file });
   const meta = (await readJsonFile(file, { allowMissing: true }).catch((err: unknown) => {
     // Unreadable content, not an unreadable file (there --overwrite would fail the same way).
     throw err instanceof GraftError && !(err.cause instanceof Error && 'code' in err.cause) ? unusable(err.message) : err;
@@ -200,12 +201,12 @@ export function checkResumable(dir: string, saved: { epoch: number; setup?: RunS
   }
   if (changes.length > 0) {
     throw new GraftError(
-      `cannot resume the run in ${dir} with other settings (${changes.join('; ')}): resume with the settings it was started with, or pass --overwrite to start afresh`,
+      `cannot resume the run in ${dir} with other settings (${changes.join('; ')}): resume with the settings it was started with, or pass ${setting('overwrite')} to start afresh`,
       { file: dir },
     );
   }
   if (saved.epoch > epochs) {
-    throw new GraftError(`the run in ${dir} has ${saved.epoch} epoch${saved.epoch === 1 ? '' : 's'} done, more than the ${epochs} asked for: resume with --epochs ${saved.epoch} or more`, { file: dir });
+    throw new GraftError(`the run in ${dir} has ${saved.epoch} epoch${saved.epoch === 1 ? '' : 's'} done, more than the ${epochs} asked for: resume with ${setting('epochs', saved.epoch)} or more`, { file: dir });
   }
 }
 

@@ -15,6 +15,7 @@ import { FLOAT16_TO_FLOAT32, float16Bits } from '../util/float16.js';
 import { Random } from '../util/random.js';
 import type { ArrayData, Batch, BatchSource } from './fit.js';
 import { deriveSeed } from './seeds.js';
+import { setting } from '../util/option-names.js';
 
 /** Random streams of the feeds (beside fit's shuffle and the trainer's dropout streams). */
 const STREAM_AUGMENT = 3;
@@ -139,7 +140,7 @@ export async function cachedFeatures(ctx: FeedContext, onProgress?: (done: numbe
   const d = featureLength(ctx);
   const bytes = ctx.store.count * d * 4;
   if (bytes > 2 ** 31) {
-    throw new GraftError(`caching features of ${ctx.store.count} images needs ${(bytes / 2 ** 30).toFixed(1)} GiB: use --mode faithful, a smaller cut or a pooling head`);
+    throw new GraftError(`caching features of ${ctx.store.count} images needs ${(bytes / 2 ** 30).toFixed(1)} GiB: use ${setting('mode', 'faithful', "{ kind: 'faithful' }")}, a smaller cut or a pooling head`);
   }
   const features = new Float32Array(ctx.store.count * d);
   await computeFeatures(ctx, { onProgress, into: (first, f, n) => features.set(f.subarray(0, n * d), first * d) });
@@ -225,7 +226,7 @@ export async function viewsSource(
   const count = ctx.store.count;
   const bytes = views * count * d * 2;
   if (bytes > 3 * 2 ** 30) {
-    throw new GraftError(`views=${views} of ${count} images needs ${(bytes / 2 ** 30).toFixed(1)} GiB of features: use fewer views or --mode faithful`);
+    throw new GraftError(`views=${views} of ${count} images needs ${(bytes / 2 ** 30).toFixed(1)} GiB of features: use fewer views or ${setting('mode', 'faithful', "{ kind: 'faithful' }")}`);
   }
   const cache = Array.from({ length: views }, () => new Uint16Array(count * d));
   for (let v = 0; v < views; v++) {

@@ -5,6 +5,7 @@ import { emptyHistory, type History } from './history.js';
 import { checkResumable, configFingerprint, loadCheckpoint, saveCheckpoint, type RunSetup } from './checkpoint.js';
 import { Progbar } from './progbar.js';
 import { deriveSeed, STREAM_SHUFFLE } from './seeds.js';
+import { setting } from '../util/option-names.js';
 
 /** One batch of cached features [size, ...featureShape] and labels [size] or one-hot [size, k]. */
 export interface Batch {
@@ -124,7 +125,7 @@ export async function fit(trainer: HeadTrainer, train: BatchSource, validation: 
     if (ck) {
       checkResumable(dir, ck, opts.checkpoint.setup, opts.epochs);
       if (ck.fingerprint !== fingerprint) {
-        throw new GraftError(`cannot resume the run in ${dir} with another head, optimiser or seed: resume with the ones it was started with, or pass --overwrite to start afresh`, { file: dir });
+        throw new GraftError(`cannot resume the run in ${dir} with another head, optimiser or seed: resume with the ones it was started with, or pass ${setting('overwrite')} to start afresh`, { file: dir });
       }
       await trainer.setParams(ck.params);
       await trainer.setOptimizerState(ck.optimizer);

@@ -8,6 +8,7 @@ import { readdir, readFile, rm, rmdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { describeFsError, firstFew, GraftError } from '../util/errors.js';
 import { isSameOrInside } from '../util/folders.js';
+import { optionName, setting } from '../util/option-names.js';
 
 /** Files a run writes straight into its folder. */
 const RUN_FILES = ['history.json', 'accuracy.png', 'loss.png', 'metrics.json', 'report.txt', 'model.onnx'] as const;
@@ -59,7 +60,7 @@ export function describeRunFiles(out: string, files: string[]): string {
 export function checkInputsKept(files: string[], inputs: { what: string; path: string }[]): void {
   for (const { what, path } of inputs) {
     if (files.some((f) => isSameOrInside(f, path))) {
-      throw new GraftError(`${what} ${path} is part of the earlier run that --overwrite would remove: copy it elsewhere first, or choose another --out`, { file: path });
+      throw new GraftError(`${what} ${path} is part of the earlier run that ${setting('overwrite')} would remove: copy it elsewhere first, or choose another output folder (${optionName('out')})`, { file: path });
     }
   }
 }
@@ -75,7 +76,7 @@ export async function checkModelFolderFree(out: string): Promise<void> {
   const ours = new Set((await modelFiles(modelDir)).map((f) => relative(modelDir, f)));
   const foreign = names.filter((n) => !ours.has(n));
   if (foreign.length > 0) {
-    throw new GraftError(`${modelDir} holds files graft did not write (${firstFew(foreign)}): the trained model is exported there; move them, or choose another --out`, { file: modelDir });
+    throw new GraftError(`${modelDir} holds files graft did not write (${firstFew(foreign)}): the trained model is exported there; move them, or choose another output folder (${optionName('out')})`, { file: modelDir });
   }
 }
 

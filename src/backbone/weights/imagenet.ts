@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { DownloadNetworkError, downloadFile, type DownloadOptions } from '../../util/download.js';
 import { GraftError } from '../../util/errors.js';
 import { cacheDir } from '../../util/paths.js';
+import { setting } from '../../util/option-names.js';
 
 /** The Keras InceptionV3 ImageNet weights without the classifier top, as published by Keras. */
 export const IMAGENET_WEIGHTS_FILE = 'inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5';
@@ -43,7 +44,7 @@ export async function ensureImagenetWeights(opts: ImagenetWeightsOptions = {}): 
     // Unreachable server: say exactly what to do instead.
     throw new GraftError(
       `cannot download the ImageNet weights from ${url} (${err.reason}); offline? Download ${IMAGENET_WEIGHTS_FILE} elsewhere and pass ` +
-        `--weights /path/to/${IMAGENET_WEIGHTS_FILE} (or --weights a TF.js model folder with model.json), or set GRAFT_WEIGHTS_DIR to such a folder, ` +
+        `${setting('weights', `/path/to/${IMAGENET_WEIGHTS_FILE}`)} (or a TF.js model folder with model.json), or set GRAFT_WEIGHTS_DIR to such a folder, ` +
         `or put the file at ${dest}`,
       { file: dest, cause: err.cause },
     );
