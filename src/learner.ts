@@ -13,7 +13,7 @@ import { kerasToOnnx } from './backbone/onnx/convert.js';
 import { AugmentPool } from './data/augment-pool.js';
 import { LAB_AUGMENTATION, NO_AUGMENTATION, type AugmentConfig } from './data/augment.js';
 import type { ClassMode } from './data/batches.js';
-import { INTERPOLATIONS, type Interpolation } from './data/decode.js';
+import { INTERPOLATIONS, ORIENTATIONS, type Interpolation, type Orientation } from './data/decode.js';
 import { buildImageStore, type ImageStore } from './data/image-store.js';
 import { classCounts, emptyValidationProblem, listValidationFolder, resolveDataset, type DatasetListing } from './data/listing.js';
 import { PREPROCESS_NAMES, preprocessParams, type PreprocessName } from './data/preprocess.js';
@@ -88,6 +88,11 @@ export interface TrainOptions {
   preprocess?: PreprocessName;
   /** Resize filter (default 'nearest', as Keras load_img). */
   interpolation?: Interpolation;
+  /**
+   * The EXIF Orientation tag: 'ignore' (Keras's way, default) or 'exif' (photos turned upright,
+   * as browsers show them). Saved with the model, so prediction does the same.
+   */
+  orientation?: Orientation;
   /** Seeds the head's initial weights, shuffling, augmentation and dropout (default 0). */
   seed?: number;
   /** Continue the unfinished (or finished, with more epochs) run in `out` from its checkpoint. */
@@ -243,6 +248,7 @@ function checkTrainOptions(opts: TrainOptions): void {
   }
   if (opts.preprocess !== undefined && !PREPROCESS_NAMES.includes(opts.preprocess)) throw bad(`preprocess must be one of ${PREPROCESS_NAMES.join(', ')}`, opts.preprocess);
   if (opts.interpolation !== undefined && !INTERPOLATIONS.includes(opts.interpolation)) throw bad(`interpolation must be one of ${INTERPOLATIONS.join(', ')}`, opts.interpolation);
+  if (opts.orientation !== undefined && !ORIENTATIONS.includes(opts.orientation)) throw bad(`orientation must be one of ${ORIENTATIONS.join(', ')}`, opts.orientation);
   if (opts.onBadImage !== undefined && !['skip', 'error'].includes(opts.onBadImage)) throw bad("onBadImage must be 'skip' or 'error'", opts.onBadImage);
   if (opts.verbose !== undefined && ![0, 1, 2].includes(opts.verbose)) throw bad('verbose must be 0, 1 or 2', opts.verbose);
   if (opts.splitOrder !== undefined && !['keras', 'shuffled'].includes(opts.splitOrder)) throw bad("splitOrder must be 'keras' or 'shuffled'", opts.splitOrder);
@@ -286,6 +292,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const mode = opts.mode ?? LAB_RECIPE.mode;
   const preprocess = opts.preprocess ?? LAB_RECIPE.preprocess;
   const interpolation = opts.interpolation ?? LAB_RECIPE.interpolation;
+  const orientation = opts.orientation ?? 'ignore';
   const augmentation = mode.kind === 'cached' ? NO_AUGMENTATION : (opts.augmentation ?? LAB_AUGMENTATION);
 
   // Checked before minutes of work, and in words about --out rather than about a file inside it.
@@ -349,6 +356,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     cut: opts.cut ?? LAB_RECIPE.cut,
     'input size': inputSize.join('x'),
     interpolation,
+    // Named only when not Keras's way, so that runs from before the option resume as they were.
+    ...(orientation === 'exif' ? { orientation } : {}),
     preprocess,
     mode: feedModeName(mode),
     augmentation,
@@ -383,7 +392,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     stopIfInterrupted('loading the backbone');
     say(`Backbone: ${backbone.source}, cut at ${backbone.graph.outputs[0]} -> (None, ${backbone.outputShape.join(', ')})`);
     checkHeadFits(head, backbone.outputShape, opts.optimizer ?? LAB_RECIPE.optimizer);
-    const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
+    const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, orientation, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
     const trainStore = await withProgress('Decoding ', 'decoding the training images', (onProgress) => buildImageStore(train, { ...storeOptions, onProgress }));
     const valStore = await withProgress('Decoding ', 'decoding the validation images', (onProgress) => buildImageStore(validation, { ...storeOptions, onProgress }));
     for (const [name, store] of [['training', trainStore], ['validation', valStore]] as const) {
@@ -510,6 +519,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       inputSize,
       preprocess,
       interpolation,
+      ...(orientation === 'exif' ? { orientation } : {}),
       cut: backbone.graph.outputs[0]!,
       head,
       backbone: weightsSourceName(backbone.source),

@@ -29,6 +29,13 @@ import { BitmapFormatError, bmpSize, decodeBmp, decodeNetpbm, isBmp, isNetpbm, n
 export type Interpolation = 'nearest' | 'bilinear' | 'bicubic' | 'hamming' | 'lanczos' | 'box' | 'area';
 export const INTERPOLATIONS: readonly Interpolation[] = ['nearest', 'bilinear', 'bicubic', 'hamming', 'lanczos', 'box', 'area'];
 
+/**
+ * The EXIF Orientation tag: 'ignore' it and read the pixels as stored (Keras/PIL, graft's
+ * default), or honour it, 'exif', turning phone photos upright as browsers and viewers show them.
+ */
+export type Orientation = 'ignore' | 'exif';
+export const ORIENTATIONS: readonly Orientation[] = ['ignore', 'exif'];
+
 export interface DecodeOptions {
   width: number;
   height: number;
@@ -37,7 +44,7 @@ export interface DecodeOptions {
   /** Images with more pixels than this are refused (default 100 megapixels). */
   maxPixels?: number;
   /** 'ignore' (default, like Keras/PIL) or 'exif' (rotate/flip by the EXIF Orientation tag). */
-  orientation?: 'ignore' | 'exif';
+  orientation?: Orientation;
   /**
    * Faster, not Keras-exact: for 'nearest', let sharp resize with JPEG shrink-on-load and its own
    * nearest kernel. Default false.
@@ -149,7 +156,7 @@ async function sharpFailure(err: unknown, buf: Buffer, path: string, maxPixels: 
 export async function decodeFullRgb(
   buf: Buffer,
   path: string,
-  opts: { maxPixels?: number; orientation?: 'ignore' | 'exif' } = {},
+  opts: { maxPixels?: number; orientation?: Orientation } = {},
 ): Promise<RgbImage> {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   const format = sniffFormat(buf, path);
@@ -181,22 +188,32 @@ function openSharp(buf: Buffer, path: string, maxPixels: number): Sharp {
   }
 }
 
-/** Image size from the header only (fast; a header can lie, decoding is the real test). */
-export async function readImageSize(path: string): Promise<{ width: number; height: number; format: string }> {
+/**
+ * Image size from the header only (fast; a header can lie, decoding is the real test), and the
+ * EXIF Orientation tag (1, upright, when there is none).
+ */
+export async function readImageSize(path: string): Promise<{ width: number; height: number; format: string; orientation: number }> {
   const buf = await readImageFile(path);
   const format = sniffFormat(buf, path);
   try {
-    if (format === 'bmp') return { ...bmpSize(buf), format };
-    if (format === 'netpbm') return { ...netpbmSize(buf), format };
+    if (format === 'bmp') return { ...bmpSize(buf), format, orientation: 1 };
+    if (format === 'netpbm') return { ...netpbmSize(buf), format, orientation: 1 };
   } catch (err) {
     throw new BadImageError(path, (err as Error).message, err);
   }
   try {
     const meta = await sharp(buf).metadata();
-    return { width: meta.width ?? 0, height: meta.height ?? 0, format: meta.format ?? format };
+    return { width: meta.width ?? 0, height: meta.height ?? 0, format: meta.format ?? format, orientation: meta.orientation ?? 1 };
   } catch (err) {
     throw new BadImageError(path, sharpReason(err), err);
   }
+}
+
+/** The EXIF Orientation tag of an image's bytes: 1 (upright) when there is none or it cannot be read. */
+export async function readOrientation(buf: Buffer): Promise<number> {
+  const format = sniffFormat(buf, '');
+  if (format === 'bmp' || format === 'netpbm') return 1;
+  return (await sharp(buf).metadata().catch(() => undefined))?.orientation ?? 1;
 }
 
 /** Per-axis source indices of PIL's nearest resize (ImagingScaleAffine), replicated in doubles. */

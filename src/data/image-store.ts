@@ -6,7 +6,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { GraftError } from '../util/errors.js';
-import { BadImageError, decodeImageInto, type DecodeOptions, type Interpolation } from './decode.js';
+import { BadImageError, decodeImageInto, type DecodeOptions, type Interpolation, type Orientation } from './decode.js';
 import type { DatasetListing, SkippedFile } from './listing.js';
 import { setting } from '../util/option-names.js';
 
@@ -38,7 +38,7 @@ export interface BuildStoreOptions {
   width: number;
   height: number;
   interpolation?: Interpolation;
-  orientation?: 'ignore' | 'exif';
+  orientation?: Orientation;
   maxPixels?: number;
   fast?: boolean;
   /** Decodes in flight at once (default 3 per core; sharp decodes on libuv's thread pool). */

@@ -3,7 +3,8 @@
  * image sizes and formats, and the files it would skip with why. Every image is actually decoded,
  * since a header can lie; `decode: false` reads headers only (fast, misses corrupt pixel data).
  */
-import { DEFAULT_MAX_PIXELS, BadImageError, decodeFullRgb, readImageFile, readImageSize, sniffFormat } from './decode.js';
+import { DEFAULT_MAX_PIXELS, BadImageError, decodeFullRgb, readImageFile, readImageSize, readOrientation, sniffFormat } from './decode.js';
+import { setting } from '../util/option-names.js';
 import { runPool, defaultDecodeConcurrency } from './image-store.js';
 import { classCounts, countLooseImages, emptyValidationProblem, IMAGE_EXTENSIONS, resolveDataset, type DatasetListing, type ResolveOptions } from './listing.js';
 
@@ -33,6 +34,8 @@ export interface DatasetReport {
   height: SizeStats | null;
   /** Decoded format -> count ('jpeg', 'png', ...). */
   formats: Record<string, number>;
+  /** Images whose EXIF Orientation tag turns them (as phone photos' often does). */
+  rotated: number;
   /** Files graft would leave out: unreadable at listing, or failing to decode. */
   bad: { path: string; reason: string }[];
   /** Files with extensions other than images, ignored. */
@@ -68,7 +71,7 @@ export async function inspectDataset(root: string, opts: InspectOptions = {}): P
   if (resolved.validation) parts.push(['validation', resolved.validation]);
 
   const files = parts.flatMap(([, l]) => l.files);
-  const sizes: ({ width: number; height: number; format: string } | null)[] = new Array(files.length).fill(null);
+  const sizes: ({ width: number; height: number; format: string; orientation: number } | null)[] = new Array(files.length).fill(null);
   const badReason = new Map<string, string>();
   let done = 0;
   await runPool(files.length, opts.concurrency ?? defaultDecodeConcurrency(), async (i) => {
@@ -79,7 +82,7 @@ export async function inspectDataset(root: string, opts: InspectOptions = {}): P
       } else {
         const buf = await readImageFile(path);
         const img = await decodeFullRgb(buf, path, { maxPixels: opts.maxPixels ?? DEFAULT_MAX_PIXELS });
-        sizes[i] = { width: img.width, height: img.height, format: sniffFormat(buf, path) };
+        sizes[i] = { width: img.width, height: img.height, format: sniffFormat(buf, path), orientation: await readOrientation(buf) };
       }
     } catch (err) {
       if (!(err instanceof BadImageError)) throw err;
@@ -107,6 +110,13 @@ export async function inspectDataset(root: string, opts: InspectOptions = {}): P
     ...files.filter((f) => badReason.has(f.path)).map((f) => ({ path: f.path, reason: badReason.get(f.path)! })),
   ];
   const warnings = parts.flatMap(([, l]) => l.warnings);
+  const rotated = good.filter((s) => s.orientation > 1).length;
+  if (rotated > 0) {
+    warnings.push(
+      `${rotated} image${rotated === 1 ? ' carries' : 's carry'} an EXIF rotation (as phone photos do): graft, like Keras, reads ${rotated === 1 ? 'it' : 'them'} as stored, ` +
+        `sideways or upside down, where browsers and viewers show ${rotated === 1 ? 'it' : 'them'} upright; ${setting('orientation', 'exif')} turns them upright in training and prediction alike`,
+    );
+  }
   // Classes whose listed images all fail to decode: training warns of them, or refuses (below).
   for (const sp of splits) {
     const lost = classes.filter((c) => sp.counts[c]! > 0 && sp.usable[c] === 0);
@@ -132,6 +142,7 @@ export async function inspectDataset(root: string, opts: InspectOptions = {}): P
     width: stats(good.map((s) => s.width)),
     height: stats(good.map((s) => s.height)),
     formats,
+    rotated,
     bad,
     ignoredFiles: parts.reduce((n, [, l]) => n + l.ignoredCount, 0),
     warnings,

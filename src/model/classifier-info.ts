@@ -1,5 +1,5 @@
 import type { ClassMode } from '../data/batches.js';
-import type { Interpolation } from '../data/decode.js';
+import type { Interpolation, Orientation } from '../data/decode.js';
 import type { PreprocessName } from '../data/preprocess.js';
 import type { HeadSpec } from './head-spec.js';
 
@@ -17,6 +17,8 @@ export interface ClassifierInfo {
   inputSize: [number, number];
   preprocess: PreprocessName;
   interpolation: Interpolation;
+  /** 'exif' when trained on photos turned upright by their EXIF tag; absent: the tag is ignored (Keras's way). */
+  orientation?: Orientation;
   /** The backbone layer the head sits on. */
   cut: string;
   head: HeadSpec;

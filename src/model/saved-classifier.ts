@@ -174,7 +174,7 @@ export async function predictImages(model: LoadedClassifier, images: ImageInput[
   const input = new Float32Array(batch * size);
   const { scale, offset } = preprocessParams(info.preprocess);
   const width = info.classMode === 'binary' ? 1 : info.classes.length;
-  const decodeOpts = { width: w, height: h, interpolation: info.interpolation };
+  const decodeOpts = { width: w, height: h, interpolation: info.interpolation, orientation: info.orientation };
   const results: Prediction[] = [];
   for (let start = 0; start < images.length; start += batch) {
     const names: string[] = [];

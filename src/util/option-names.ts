@@ -18,6 +18,7 @@ const FLAGS = {
   overwrite: '--overwrite',
   onBadImage: '--on-bad-image',
   followSymlinks: '--follow-symlinks',
+  orientation: '--orientation',
 } as const;
 
 export type OptionName = keyof typeof FLAGS;

@@ -4,7 +4,7 @@ import { LAB_RECIPE, LAB_STEPS, trainClassifier, type TrainOptions } from '../..
 import { parseFeedMode } from '../../train/feature-sources.js';
 import { NO_AUGMENTATION } from '../../data/augment.js';
 import { PREPROCESS_NAMES, type PreprocessName } from '../../data/preprocess.js';
-import { INTERPOLATIONS, type Interpolation } from '../../data/decode.js';
+import { INTERPOLATIONS, ORIENTATIONS, type Interpolation, type Orientation } from '../../data/decode.js';
 import { resolveLabDataset } from '../../data/lab-dataset.js';
 import { choiceOption, floatOption, fractionOption, interruptSignal, intOption, sizeOption } from '../options.js';
 import { GraftError } from '../../util/errors.js';
@@ -31,6 +31,7 @@ interface TrainFlags {
   augment: boolean;
   preprocess: PreprocessName;
   interpolation: Interpolation;
+  orientation: Orientation;
   seed: number;
   resume?: boolean;
   overwrite?: boolean;
@@ -61,6 +62,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--no-augment', "train without the lab's augmentation")
     .option('--preprocess <name>', `pixel scaling: ${PREPROCESS_NAMES.join(' (x/255, the lab) or ')} (x/127.5-1, InceptionV3's own)`, choiceOption('preprocess', PREPROCESS_NAMES), LAB_RECIPE.preprocess)
     .option('--interpolation <name>', 'resize filter (nearest like Keras load_img)', choiceOption('interpolation', INTERPOLATIONS), LAB_RECIPE.interpolation)
+    .option('--orientation <how>', "EXIF orientation: 'ignore' (pixels as stored, like Keras) or 'exif' (photos turned upright, as browsers show them; saved with the model for predict)", choiceOption('orientation', ORIENTATIONS), 'ignore')
     .option('--seed <n>', 'random seed', intOption('seed', 0), 0)
     .option('--resume', 'continue from the checkpoint in --out')
     .option('--overwrite', 'start afresh even if --out holds an earlier run (finished or not); its outputs are removed as training starts')
@@ -104,6 +106,7 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
     augmentation: flags.augment ? undefined : NO_AUGMENTATION,
     preprocess: flags.preprocess,
     interpolation: flags.interpolation,
+    orientation: flags.orientation,
     seed: flags.seed,
     resume: flags.resume,
     overwrite: flags.overwrite,
