@@ -382,6 +382,13 @@ test('resolveDataset: layouts, class checks, Keras and shuffled validation split
   assert.deepEqual(v.files.map((f) => [f.path.slice(val.length + 1), f.label]), [['dogs/d.png', 1]]);
   assert.ok(v.warnings.some((w) => /classes not in training, ignored: birds/.test(w)));
   assert.ok(v.warnings.some((w) => /lacks classes of training: cats/.test(w)));
+  assert.ok(!v.warnings.some((w) => /normalization/.test(w)));
+  // A class folder named on a Mac (decomposed accents) looks like the training class, but is not it.
+  await mkdir(join(val, 'cafe\u0301'));
+  await raw([1, 2, 3], 1, 1, 3).png().toFile(join(val, 'cafe\u0301', 'c.png'));
+  const mac = await listValidationFolder(val, ['caf\u00e9', 'dogs']);
+  assert.ok(mac.warnings.includes(`"cafe\u0301" in ${val} differs from the class of training of the same look only in Unicode normalization (a folder named on a Mac?): rename it`), mac.warnings.join(' | '));
+  await rm(join(val, 'cafe\u0301'), { recursive: true });
   await assert.rejects(listValidationFolder(val, ['cars', 'trucks']), (err: unknown) =>
     err instanceof GraftError && err.message.includes(val) && /no class folder named like a class of training \(training: cars, trucks; found: birds, dogs\)/.test(err.message));
 

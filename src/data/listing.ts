@@ -447,6 +447,11 @@ export async function listValidationFolder(
   if (extra.length > 0) validation.warnings.push(`${root} has classes not in ${of}, ignored: ${extra.join(', ')}`);
   const missing = classes.filter((c) => !own.classes.includes(c));
   if (missing.length > 0) validation.warnings.push(`${root} lacks classes of ${of}: ${missing.join(', ')}`);
+  // The same name spelt with other code points (macOS writes é as e + accent): it looks identical.
+  const lookalikes = extra.filter((c) => missing.some((m) => m.normalize('NFC') === c.normalize('NFC')));
+  if (lookalikes.length > 0) {
+    validation.warnings.push(`${firstFew(lookalikes.map((c) => `"${c}"`))} in ${root} differ${lookalikes.length === 1 ? 's' : ''} from the class of ${of} of the same look only in Unicode normalization (a folder named on a Mac?): rename ${lookalikes.length === 1 ? 'it' : 'them'}`);
+  }
   return validation;
 }
 
