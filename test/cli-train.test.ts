@@ -174,7 +174,10 @@ test('predict and evaluate use the trained run folder; their JSON agrees with tr
   assert.match(onnx.err, /model\.onnx: an ONNX model has no Keras layer table/);
   const e = await graftRun(['evaluate', '--model', run, '--data', join(root, 'data'), '--json']);
   assert.equal(e.code, 0, e.err);
-  const report = JSON.parse(e.out) as { count: number; accuracy: number; loss: number; confusion: number[][] };
+  const report = JSON.parse(e.out) as { data: string; model: string; count: number; accuracy: number; loss: number; confusion: number[][] };
+  // Both paths absolute: the validation part of the train/ + validation/ folder given, and the model file.
+  assert.equal(report.data, join(root, 'data', 'validation'));
+  assert.equal(report.model, join(run, 'model.onnx'));
   const metrics = JSON.parse(await readFile(join(run, 'metrics.json'), 'utf8')) as { accuracy: number; loss: number };
   assert.equal(report.count, 4);
   assert.equal(report.accuracy, metrics.accuracy);

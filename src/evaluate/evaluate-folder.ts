@@ -14,6 +14,7 @@ export interface FolderEvaluation {
   skipped: { path: string; reason: string }[];
   /** What the listing noticed (an empty class folder, pictures in formats left out). */
   warnings: string[];
+  /** The folder evaluated (absolute): the validation part of a train/ + validation/ root, else the folder given. */
   root: string;
 }
 
@@ -42,5 +43,5 @@ export async function evaluateFolder(model: LoadedClassifier, root: string): Pro
   const probabilities = predictions.map((p) => (model.info.classMode === 'binary' ? p.probabilities[1]! : p.probabilities));
   const labels = predictions.map((p) => label.get(p.file)!);
   const metrics = computeMetrics(probabilities as Probabilities, labels, classes.length);
-  return { metrics, classes, files: predictions.map((p) => p.file), skipped, warnings: listing.warnings, root: dir };
+  return { metrics, classes, files: predictions.map((p) => p.file), skipped, warnings: listing.warnings, root: listing.root };
 }
