@@ -34,6 +34,7 @@ export { preprocessParams, isPreprocessName, PREPROCESS_NAMES } from './data/pre
 export type { PreprocessName, PreprocessParams } from './data/preprocess.js';
 export {
   listImageFolder,
+  listImageFiles,
   listValidationFolder,
   resolveDataset,
   splitListing,
@@ -43,8 +44,8 @@ export {
   VALIDATION_FOLDER_NAMES,
 } from './data/listing.js';
 export type { DatasetListing, LabelledFile, SkippedFile, ListOptions, ResolveOptions, ResolvedDataset } from './data/listing.js';
-export { decodeImage, decodeImageInto, decodeBytesInto, decodeFullRgb, readImageSize, BadImageError, DEFAULT_MAX_PIXELS, INTERPOLATIONS, pilNearestIndices } from './data/decode.js';
-export type { DecodeOptions, Interpolation } from './data/decode.js';
+export { decodeImage, decodeImageInto, decodeBytesInto, decodeFullRgb, readImageSize, BadImageError, DEFAULT_MAX_PIXELS, INTERPOLATIONS, ORIENTATIONS, readOrientation, pilNearestIndices } from './data/decode.js';
+export type { DecodeOptions, Interpolation, Orientation } from './data/decode.js';
 export { buildImageStore, DEFAULT_MEMORY_BUDGET } from './data/image-store.js';
 export type { ImageStore, BuildStoreOptions } from './data/image-store.js';
 export { BatchOrder, batchIndices, epochOrder, stepsPerEpoch, encodeLabels, labelWidth, readBatches } from './data/batches.js';

@@ -123,6 +123,16 @@ test('faithful training writes history, plots, metrics, checkpoint and a model t
     assert.deepEqual(fromMemory.map((p) => p.probabilities), ours.map((p) => p.probabilities));
     assert.deepEqual(fromMemory.map((p) => p.file), files.map((_, i) => `upload-${i}`));
     assert.deepEqual(bad, ['junk-upload: an HTML page, not an image (a saved web page?)']);
+    // Batches of 3 (decoded while the one before runs), bad images among them: the same results,
+    // and the bad ones reported in input order.
+    const junk = (name: string) => ({ name, bytes: new TextEncoder().encode(`not a picture: ${name}`) });
+    const mixed = [junk('first'), ...files.slice(0, 2), junk('middle'), ...files.slice(2), junk('last')];
+    const order: string[] = [];
+    const small = await predictImages(model, mixed, { batchSize: 3, onBadImage: (name) => order.push(name) });
+    assert.deepEqual(order, ['first', 'middle', 'last']);
+    assert.deepEqual(small.map((p) => p.probabilities), ours.map((p) => p.probabilities));
+    // Without onBadImage the first bad image in input order throws, whichever batch it is in.
+    await assert.rejects(predictImages(model, [...files, junk('late'), junk('later')], { batchSize: 2 }), /late: a text file, not an image/);
     await useWasm();
     const tfModel = await loadLayersModelFromDir(join(out, 'model'));
     // What a browser app reads from the model to prepare its input (the README's recipe).

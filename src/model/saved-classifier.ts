@@ -11,6 +11,7 @@ import { kerasToOnnx } from '../backbone/onnx/convert.js';
 import { createOrtExtractor, type FeatureExtractor } from '../backbone/engine.js';
 import { loadTfjsLayersModel } from '../backbone/weights/tfjs-layers.js';
 import { BadImageError, decodeBytesInto, decodeImageInto } from '../data/decode.js';
+import { defaultDecodeConcurrency, runPool } from '../data/image-store.js';
 import { preprocessParams } from '../data/preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
@@ -170,33 +171,53 @@ export async function predictImages(model: LoadedClassifier, images: ImageInput[
   const batch = opts.batchSize ?? 16;
   if (!Number.isInteger(batch) || batch < 1) throw new GraftError(`predictFiles: batchSize must be a positive integer, got ${batch}`);
   const size = h * w * 3;
-  const pixels = new Uint8Array(size);
   const input = new Float32Array(batch * size);
   const { scale, offset } = preprocessParams(info.preprocess);
   const width = info.classMode === 'binary' ? 1 : info.classes.length;
   const decodeOpts = { width: w, height: h, interpolation: info.interpolation, orientation: info.orientation };
-  const results: Prediction[] = [];
-  for (let start = 0; start < images.length; start += batch) {
-    const names: string[] = [];
-    for (const image of images.slice(start, start + batch)) {
-      const file = typeof image === 'string' ? image : image.name;
+  const nameOf = (image: ImageInput) => (typeof image === 'string' ? image : image.name);
+  // Batch k+1 is decoded (several images at once, on sharp's threads) while the network runs on
+  // batch k, into the other of two pixel buffers. A failed decode is kept, not thrown, so that
+  // bad images are reported in input order.
+  const pixels = [0, 1].map(() => new Uint8Array(batch * size));
+  const decodeBatch = async (start: number, into: Uint8Array) => {
+    const slice = images.slice(start, start + batch);
+    const failures: unknown[] = new Array(slice.length).fill(null);
+    await runPool(slice.length, defaultDecodeConcurrency(), async (i) => {
+      const image = slice[i]!;
+      const out = into.subarray(i * size, (i + 1) * size);
       try {
-        if (typeof image === 'string') await decodeImageInto(image, decodeOpts, pixels);
-        else await decodeBytesInto(image.bytes, image.name, decodeOpts, pixels);
+        if (typeof image === 'string') await decodeImageInto(image, decodeOpts, out);
+        else await decodeBytesInto(image.bytes, image.name, decodeOpts, out);
       } catch (err) {
+        failures[i] = err ?? new Error('decode failed');
+      }
+    });
+    return { slice, failures };
+  };
+  const results: Prediction[] = [];
+  let next: ReturnType<typeof decodeBatch> | null = images.length > 0 ? decodeBatch(0, pixels[0]!) : null;
+  for (let k = 0, start = 0; next; k++, start += batch) {
+    const { slice, failures } = await next;
+    const decoded = pixels[k % 2]!;
+    next = start + batch < images.length ? decodeBatch(start + batch, pixels[(k + 1) % 2]!) : null;
+    const names: string[] = [];
+    for (const [i, image] of slice.entries()) {
+      const err = failures[i];
+      if (err !== null) {
         if (!(err instanceof GraftError) || !opts.onBadImage) throw err;
         // The caller names the file; pass on only the problem.
-        opts.onBadImage(file, err instanceof BadImageError ? err.reason : err.message);
+        opts.onBadImage(nameOf(image), err instanceof BadImageError ? err.reason : err.message);
         continue;
       }
-      const base = names.length * size;
-      for (let i = 0; i < size; i++) input[base + i] = pixels[i]! * scale + offset;
-      names.push(file);
+      const from = i * size, to = names.length * size;
+      for (let j = 0; j < size; j++) input[to + j] = decoded[from + j]! * scale + offset;
+      names.push(nameOf(image));
     }
     if (names.length === 0) continue;
     const out = await model.run(input.subarray(0, names.length * size), names.length);
-    names.forEach((file, k) => {
-      const probabilities = classProbabilities(info, out.subarray(k * width, (k + 1) * width));
+    names.forEach((file, n) => {
+      const probabilities = classProbabilities(info, out.subarray(n * width, (n + 1) * width));
       let best = 0;
       for (let c = 1; c < probabilities.length; c++) if (probabilities[c]! > probabilities[best]!) best = c;
       // Keras's binary rule: class 1 only when p > 0.5.
