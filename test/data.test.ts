@@ -249,6 +249,9 @@ test('listing follows Keras: sorted classes, os.walk folders sorted by path, fil
     ['dogs/sub/deeper/a.png', 1],
   ]);
   assert.equal(l.ignoredCount, 1);
+  assert.deepEqual(l.ignoredExamples, [join(root, 'cats', 'notes.txt')]);
+  // graft data names what it ignored (a lone .DS_Store, say), not just how many.
+  assert.match(formatDatasetReport(await inspectDataset(root, { decode: false })), new RegExp(`^1 file ignored for its extension \\(not \\.png .*\\): ${join(root, 'cats', 'notes.txt')}$`, 'm'));
   assert.ok(l.warnings.some((w) => w.includes(join(root, 'empty')) && /no images/.test(w)));
   assert.ok(l.warnings.some((w) => w.includes('.hidden')));
   assert.deepEqual(classCounts(l), [3, 4, 0]);

@@ -40,6 +40,8 @@ export interface DatasetReport {
   bad: { path: string; reason: string }[];
   /** Files with extensions other than images, ignored. */
   ignoredFiles: number;
+  /** The first few of them (paths). */
+  ignoredExamples: string[];
   warnings: string[];
   /** Reasons training would refuse this folder (e.g. fewer than two classes). */
   problems: string[];
@@ -145,6 +147,8 @@ export async function inspectDataset(root: string, opts: InspectOptions = {}): P
     rotated,
     bad,
     ignoredFiles: parts.reduce((n, [, l]) => n + l.ignoredCount, 0),
+    // A split's validation part lists the same folder again: its examples would repeat.
+    ignoredExamples: [...new Set(parts.flatMap(([, l]) => l.ignoredExamples ?? []))].slice(0, 5),
     warnings,
     problems,
   };
@@ -170,7 +174,9 @@ export function formatDatasetReport(r: DatasetReport): string {
   if (formats) lines.push(`formats: ${formats}`);
   // Every file left out for its extension; pictures among them also have a warning of their own.
   if (r.ignoredFiles > 0) {
-    lines.push(`${r.ignoredFiles} file${r.ignoredFiles === 1 ? '' : 's'} ignored for ${r.ignoredFiles === 1 ? 'its' : 'their'} extension (not ${IMAGE_EXTENSIONS.map((e) => '.' + e).join(' ')})`);
+    const more = r.ignoredFiles - r.ignoredExamples.length;
+    const named = r.ignoredExamples.length > 0 ? `: ${r.ignoredExamples.join(', ')}${more > 0 ? ` and ${more} more` : ''}` : '';
+    lines.push(`${r.ignoredFiles} file${r.ignoredFiles === 1 ? '' : 's'} ignored for ${r.ignoredFiles === 1 ? 'its' : 'their'} extension (not ${IMAGE_EXTENSIONS.map((e) => '.' + e).join(' ')})${named}`);
   }
   for (const w of r.warnings) lines.push(`warning: ${w}`);
   if (r.bad.length > 0) {

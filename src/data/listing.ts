@@ -44,6 +44,8 @@ export interface DatasetListing {
   skipped: SkippedFile[];
   /** Files with other extensions, ignored as Keras ignores them. */
   ignoredCount: number;
+  /** The first few of them (paths), to name in a report. */
+  ignoredExamples?: string[];
   /** Things a user should hear about that do not stop training (empty class, hidden folders). */
   warnings: string[];
 }
@@ -103,6 +105,8 @@ interface WalkState {
   seen: Set<string>;
   skipped: SkippedFile[];
   ignored: number;
+  /** The first IGNORED_EXAMPLES ignored files (paths). */
+  ignoredExamples: string[];
   /** Ignored files with an image extension Keras does not read, by extension. */
   ignoredImages: Map<string, number>;
   /** macOS archive metadata left out: `._name` (AppleDouble) files and `__MACOSX` folders. */
@@ -112,13 +116,16 @@ interface WalkState {
 }
 
 function newWalkState(followSymlinks: boolean | undefined): WalkState {
-  return { followSymlinks: followSymlinks ?? false, seen: new Set(), skipped: [], ignored: 0, ignoredImages: new Map(), macMetadata: 0, linksNotFollowed: [] };
+  return { followSymlinks: followSymlinks ?? false, seen: new Set(), skipped: [], ignored: 0, ignoredExamples: [], ignoredImages: new Map(), macMetadata: 0, linksNotFollowed: [] };
 }
 
 /** Counts a file left out for its extension (and which image formats were among them). */
-function ignore(state: WalkState, name: string): void {
+const IGNORED_EXAMPLES = 5;
+
+function ignore(state: WalkState, path: string): void {
   state.ignored++;
-  const ext = extname(name).slice(1).toLowerCase();
+  if (state.ignoredExamples.length < IGNORED_EXAMPLES) state.ignoredExamples.push(path);
+  const ext = extname(path).slice(1).toLowerCase();
   if (OTHER_IMAGE_EXTENSIONS.has(ext)) state.ignoredImages.set(ext, (state.ignoredImages.get(ext) ?? 0) + 1);
 }
 
@@ -198,7 +205,7 @@ async function walkClassFolder(top: string, state: WalkState): Promise<[string, 
           const code = (err as NodeJS.ErrnoException).code;
           if (isImageFileName(e.name)) {
             state.skipped.push({ path: full, reason: code === 'ELOOP' ? 'symbolic link loop' : 'broken symbolic link' });
-          } else ignore(state, e.name);
+          } else ignore(state, full);
           continue;
         }
         if (target.isDirectory()) {
@@ -241,7 +248,7 @@ export async function listImageFiles(
   for (const [folder, names] of walked) {
     for (const name of names) {
       if (wanted(name)) files.push(join(folder, name));
-      else ignore(state, name);
+      else ignore(state, join(folder, name));
     }
   }
   for (const warning of walkWarnings(state, resolve(dir), opts.allFormats)) opts.onWarning?.(warning);
@@ -303,7 +310,7 @@ export async function listImageFolder(root: string, opts: ListOptions = {}): Pro
     for (const [dir, names] of await walkClassFolder(classDir, state)) {
       for (const name of names) {
         if (!isImageFileName(name)) {
-          ignore(state, name);
+          ignore(state, join(dir, name));
           continue;
         }
         const path = join(dir, name);
@@ -319,7 +326,7 @@ export async function listImageFolder(root: string, opts: ListOptions = {}): Pro
     if (files.length === before) warnings.push(`class folder ${classDir} holds no images`);
   }
   warnings.push(...walkWarnings(state, absRoot));
-  return { root: absRoot, classes, files, skipped: state.skipped, ignoredCount: state.ignored, warnings };
+  return { root: absRoot, classes, files, skipped: state.skipped, ignoredCount: state.ignored, ignoredExamples: state.ignoredExamples, warnings };
 }
 
 /** Image files directly inside `dir` (not in class folders). */
@@ -499,7 +506,7 @@ export function splitListing(
     warnings.push(`a validation split of ${fraction} takes no image of ${unseen.join(', ')} (too few images), so validation does not see ${unseen.length === 1 ? 'that class' : 'those classes'}`);
   }
   return {
-    train: { ...base, files: train, skipped: listing.skipped, ignoredCount: listing.ignoredCount, warnings: listing.warnings },
+    train: { ...base, files: train, skipped: listing.skipped, ignoredCount: listing.ignoredCount, ignoredExamples: listing.ignoredExamples, warnings: listing.warnings },
     validation: { ...base, files: validation, warnings },
   };
 }
