@@ -345,7 +345,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   // The head is checked before minutes of decoding and feature computation.
   const head = headForClasses(classes.length, opts.head ?? LAB_RECIPE.head);
   HeadTrainer.checkSpec(head);
-  const headNote = outputLayerNote(opts.head ?? LAB_RECIPE.head, head);
+  // Only about a head the caller wrote: the lab's default simply gets the output its classes need.
+  const headNote = opts.head ? outputLayerNote(opts.head, head) : null;
   if (headNote) say(headNote);
   const epochs = opts.epochs ?? LAB_RECIPE.epochs;
   // What makes this run this run, for --resume; the images and step counts follow after decoding.
@@ -356,8 +357,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     cut: opts.cut ?? LAB_RECIPE.cut,
     'input size': inputSize.join('x'),
     interpolation,
-    // Named only when not Keras's way, so that runs from before the option resume as they were.
-    ...(orientation === 'exif' ? { orientation } : {}),
+    orientation,
     preprocess,
     mode: feedModeName(mode),
     augmentation,

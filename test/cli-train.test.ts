@@ -154,6 +154,13 @@ test('predict and evaluate use the trained run folder; their JSON agrees with tr
   const viaLink = await graftRun(['predict', '--model', run, linked]);
   assert.equal(viaLink.code, 0, viaLink.err);
   assert.equal(viaLink.out.trim().split('\n').length, 2);
+  // A broken link found in a folder counts as an unreadable image: named, and the exit status 1.
+  await symlink(join(root, 'nowhere.jpg'), join(linked, 'broken.jpg'));
+  const broken = await graftRun(['predict', '--model', run, '--json', linked]);
+  assert.equal(broken.code, 1);
+  assert.deepEqual(JSON.parse(broken.out.trim().split('\n')[0]!), { file: join(linked, 'broken.jpg'), error: 'broken symbolic link' });
+  assert.equal(broken.out.trim().split('\n').length, 3);
+  assert.equal(broken.err, 'graft: error: 1 of 3 images could not be read (the others are classified above)\n');
   for (const r of rows) {
     assert.ok(['cats', 'dogs'].includes(r.class));
     assert.ok(Math.abs(r.probabilities.cats! + r.probabilities.dogs! - 1) < 1e-6);

@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, writeFile, symlink } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile, symlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -212,6 +212,11 @@ test('bad files are refused with a reason', async () => {
   await sharp({ create: { width: 4, height: 3, channels: 3, background: { r: 200, g: 10, b: 10 } } }).avif({ lossless: true }).toFile(avif);
   const img = await decodeImage(avif, { width: 4, height: 3 });
   assert.deepEqual([...img.subarray(0, 3)], [200, 10, 10]);
+  // An AVIF may name 'mif1' first and 'avif' among its compatible brands: still AVIF, not HEIC.
+  const mif1 = Buffer.from(await readFile(avif));
+  mif1.write('mif1', 8, 'latin1');
+  await writeFile(join(dir, 'mif1.avif'), mif1);
+  assert.deepEqual([...(await decodeImage(join(dir, 'mif1.avif'), { width: 4, height: 3 })).subarray(0, 3)], [200, 10, 10]);
 });
 
 /** cats: 3 images + a note; dogs: nested folders; empty/: nothing; .hidden/: not a class. */
@@ -358,7 +363,7 @@ test("a Mac's zip: __MACOSX and ._ files are left out with one warning; linked f
   assert.ok(report.warnings.includes(`no readable validation images of cats in ${split}`), report.warnings.join(' | '));
   assert.deepEqual(report.problems, []);
   const none = await inspectDataset(split, { validationSplit: 0.1 });
-  assert.deepEqual(none.problems, [`a validation split of 0.1 takes no images from ${split}: every class has fewer than 10 images; use a larger validationSplit or give validationData: 'DIR'`]);
+  assert.deepEqual(none.problems, [`a validation split of 0.1 takes no images from ${split}: every class has fewer than 10 images; use a larger split, or train with validationData: 'DIR'`]);
 });
 
 test('resolveDataset: layouts, class checks, Keras and shuffled validation splits', async () => {
@@ -390,7 +395,10 @@ test('resolveDataset: layouts, class checks, Keras and shuffled validation split
   await mkdir(join(val, 'cafe\u0301'));
   await raw([1, 2, 3], 1, 1, 3).png().toFile(join(val, 'cafe\u0301', 'c.png'));
   const mac = await listValidationFolder(val, ['caf\u00e9', 'dogs']);
-  assert.ok(mac.warnings.includes(`"cafe\u0301" in ${val} differs from the class of training of the same look only in Unicode normalization (a folder named on a Mac?): rename it`), mac.warnings.join(' | '));
+  assert.ok(mac.warnings.includes(`"cafe\u0301" in ${val} differs from the class of training of the same look only in Unicode normalization (a folder named on a Mac?): rename it; it is ignored`), mac.warnings.join(' | '));
+  // Named once as such, not also as a class ignored (birds still is) and a class lacking.
+  assert.ok(mac.warnings.includes(`${val} has classes not in training, ignored: birds`), mac.warnings.join(' | '));
+  assert.ok(!mac.warnings.some((w) => /lacks classes/.test(w)), mac.warnings.join(' | '));
   await rm(join(val, 'cafe\u0301'), { recursive: true });
   await assert.rejects(listValidationFolder(val, ['cars', 'trucks']), (err: unknown) =>
     err instanceof GraftError && err.message.includes(val) && /no class folder named like a class of training \(training: cars, trucks; found: birds, dogs\)/.test(err.message));

@@ -157,7 +157,7 @@ test('an unzipped folder put into the cache by hand with the marker is used with
   assert.equal(requests.length, before);
 });
 
-test('an explicit --data folder must exist and hold train/; so must GRAFT_LAB_DATA', async () => {
+test('an explicit --data folder must exist and hold train/ and validation/; so must GRAFT_LAB_DATA', async () => {
   const missing = join(work, 'no-such-folder');
   await assert.rejects(resolveLabDataset({ ...quiet, data: missing }), (err: unknown) => {
     assert.ok(err instanceof GraftError);
@@ -169,6 +169,10 @@ test('an explicit --data folder must exist and hold train/; so must GRAFT_LAB_DA
   await assert.rejects(resolveLabDataset({ ...quiet, data: noTrain }), /no-train has no train\/ folder/);
   const good = join(work, 'good');
   await mkdir(join(good, 'train'), { recursive: true });
+  // train/ and test/ only: the lab has nothing to validate on (other layouts are graft train's).
+  await mkdir(join(good, 'test'), { recursive: true });
+  await assert.rejects(resolveLabDataset({ ...quiet, data: good }), /good has no validation\/ folder beside train\/ \(the lab validates on it; other layouts train with validationData or validationSplit\)/);
+  await mkdir(join(good, 'val'), { recursive: true });
   assert.equal(await resolveLabDataset({ ...quiet, data: good }), good);
 
   process.env.GRAFT_LAB_DATA = missing;

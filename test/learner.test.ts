@@ -132,7 +132,7 @@ test('faithful training writes history, plots, metrics, checkpoint and a model t
     assert.deepEqual(order, ['first', 'middle', 'last']);
     assert.deepEqual(small.map((p) => p.probabilities), ours.map((p) => p.probabilities));
     // Without onBadImage the first bad image in input order throws, whichever batch it is in.
-    await assert.rejects(predictImages(model, [...files, junk('late'), junk('later')], { batchSize: 2 }), /late: a text file, not an image/);
+    await assert.rejects(predictImages(model, [...files.slice(0, 3), junk('late'), files[3]!, junk('later')], { batchSize: 2 }), /late: a text file, not an image/);
     await useWasm();
     const tfModel = await loadLayersModelFromDir(join(out, 'model'));
     // What a browser app reads from the model to prepare its input (the README's recipe).
@@ -296,6 +296,11 @@ test("orientation 'exif': phone photos are turned upright for training, and the 
   assert.ok(report.warnings.some((w) => w.startsWith('12 images carry an EXIF rotation (as phone photos do)') && w.endsWith("orientation: 'exif' turns them upright in training and prediction alike")), report.warnings.join(' | '));
 
   const result = await trainClassifier({ ...options(root, 'phone-run'), data: phone, mode: { kind: 'cached' }, epochs: 1, head: parseHeadSpec('gap,dense:8:relu'), orientation: 'exif' });
+  // Resuming it without the setting would decode the rest of the run otherwise: refused.
+  await assert.rejects(
+    trainClassifier({ ...options(root, 'phone-run'), data: phone, mode: { kind: 'cached' }, epochs: 2, head: parseHeadSpec('gap,dense:8:relu'), resume: true }),
+    /other settings \(orientation exif, now ignore\)/,
+  );
   const model = await loadClassifier(result.out);
   try {
     assert.equal(model.info.orientation, 'exif');

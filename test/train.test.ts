@@ -342,6 +342,13 @@ test('a resume with another set of files names the files that went and came; an 
   assert.throws(() => checkResumable('run', saved, { images: set(many) }, 2), /\(gone: cats\/2\.jpg, cats\/3\.jpg, cats\/4\.jpg, cats\/5\.jpg, cats\/6\.jpg and 2 more\)/);
 });
 
+test('a setting added after a checkpoint was written compares as the value every run had before it', () => {
+  const old = { epoch: 1, setup: { seed: 0 } }; // written before orientation was recorded
+  assert.doesNotThrow(() => checkResumable('run', old, { seed: 0, orientation: 'ignore' }, 2));
+  assert.throws(() => checkResumable('run', old, { seed: 0, orientation: 'exif' }, 2), /other settings \(orientation ignore, now exif\)/);
+  assert.throws(() => checkResumable('run', { epoch: 1, setup: { orientation: 'exif' } }, { orientation: 'ignore' }, 2), /other settings \(orientation exif, now ignore\)/);
+});
+
 test('a script that never disposes its HeadTrainer still ends once training is done', async () => {
   const { spawn } = await import('node:child_process');
   const { fileURLToPath } = await import('node:url');

@@ -93,6 +93,15 @@ export async function readImageFile(path: string): Promise<Buffer> {
 
 export type SniffedFormat = 'jpeg' | 'png' | 'gif' | 'tiff' | 'webp' | 'bmp' | 'netpbm' | 'avif';
 
+/** The brands an ISO-BMFF file's leading ftyp box names (major, then compatible), or [] for other files. */
+function isoBrands(b: Uint8Array): string[] {
+  if (b.length < 16 || Buffer.from(b.subarray(4, 8)).toString('latin1') !== 'ftyp') return [];
+  const size = Math.min(b.length, new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(0));
+  const brands = [Buffer.from(b.subarray(8, 12)).toString('latin1')];
+  for (let at = 16; at + 4 <= size; at += 4) brands.push(Buffer.from(b.subarray(at, at + 4)).toString('latin1'));
+  return brands;
+}
+
 /** The format the first bytes announce, or a BadImageError explaining what the file seems to be instead. */
 export function sniffFormat(buf: Uint8Array, path: string): SniffedFormat {
   const b = buf;
@@ -105,9 +114,9 @@ export function sniffFormat(buf: Uint8Array, path: string): SniffedFormat {
   if (isNetpbm(b)) return 'netpbm';
   // ISO-BMFF images, 'ftyp' and a brand after the box size: AVIF (sharp decodes it) and HEIC, as
   // iPhones take (HEVC, which sharp's prebuilt libvips does not decode).
-  const brand = Buffer.from(b.subarray(4, 12)).toString('latin1');
-  if (/^ftypavi[fs]/.test(brand)) return 'avif';
-  if (/^ftyp(hei[cmsx]|hev[cmsx]|mif1|msf1)/.test(brand)) {
+  const brands = isoBrands(b);
+  if (brands.some((x) => x === 'avif' || x === 'avis')) return 'avif';
+  if (brands.some((x) => /^(hei[cmsx]|hev[cmsx]|mif1|msf1)$/.test(x))) {
     throw new BadImageError(path, 'a HEIC/HEIF image (as iPhones take), which graft cannot decode: convert it to JPEG or PNG');
   }
   const head = Buffer.from(b.subarray(0, 512)).toString('latin1');
@@ -211,7 +220,12 @@ export async function readImageSize(path: string): Promise<{ width: number; heig
 
 /** The EXIF Orientation tag of an image's bytes: 1 (upright) when there is none or it cannot be read. */
 export async function readOrientation(buf: Buffer): Promise<number> {
-  const format = sniffFormat(buf, '');
+  let format: SniffedFormat;
+  try {
+    format = sniffFormat(buf, '');
+  } catch {
+    return 1;
+  }
   if (format === 'bmp' || format === 'netpbm') return 1;
   return (await sharp(buf).metadata().catch(() => undefined))?.orientation ?? 1;
 }

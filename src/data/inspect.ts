@@ -116,7 +116,7 @@ export async function inspectDataset(root: string, opts: InspectOptions = {}): P
   if (rotated > 0) {
     warnings.push(
       `${rotated} image${rotated === 1 ? ' carries' : 's carry'} an EXIF rotation (as phone photos do): graft, like Keras, reads ${rotated === 1 ? 'it' : 'them'} as stored, ` +
-        `sideways or upside down, where browsers and viewers show ${rotated === 1 ? 'it' : 'them'} upright; ${setting('orientation', 'exif')} turns ${rotated === 1 ? 'it' : 'them'} upright in training and prediction alike`,
+        `turned or mirrored, where browsers and viewers show ${rotated === 1 ? 'it' : 'them'} upright; training with ${setting('orientation', 'exif')} turns ${rotated === 1 ? 'it' : 'them'} upright in training and prediction alike`,
     );
   }
   // Classes whose listed images all fail to decode: training warns of them, or refuses (below).

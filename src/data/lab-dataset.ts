@@ -7,7 +7,8 @@ import { DownloadNetworkError, downloadFile } from '../util/download.js';
 import { GraftError, describeFsError } from '../util/errors.js';
 import { makeFolder } from '../util/folders.js';
 import { cacheDir, sharedDatasetDir } from '../util/paths.js';
-import { setting } from '../util/option-names.js';
+import { optionName, setting } from '../util/option-names.js';
+import { VALIDATION_FOLDER_NAMES } from './listing.js';
 
 /** The zip the Keras transfer-learning lab downloads (about 65 MB: 2000 train + 1000 validation images). */
 export const LAB_DATASET_URL = 'https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip';
@@ -53,6 +54,10 @@ function checkLabFolder(folder: string, what: string): string {
   const abs = resolve(folder);
   if (!isDir(abs)) throw new GraftError(`${what} ${abs} does not exist or is not a folder (expected a folder with train/ and validation/)`, { file: abs });
   if (!isDir(join(abs, 'train'))) throw new GraftError(`${what} ${abs} has no train/ folder (expected a folder with train/ and validation/)`, { file: abs });
+  // The lab validates on validation/ (or val/); other layouts are graft train's.
+  if (!VALIDATION_FOLDER_NAMES.some((n) => isDir(join(abs, n)))) {
+    throw new GraftError(`${what} ${abs} has no validation/ folder beside train/ (the lab validates on it; other layouts train with ${optionName('validationData')} or ${optionName('validationSplit')})`, { file: abs });
+  }
   return abs;
 }
 

@@ -18,7 +18,7 @@ import { access, readdir, realpath, stat } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { GraftError, describeFsError, firstFew } from '../util/errors.js';
 import { Random } from '../util/random.js';
-import { optionName, setting } from '../util/option-names.js';
+import { setting } from '../util/option-names.js';
 
 /** Extensions Keras 2.x accepts (white_list_formats), matched case-insensitively. */
 export const IMAGE_EXTENSIONS = ['png', 'jpg', 'jpeg', 'bmp', 'ppm', 'tif', 'tiff'] as const;
@@ -239,7 +239,13 @@ const DECODABLE_OTHER_EXTENSIONS = new Set(['webp', 'gif', 'avif', 'jfif', 'pgm'
  */
 export async function listImageFiles(
   dir: string,
-  opts: { followSymlinks?: boolean; allFormats?: boolean; onWarning?: (line: string) => void } = {},
+  opts: {
+    followSymlinks?: boolean;
+    allFormats?: boolean;
+    onWarning?: (line: string) => void;
+    /** Hears about each picture or folder the walk cannot read (a broken link, a link loop, an unreadable folder). */
+    onSkipped?: (path: string, reason: string) => void;
+  } = {},
 ): Promise<string[]> {
   const state = newWalkState(opts.followSymlinks);
   const walked = await walkClassFolder(dir, state);
@@ -252,6 +258,7 @@ export async function listImageFiles(
     }
   }
   for (const warning of walkWarnings(state, resolve(dir), opts.allFormats)) opts.onWarning?.(warning);
+  for (const s of state.skipped) opts.onSkipped?.(s.path, s.reason);
   return files;
 }
 
@@ -332,7 +339,7 @@ export async function listImageFolder(root: string, opts: ListOptions = {}): Pro
 /** Image files directly inside `dir` (not in class folders). */
 export async function countLooseImages(dir: string): Promise<number> {
   try {
-    return (await readdir(dir)).filter(isImageFileName).length;
+    return (await readdir(dir)).filter((name) => isImageFileName(name) && !isMacMetadata(name)).length;
   } catch {
     return 0;
   }
@@ -451,13 +458,16 @@ export async function listValidationFolder(
   // Re-map labels from the filtered class list onto the given class indices.
   for (const f of validation.files) f.label = classes.indexOf(present[f.label]!);
   const extra = own.classes.filter((c) => !classes.includes(c));
-  if (extra.length > 0) validation.warnings.push(`${root} has classes not in ${of}, ignored: ${extra.join(', ')}`);
   const missing = classes.filter((c) => !own.classes.includes(c));
-  if (missing.length > 0) validation.warnings.push(`${root} lacks classes of ${of}: ${missing.join(', ')}`);
-  // The same name spelt with other code points (macOS writes é as e + accent): it looks identical.
-  const lookalikes = extra.filter((c) => missing.some((m) => m.normalize('NFC') === c.normalize('NFC')));
+  // The same name spelt with other code points (macOS writes é as e + accent): it looks identical,
+  // so it is named once as such rather than as a class ignored and a class lacking.
+  const nfc = (name: string) => name.normalize('NFC');
+  const lookalikes = extra.filter((c) => missing.some((m) => nfc(m) === nfc(c)));
+  const unlike = (names: string[]) => names.filter((n) => !lookalikes.some((l) => nfc(l) === nfc(n)));
+  if (unlike(extra).length > 0) validation.warnings.push(`${root} has classes not in ${of}, ignored: ${unlike(extra).join(', ')}`);
+  if (unlike(missing).length > 0) validation.warnings.push(`${root} lacks classes of ${of}: ${unlike(missing).join(', ')}`);
   if (lookalikes.length > 0) {
-    validation.warnings.push(`${firstFew(lookalikes.map((c) => `"${c}"`))} in ${root} differ${lookalikes.length === 1 ? 's' : ''} from the class of ${of} of the same look only in Unicode normalization (a folder named on a Mac?): rename ${lookalikes.length === 1 ? 'it' : 'them'}`);
+    validation.warnings.push(`${firstFew(lookalikes.map((c) => `"${c}"`))} in ${root} differ${lookalikes.length === 1 ? 's' : ''} from the class of ${of} of the same look only in Unicode normalization (a folder named on a Mac?): rename ${lookalikes.length === 1 ? 'it' : 'them'}; ${lookalikes.length === 1 ? 'it is' : 'they are'} ignored`);
   }
   return validation;
 }
@@ -466,7 +476,7 @@ export async function listValidationFolder(
 export function emptyValidationProblem(validation: DatasetListing, split?: number): string | null {
   if (validation.files.length > 0) return null;
   if (split !== undefined) {
-    return `a validation split of ${split} takes no images from ${validation.root}: every class has fewer than ${Math.ceil(1 / split)} images; use a larger ${optionName('validationSplit')} or give ${setting('validationData', 'DIR')}`;
+    return `a validation split of ${split} takes no images from ${validation.root}: every class has fewer than ${Math.ceil(1 / split)} images; use a larger split, or train with ${setting('validationData', 'DIR')}`;
   }
   return `the validation folder ${validation.root} holds no images`;
 }

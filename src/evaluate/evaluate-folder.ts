@@ -22,12 +22,12 @@ export interface FolderEvaluation {
  * Evaluates a classifier on labelled class folders (a lab-layout root means its validation part),
  * with the model's class names deciding which folder is which label.
  */
-export async function evaluateFolder(model: LoadedClassifier, root: string): Promise<FolderEvaluation> {
+export async function evaluateFolder(model: LoadedClassifier, root: string, opts: { followSymlinks?: boolean } = {}): Promise<FolderEvaluation> {
   const val = VALIDATION_FOLDER_NAMES.map((n) => join(root, n)).find((d) => existsSync(join(root, 'train')) && existsSync(d));
   const dir = val ?? root;
   const classes = model.info.classes;
   // Folders of some of the model's classes are fine (e.g. new photos of one class); labels follow the model.
-  const listing = await listValidationFolder(dir, classes, { classesOf: 'the model' });
+  const listing = await listValidationFolder(dir, classes, { classesOf: 'the model', followSymlinks: opts.followSymlinks });
   if (listing.files.length === 0) {
     throw new GraftError(`${dir}: no images in class folders named ${classes.join(', ')} (the model's classes)`, { file: dir });
   }

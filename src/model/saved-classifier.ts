@@ -10,7 +10,7 @@ import onnxProto from 'onnx-proto';
 import { kerasToOnnx } from '../backbone/onnx/convert.js';
 import { createOrtExtractor, type FeatureExtractor } from '../backbone/engine.js';
 import { loadTfjsLayersModel } from '../backbone/weights/tfjs-layers.js';
-import { BadImageError, decodeBytesInto, decodeImageInto } from '../data/decode.js';
+import { BadImageError, decodeBytesInto, decodeImageInto, ORIENTATIONS } from '../data/decode.js';
 import { defaultDecodeConcurrency, runPool } from '../data/image-store.js';
 import { preprocessParams } from '../data/preprocess.js';
 import { GraftError } from '../util/errors.js';
@@ -41,6 +41,9 @@ function checkInfo(info: unknown, source: string): ClassifierInfo {
   const i = info as Partial<ClassifierInfo> | undefined;
   if (!i || i.format !== 'graft-classifier' || !Array.isArray(i.classes) || !Array.isArray(i.inputSize)) {
     throw new GraftError(`${source}: not a classifier trained by graft (no graft metadata with classes and input size)`, { file: source });
+  }
+  if (i.orientation !== undefined && !ORIENTATIONS.includes(i.orientation)) {
+    throw new GraftError(`${source}: unknown orientation "${String(i.orientation)}" in its graft metadata (from a newer graft?)`, { file: source });
   }
   return i as ClassifierInfo;
 }
@@ -124,7 +127,7 @@ export async function loadClassifier(path: string, opts: { threads?: number } = 
 export async function summarizeClassifier(path: string): Promise<string> {
   const target = resolve(path);
   if (!existsSync(target)) throw new GraftError(`${path}: no such model file or folder`, { file: path });
-  const located = locateTfjsClassifier(path, target, 'model/model.json from graft train, or a TF.js model folder');
+  const located = locateTfjsClassifier(path, target, 'model/model.json from graft train, or the model/ folder itself');
   if (!located) {
     const why = target.endsWith('.onnx') ? 'an ONNX model has no Keras layer table; give its run folder or model/ folder' : 'not a run folder, a model/ folder or a model.json';
     throw new GraftError(`${path}: ${why}`, { file: path });

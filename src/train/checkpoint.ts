@@ -182,6 +182,12 @@ export async function checkpointStatus(dir: string): Promise<{ epoch: number; fi
 }
 
 /**
+ * Settings added to RunSetup after checkpoints were first written, with the value every run had
+ * before they existed: an older checkpoint is compared as if it had recorded that value.
+ */
+const SETTINGS_ADDED_LATER: RunSetup = { orientation: 'ignore' };
+
+/**
  * Refuses to resume the run in `dir` (its folder or its checkpoint's; saved: the checkpoint's
  * epochs done and settings) as a run of `epochs` epochs with `setup`, naming every setting in it
  * that changed (settings saved but not in `setup` are not compared). Checkpoints of graft versions
@@ -193,7 +199,7 @@ export function checkResumable(dir: string, saved: { epoch: number; setup?: RunS
   if (saved.setup && setup) {
     // The keys given now (a caller may check some settings early and the rest later).
     for (const key of Object.keys(setup)) {
-      const before = saved.setup[key], now = setup[key];
+      const before = key in saved.setup ? saved.setup[key] : SETTINGS_ADDED_LATER[key], now = setup[key];
       if (comparable(before) === comparable(now)) continue;
       const which = isFileSet(before) && isFileSet(now) ? fileSetChanges(before, now) : '';
       changes.push(`${key} ${show(before)}, now ${show(now)}${which}`);

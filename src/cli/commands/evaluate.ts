@@ -10,10 +10,11 @@ export function registerEvaluate(program: Command): void {
     .requiredOption('--model <path>', 'a training run folder (--out of graft train/lab), its model/ folder, or model.onnx')
     .requiredOption('--data <dir>', "class folders named like the model's classes (a train/ + validation/ root: its validation part)")
     .option('--json', 'print one JSON object')
-    .action(async (flags: { model: string; data: string; json?: boolean }) => {
+    .option('--follow-symlinks', 'descend into linked folders inside class folders')
+    .action(async (flags: { model: string; data: string; json?: boolean; followSymlinks?: boolean }) => {
       const model = await loadClassifier(flags.model);
       try {
-        const result = await evaluateFolder(model, flags.data);
+        const result = await evaluateFolder(model, flags.data, { followSymlinks: flags.followSymlinks });
         const ctx = { classes: result.classes, files: result.files };
         if (flags.json) {
           console.log(JSON.stringify({ data: result.root, model: model.source, ...evaluationJson(result.metrics, ctx), skipped: result.skipped, warnings: result.warnings }));

@@ -13,16 +13,23 @@ export function registerPredict(program: Command): void {
     .option('--json', 'print one JSON object per image')
     .action(async (paths: string[], flags: { model: string; json?: boolean }) => {
       const files: string[] = [];
+      // What a folder walk could not read (a broken link, say) counts as an unreadable image.
+      let unlisted = 0;
+      const onSkipped = (file: string, reason: string) => {
+        unlisted++;
+        if (flags.json) console.log(JSON.stringify({ file, error: reason }));
+        else console.error(`warning: skipped ${file}: ${reason}`);
+      };
       for (const p of paths) {
         const st = await stat(p).catch((err: unknown) => {
           throw describeFsError(err, p);
         });
         // Unlike training (Keras's follow_links=False), prediction takes every picture under a
         // folder, as `find -L` would; the walk's loop guard keeps links from cycling.
-        if (st.isDirectory()) files.push(...(await listImageFiles(p, { allFormats: true, followSymlinks: true, onWarning: (line) => console.error(`warning: ${line}`) })));
+        if (st.isDirectory()) files.push(...(await listImageFiles(p, { allFormats: true, followSymlinks: true, onWarning: (line) => console.error(`warning: ${line}`), onSkipped })));
         else files.push(p);
       }
-      if (files.length === 0) throw new GraftError(`no images found in ${paths.join(', ')}`);
+      if (files.length === 0) throw new GraftError(unlisted > 0 ? `none of the ${unlisted} images found in ${paths.join(', ')} could be read` : `no images found in ${paths.join(', ')}`);
       const model = await loadClassifier(flags.model);
       const unreadable = new Map<string, string>();
       try {
@@ -30,7 +37,7 @@ export function registerPredict(program: Command): void {
           onBadImage: (file, reason) => {
             unreadable.set(file, reason);
             // A lone image's reason goes into the error below instead.
-            if (!flags.json && files.length > 1) console.error(`warning: skipped ${file}: ${reason}`);
+            if (!flags.json && files.length + unlisted > 1) console.error(`warning: skipped ${file}: ${reason}`);
           },
         });
         // JSON: one line per image in the order given, the unreadable ones as error lines.
@@ -54,9 +61,10 @@ export function registerPredict(program: Command): void {
       }
       // Like cat or grep: any input that could not be read makes the exit status 1, after every
       // readable image has been classified, so that a script notices.
-      const bad = files.filter((f) => unreadable.has(f)).length;
+      const bad = files.filter((f) => unreadable.has(f)).length + unlisted;
       if (bad === 0) return;
-      if (files.length === 1) throw new GraftError(`${files[0]} could not be read as an image: ${unreadable.get(files[0]!)}`, { file: files[0] });
-      throw new GraftError(bad === files.length ? `none of the ${bad} images could be read` : `${bad} of ${files.length} images could not be read (the others are classified above)`);
+      const total = files.length + unlisted;
+      if (total === 1) throw new GraftError(`${files[0]} could not be read as an image: ${unreadable.get(files[0]!)}`, { file: files[0] });
+      throw new GraftError(bad === total ? `none of the ${bad} images could be read` : `${bad} of ${total} images could not be read (the others are classified above)`);
     });
 }

@@ -41,7 +41,7 @@ export function registerSummary(program: Command): void {
       const given = opts.head ? parseHeadSpec(opts.head) : LAB_HEAD;
       // A head without an output layer gets one, as training adds it; 2 classes unless told.
       const head = opts.classes !== undefined || !hasOutputLayer(given) ? headForClasses(opts.classes ?? 2, given) : given;
-      const note = outputLayerNote(given, head);
+      const note = opts.head ? outputLayerNote(given, head) : null;
       if (note) console.error(note);
       let backbone;
       if (opts.weights) {
