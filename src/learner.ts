@@ -26,7 +26,7 @@ import { buildClassifierGraph, headLayerNames } from './model/classifier-graph.j
 import { denseShapes, headForClasses, headToWeightMap, initHead, outputLayerNote } from './model/head.js';
 import { LAB_HEAD, type HeadSpec } from './model/head-spec.js';
 import { weightsSourceName, type ClassifierInfo } from './model/classifier-info.js';
-import { cachedFeatures, faithfulSource, feedModeName, viewsSource, type FeedContext, type FeedMode } from './train/feature-sources.js';
+import { cachedFeatures, faithfulSource, feedModeName, isFeedMode, MAX_VIEWS, viewsSource, type FeedContext, type FeedMode } from './train/feature-sources.js';
 import { fit, arrayBatchSource, type ArrayData, type BatchSource, type EpochLogs } from './train/fit.js';
 import { HeadTrainer } from './train/head-trainer.js';
 import { Progbar } from './train/progbar.js';
@@ -239,12 +239,8 @@ function checkTrainOptions(opts: TrainOptions): void {
   if (split !== undefined && !(typeof split === 'number' && split > 0 && split < 1)) throw bad('validationSplit must be a fraction between 0 and 1', split);
   const size = opts.inputSize;
   if (size !== undefined && !(Array.isArray(size) && size.length === 2 && size.every((d) => Number.isInteger(d)))) throw bad('inputSize must be [height, width]', size);
-  const mode = opts.mode as FeedMode | undefined;
-  if (mode !== undefined) {
-    const known = typeof mode === 'object' && mode !== null && ['faithful', 'cached', 'views'].includes(mode.kind);
-    if (!known || (mode.kind === 'views' && !(Number.isInteger(mode.views) && mode.views >= 1 && mode.views <= 64))) {
-      throw bad("mode must be { kind: 'faithful' }, { kind: 'cached' } or { kind: 'views', views: 1 to 64 } (parseFeedMode reads 'views=3')", mode);
-    }
+  if (opts.mode !== undefined && !isFeedMode(opts.mode)) {
+    throw bad(`mode must be { kind: 'faithful' }, { kind: 'cached' } or { kind: 'views', views: 1 to ${MAX_VIEWS} } (parseFeedMode reads 'views=3')`, opts.mode);
   }
   if (opts.preprocess !== undefined && !PREPROCESS_NAMES.includes(opts.preprocess)) throw bad(`preprocess must be one of ${PREPROCESS_NAMES.join(', ')}`, opts.preprocess);
   if (opts.interpolation !== undefined && !INTERPOLATIONS.includes(opts.interpolation)) throw bad(`interpolation must be one of ${INTERPOLATIONS.join(', ')}`, opts.interpolation);

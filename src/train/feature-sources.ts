@@ -24,16 +24,24 @@ const STREAM_VIEW_AUGMENT = 5;
 
 export type FeedMode = { kind: 'faithful' } | { kind: 'cached' } | { kind: 'views'; views: number };
 
+/** Most augmented views per image a views feed computes. */
+export const MAX_VIEWS = 64;
+
+/** Whether `mode` is a FeedMode graft can run (views: a whole number from 1 to MAX_VIEWS). */
+export function isFeedMode(mode: unknown): mode is FeedMode {
+  if (typeof mode !== 'object' || mode === null) return false;
+  const m = mode as { kind?: unknown; views?: unknown };
+  if (m.kind === 'faithful' || m.kind === 'cached') return true;
+  return m.kind === 'views' && Number.isInteger(m.views) && (m.views as number) >= 1 && (m.views as number) <= MAX_VIEWS;
+}
+
 /** Parses `faithful`, `cached` or `views=K`. */
 export function parseFeedMode(text: string): FeedMode {
   const t = text.trim().toLowerCase();
-  if (t === 'faithful' || t === 'cached') return { kind: t };
   const m = /^views\s*=\s*(\d+)$/.exec(t);
-  if (m) {
-    const views = Number(m[1]);
-    if (views >= 1 && views <= 64) return { kind: 'views', views };
-  }
-  throw new GraftError(`unknown feed mode '${text}': use faithful, cached or views=K (K from 1 to 64)`);
+  const mode = m ? { kind: 'views', views: Number(m[1]) } : { kind: t };
+  if (isFeedMode(mode)) return mode;
+  throw new GraftError(`unknown feed mode '${text}': use faithful, cached or views=K (K from 1 to ${MAX_VIEWS})`);
 }
 
 export function feedModeName(mode: FeedMode): string {
