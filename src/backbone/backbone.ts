@@ -59,13 +59,15 @@ export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone
   checkInputSize([h, w]);
   const cut = opts.cut ?? DEFAULT_CUT;
   const loaded = await resolveWeights(opts.weights ?? 'imagenet', { cut });
-  const inceptionLayers = new Set(inceptionV3Graph().layers.map((l) => l.name));
-  const isInceptionPart = loaded.graph.layers.every((l) => inceptionLayers.has(l.name));
-  if (isInceptionPart && inceptionLayers.has(cut) && !loaded.graph.layers.some((l) => l.name === cut)) {
-    // A layer of InceptionV3 these weights stop before (the shared copy ends at mixed7).
-    throw new GraftError(
-      `the weights ${loaded.source} stop at ${loaded.graph.outputs.join(', ')}, before "${cut}": for a later cut use the full Keras ImageNet weights (graft weights --download, or ${setting('weights', 'FILE.h5')})`,
-    );
+  if (!loaded.graph.layers.some((l) => l.name === cut)) {
+    // A layer of InceptionV3 these weights stop before (the shared copy ends at mixed7); other
+    // missing cuts are cutGraph's to name.
+    const inceptionLayers = new Set(inceptionV3Graph().layers.map((l) => l.name));
+    if (inceptionLayers.has(cut) && loaded.graph.layers.every((l) => inceptionLayers.has(l.name))) {
+      throw new GraftError(
+        `the weights ${loaded.source} stop at ${loaded.graph.outputs.join(', ')}, before "${cut}": for a later cut use the full Keras ImageNet weights (graft weights --download, or ${setting('weights', 'FILE.h5')})`,
+      );
+    }
   }
   const graph = cutGraph(loaded.graph, cut);
   const inputShape: [number, number, number] = [h, w, 3];
