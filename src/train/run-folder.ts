@@ -12,8 +12,8 @@ import { optionName, setting } from '../util/option-names.js';
 
 /** Files a run writes straight into its folder. */
 const RUN_FILES = ['history.json', 'accuracy.png', 'loss.png', 'metrics.json', 'report.txt', 'model.onnx'] as const;
-/** Leftovers of writes cut short: atomic writes' temporary files, the model export's staging folders. */
-const TEMPORARY = /^\.(history\.json|accuracy\.png|loss\.png|metrics\.json|report\.txt|model\.onnx|model)\.\d+\.[0-9a-f]{8}\.tmp(\.old)?$/;
+/** Leftovers of writes cut short: atomic writes' temporary files of RUN_FILES, the model export's staging folders. */
+const TEMPORARY = new RegExp(`^\\.(${[...RUN_FILES, 'model'].map((n) => n.replace(/\./g, '\\.')).join('|')})\\.\\d+\\.[0-9a-f]{8}\\.tmp(\\.old)?$`);
 /** checkpoint.json, its two binaries (and one-per-generation ones of earlier versions), temporary files of atomic writes. */
 const CHECKPOINT_FILE = /^(checkpoint\.json|checkpoint-(\d+|a|b)\.bin|\.checkpoint\.json\..*\.tmp)$/;
 
