@@ -60,7 +60,9 @@ export { binaryCrossentropy, categoricalCrossentropy, binaryAccuracy, categorica
 export { HeadTrainer } from './train/head-trainer.js';
 export type { HeadTrainerOptions, StepResult } from './train/head-trainer.js';
 export { fit, arrayBatchSource, trainerFingerprint } from './train/fit.js';
-export type { Batch, BatchSource, ArrayData, FitOptions, FitCallbacks, EpochLogs } from './train/fit.js';
+export type { Batch, BatchSource, ArrayData, FitOptions, FitCallbacks, EpochLogs, TrainEnd } from './train/fit.js';
+export { EarlyStopping, resolveEarlyStopping, MONITORS } from './train/early-stopping.js';
+export type { EarlyStoppingConfig, ResolvedEarlyStopping, EarlyStoppingState, EarlyStoppingDecision, Monitor } from './train/early-stopping.js';
 export { saveCheckpoint, loadCheckpoint, configFingerprint } from './train/checkpoint.js';
 export type { Checkpoint } from './train/checkpoint.js';
 export { emptyHistory } from './train/history.js';

@@ -27,7 +27,8 @@ import { denseShapes, headForClasses, headToWeightMap, initHead, outputLayerNote
 import { LAB_HEAD, type HeadSpec } from './model/head-spec.js';
 import { weightsSourceName, type ClassifierInfo } from './model/classifier-info.js';
 import { cachedFeatures, faithfulSource, feedModeName, isFeedMode, MAX_VIEWS, viewsSource, type FeedContext, type FeedMode } from './train/feature-sources.js';
-import { fit, arrayBatchSource, type ArrayData, type BatchSource, type EpochLogs } from './train/fit.js';
+import { fit, arrayBatchSource, type ArrayData, type BatchSource, type EpochLogs, type TrainEnd } from './train/fit.js';
+import { resolveEarlyStopping, type EarlyStoppingConfig } from './train/early-stopping.js';
 import { HeadTrainer } from './train/head-trainer.js';
 import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
@@ -71,6 +72,12 @@ export interface TrainOptions {
   optimizer?: OptimizerConfig;
   /** Default 20. */
   epochs?: number;
+  /**
+   * Keras's EarlyStopping (default: none, as in the lab): stop once `monitor` (default val_loss)
+   * has not improved by more than `minDelta` for `patience` epochs; with `restoreBestWeights`, the
+   * evaluation and the exported model use the best epoch's weights.
+   */
+  earlyStopping?: EarlyStoppingConfig;
   /** Default 20. */
   batchSize?: number;
   /** Batches per epoch (Keras steps_per_epoch); default: one pass over the training images. */
@@ -145,6 +152,8 @@ export interface TrainResult {
   /** The TF.js layers-model folder and the ONNX file of the whole classifier. */
   modelDir: string;
   onnxFile: string;
+  /** With early stopping: the epoch it stopped after and the epoch whose weights were kept (0-based, as Keras). */
+  end: TrainEnd;
 }
 
 /** Validation data as loaded: from a lab layout, a separate folder or a split. */
@@ -248,6 +257,14 @@ function checkTrainOptions(opts: TrainOptions): void {
   if (opts.onBadImage !== undefined && !['skip', 'error'].includes(opts.onBadImage)) throw bad("onBadImage must be 'skip' or 'error'", opts.onBadImage);
   if (opts.verbose !== undefined && ![0, 1, 2].includes(opts.verbose)) throw bad('verbose must be 0, 1 or 2', opts.verbose);
   if (opts.splitOrder !== undefined && !['keras', 'shuffled'].includes(opts.splitOrder)) throw bad("splitOrder must be 'keras' or 'shuffled'", opts.splitOrder);
+  if (opts.earlyStopping !== undefined) {
+    if (typeof opts.earlyStopping !== 'object' || opts.earlyStopping === null) throw bad('earlyStopping must be { monitor?, patience?, minDelta?, restoreBestWeights? }', opts.earlyStopping);
+    try {
+      resolveEarlyStopping(opts.earlyStopping);
+    } catch (err) {
+      throw new GraftError(`trainClassifier: ${(err as Error).message}`);
+    }
+  }
 }
 
 /**
@@ -360,6 +377,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     'batch size': batchSize,
     head,
     optimizer: resolveOptimizer(opts.optimizer ?? LAB_RECIPE.optimizer),
+    'early stopping': opts.earlyStopping ? resolveEarlyStopping(opts.earlyStopping) : 'off',
     seed,
   };
   // A resume must be the same run: refused here, before minutes of work, if a setting changed.
@@ -476,8 +494,10 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       // Training starts now: an earlier run's outputs go (--overwrite said so), so this folder
       // never holds one run's model beside another's history.
       await removeRunFiles(out, replaced);
+      let end: TrainEnd = {};
       const history = await fit(trainer, source, valUsed, {
         epochs,
+        earlyStopping: opts.earlyStopping,
         verbose,
         showMemory: opts.showMemory,
         signal: opts.signal,
@@ -488,6 +508,9 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
             // history.json grows epoch by epoch, so a stopped run still shows its curves.
             await writeHistory(join(out, 'history.json'), soFar);
             await opts.onEpochEnd?.(epoch, logs);
+          },
+          onTrainEnd: (e) => {
+            end = e;
           },
         },
       });
@@ -500,9 +523,9 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       const params = await trainer!.syncParams();
       await trainer!.dispose();
       trainer = undefined;
-      return { history, metrics, params };
+      return { history, metrics, params, end };
     };
-    const { history, metrics, params } = await trainHead(backbone.outputShape);
+    const { history, metrics, params, end } = await trainHead(backbone.outputShape);
     await pool.close();
     pool = undefined;
     await backbone.extractor.dispose();
@@ -524,7 +547,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     const { modelDir, onnxFile } = await exportClassifier(backbone, head, params, info, out);
     await markCheckpointFinished(checkpointDir);
     say(`Saved the classifier to ${modelDir} (TF.js) and ${onnxFile} (ONNX); plots and metrics in ${out}`);
-    return { history, metrics, classes, out, modelDir, onnxFile };
+    return { history, metrics, classes, out, modelDir, onnxFile, end };
   } finally {
     await trainer?.dispose();
     await pool?.close();

@@ -438,6 +438,8 @@ test('trainClassifier refuses options of the wrong type or range at once, naming
     [{ inputSize: '150' as never }, /inputSize must be \[height, width\], got "150"/],
     [{ validationSplit: 20 }, /validationSplit must be a fraction between 0 and 1, got 20/],
     [{ preprocess: 'imagenet' as never }, /preprocess must be one of rescale, inception, got "imagenet"/],
+    [{ earlyStopping: { patience: -1 } }, /trainClassifier: early stopping's patience must be a whole number of epochs from 0, got -1/],
+    [{ earlyStopping: { monitor: 'auc' as never } }, /trainClassifier: early stopping cannot monitor 'auc'/],
   ];
   for (const [extra, message] of wrong) await assert.rejects(trainClassifier(options(root, 'never-written', extra)), message);
   // A head far bigger than memory is refused once the backbone's output size is known, before decoding.
@@ -462,4 +464,32 @@ test("a shuffled validation split holds out other images than Keras's first ones
   assert.deepEqual(keras.filter((f) => f.startsWith('cats/')), cats.slice(0, 4).map((f) => `cats/${f}`));
   assert.equal(shuffled.length, keras.length);
   assert.notDeepEqual(shuffled, keras);
+});
+
+test("early stopping with restoreBestWeights: the evaluation and the exported model are the best epoch's; a resume must keep the setting", async () => {
+  const quick = { mode: { kind: 'cached' } as const, head: parseHeadSpec('gap,dense:4:relu') };
+  // No later epoch can beat the first by 100: stopped after epoch 2 (patience 1), epoch 1's weights kept.
+  const earlyStopping = { monitor: 'val_loss', patience: 1, minDelta: 100, restoreBestWeights: true } as const;
+  const lines: string[] = [];
+  const stopped = await trainClassifier(options(root, 'es', { ...quick, epochs: 5, earlyStopping, log: (l) => lines.push(l) }));
+  assert.equal(stopped.history.val_loss.length, 2);
+  assert.deepEqual(stopped.end, { stoppedEpoch: 1, restoredEpoch: 0 });
+  assert.ok(lines.includes('Epoch 2: early stopping') && lines.includes('Restoring model weights from the end of the best epoch: 1.'), lines.join('\n'));
+  assert.equal(stopped.metrics.accuracy, stopped.history.val_accuracy[0]);
+  assert.deepEqual(await readHistory(join(root, 'es', 'history.json')), stopped.history, 'history.json keeps every epoch run, as Keras');
+  // The same run cut to one epoch, without early stopping, exports the same weights.
+  await trainClassifier(options(root, 'one-epoch', { ...quick, epochs: 1 }));
+  const a = await loadTfjsLayersModel(join(root, 'es', 'model'));
+  const b = await loadTfjsLayersModel(join(root, 'one-epoch', 'model'));
+  for (const key of ['dense/kernel', 'dense/bias', 'dense_1/kernel', 'dense_1/bias']) assert.deepEqual(a.weights.get(key)!.data, b.weights.get(key)!.data, key);
+  // Resuming the stopped run trains nothing more and exports the same model again.
+  const again = await trainClassifier(options(root, 'es', { ...quick, epochs: 5, earlyStopping, resume: true }));
+  assert.deepEqual(again.history, stopped.history);
+  assert.deepEqual(again.end, stopped.end);
+  // Early stopping is part of the run: resuming with other settings, or none, is refused.
+  await assert.rejects(
+    trainClassifier(options(root, 'one-epoch', { ...quick, epochs: 2, earlyStopping, resume: true })),
+    /other settings \(early stopping off, now \{"monitor":"val_loss","patience":1,"minDelta":100,"restoreBestWeights":true\}\)/,
+  );
+  await assert.rejects(trainClassifier(options(root, 'es', { ...quick, epochs: 5, resume: true })), /other settings \(early stopping \{.*\}, now off\)/);
 });

@@ -7,7 +7,9 @@ import { applyUpdate, resolveOptimizer, type OptimizerConfig } from '../src/trai
 import { simdRmsprop, wasmMemory } from '../src/train/simd-rmsprop.js';
 import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from '../src/train/losses.js';
 import { HeadTrainer } from '../src/train/head-trainer.js';
-import { arrayBatchSource, fit, type ArrayData } from '../src/train/fit.js';
+import { arrayBatchSource, fit, type ArrayData, type TrainEnd } from '../src/train/fit.js';
+import { EarlyStopping, resolveEarlyStopping, type EarlyStoppingConfig } from '../src/train/early-stopping.js';
+import type { HeadParams } from '../src/model/head.js';
 import { checkpointStatus, checkResumable, loadCheckpoint, markCheckpointFinished, saveCheckpoint } from '../src/train/checkpoint.js';
 import { initHead } from '../src/model/head.js';
 import type { HeadSpec } from '../src/model/head-spec.js';
@@ -375,5 +377,112 @@ test('an unreadable checkpoint.json is named, with the way out', async () => {
     await assert.rejects(loadCheckpoint(dir), /checkpoint\.json is not a graft head checkpoint \(format something else\); this checkpoint cannot be used/);
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('EarlyStopping decides as Keras 3: patience, min_delta, direction by name, NaN, never on epoch 0', () => {
+  /** Runs a sequence of figures; the epochs at which weights are kept, and where it stopped. */
+  const run = (cfg: EarlyStoppingConfig, values: number[]) => {
+    const es = new EarlyStopping(cfg), kept: number[] = [];
+    for (let e = 0; e < values.length; e++) {
+      const v = values[e]!;
+      const d = es.onEpochEnd(e, { loss: v, accuracy: v, val_loss: v, val_accuracy: v });
+      if (d.keepWeights) kept.push(e);
+      if (d.stop) return { kept, stop: e, state: es.state };
+    }
+    return { kept, stop: -1, state: es.state };
+  };
+  // val_loss must fall: best at epoch 1, then two epochs without a lower value stop it at epoch 3.
+  assert.deepEqual(run({ patience: 2, restoreBestWeights: true }, [0.5, 0.4, 0.45, 0.41, 0.3]), {
+    kept: [0, 1], stop: 3, state: { best: 0.4, bestEpoch: 1, wait: 2, stoppedEpoch: 3 },
+  });
+  // Without restoring, no weights are kept.
+  assert.deepEqual(run({ patience: 2 }, [0.5, 0.4, 0.45, 0.41]).kept, []);
+  // Accuracies must rise; a rise of no more than min_delta is no improvement.
+  assert.equal(run({ monitor: 'val_accuracy', patience: 1, minDelta: 0.01 }, [0.9, 0.905, 0.95]).stop, 1);
+  assert.equal(run({ monitor: 'val_accuracy', patience: 1 }, [0.9, 0.905, 0.9]).stop, 2);
+  assert.equal(run({ monitor: 'accuracy', patience: 0 }, [0.9, 0.8]).stop, 1);
+  // patience 0 stops at the first epoch without improvement, but never at epoch 0 (a NaN there).
+  assert.deepEqual(run({ patience: 0, restoreBestWeights: true }, [NaN, 0.3, 0.4]), {
+    kept: [0, 1], stop: 2, state: { best: 0.3, bestEpoch: 1, wait: 1, stoppedEpoch: 2 },
+  });
+  // A NaN later is no improvement either.
+  assert.equal(run({ patience: 1 }, [0.3, NaN]).stop, 1);
+  // State taken from a checkpoint carries on where it was.
+  const resumed = new EarlyStopping({ patience: 2 }, { best: 0.4, bestEpoch: 1, wait: 1, stoppedEpoch: -1 });
+  assert.deepEqual(resumed.onEpochEnd(3, { loss: 1, accuracy: 0, val_loss: 0.41, val_accuracy: 0 }), { keepWeights: false, stop: true });
+  assert.deepEqual(resolveEarlyStopping({}), { monitor: 'val_loss', patience: 0, minDelta: 0, restoreBestWeights: false });
+  assert.throws(() => resolveEarlyStopping({ patience: 1.5 }), /patience must be a whole number/);
+  assert.throws(() => resolveEarlyStopping({ minDelta: -1 }), /minDelta must be a number from 0/);
+  assert.throws(() => resolveEarlyStopping({ monitor: 'val_auc' as never }), /cannot monitor 'val_auc'/);
+});
+
+test('early stopping in fit: stops patience epochs after the best, restores its weights, and a resumed run ends the same', async () => {
+  const dirs = await Promise.all(['a', 'b'].map((n) => mkdtemp(join(tmpdir(), `graft-es-${n}-`))));
+  // Validation with a quarter of its labels flipped: its loss falls while the head learns, then
+  // rises as the head grows sure of the flipped ones.
+  const all = separable(160, 2), d = all.features.length / all.count;
+  const train = { features: all.features.subarray(0, 120 * d), labels: all.labels.subarray(0, 120), count: 120 };
+  const val = { features: all.features.subarray(120 * d), labels: all.labels.slice(120).map((y, i) => (i % 4 === 0 ? 1 - y : y)), count: 40 };
+  const earlyStopping = { monitor: 'val_loss', patience: 2, restoreBestWeights: true } as const;
+  const source = () => arrayBatchSource(train, 16, { seed: 9 });
+  const copy = (p: HeadParams) => p.dense.map((d) => ({ kernel: d.kernel.slice(), bias: d.bias.slice() }));
+  const final = async (t: HeadTrainer) => copy(await t.syncParams());
+  try {
+    const a = await makeTrainer(5);
+    const snapshots: ReturnType<typeof copy>[] = [];
+    const lines: string[] = [];
+    let end: TrainEnd | undefined;
+    const straight = await fit(a, source(), val, {
+      epochs: 12, earlyStopping, checkpoint: { dir: dirs[0]! }, verbose: 2, log: (l) => lines.push(l),
+      callbacks: { onEpochEnd: async () => void snapshots.push(await final(a)), onTrainEnd: (e) => void (end = e) },
+    });
+    const ran = straight.val_loss.length;
+    const best = straight.val_loss.indexOf(Math.min(...straight.val_loss));
+    assert.ok(best > 0 && ran < 12, `the scenario stops early after improving once (best epoch ${best}, ${ran} epochs)`);
+    assert.equal(ran - 1, best + 2, 'stopped 2 epochs (the patience) after the best one');
+    assert.deepEqual(end, { stoppedEpoch: best + 2, restoredEpoch: best });
+    assert.ok(lines.includes(`Epoch ${ran}: early stopping`));
+    assert.ok(lines.includes(`Restoring model weights from the end of the best epoch: ${best + 1}.`));
+    const restored = await final(a);
+    assert.deepEqual(restored, snapshots[best], "the trainer ends with the best epoch's weights");
+    assert.notDeepEqual(restored, snapshots[ran - 1]);
+    const v = await a.evaluate(val.features, val.labels, val.count);
+    assert.ok(Math.abs(v.loss - straight.val_loss[best]!) < 1e-6, 'and scores as that epoch did');
+    await a.dispose();
+
+    // Stopped after the best epoch and resumed: the same history, stop and weights; the best
+    // weights come back from the checkpoint folder, the patience count from its json.
+    const b = await makeTrainer(5);
+    await fit(b, source(), val, { epochs: best + 2, earlyStopping, checkpoint: { dir: dirs[1]! }, verbose: 0 });
+    await b.dispose();
+    const c = await makeTrainer(5);
+    const resumed = await fit(c, source(), val, { epochs: 12, earlyStopping, checkpoint: { dir: dirs[1]!, resume: true }, verbose: 0 });
+    assert.deepEqual(resumed, straight);
+    assert.deepEqual(await final(c), restored);
+    await c.dispose();
+    const files = await readdir(dirs[1]!);
+    assert.ok(files.some((f) => /^best-[ab]\.bin$/.test(f)), `best weights kept beside the checkpoint: ${files.join(', ')}`);
+    // Resuming a run that already stopped trains nothing and ends with the same weights.
+    const d = await makeTrainer(5);
+    const again: string[] = [];
+    const twice = await fit(d, source(), val, { epochs: 12, earlyStopping, checkpoint: { dir: dirs[1]!, resume: true }, verbose: 2, log: (l) => again.push(l) });
+    assert.deepEqual(twice, straight);
+    assert.ok(again.includes(`Epoch ${ran}: early stopping (the run stopped there; nothing more to train)`), again.join('\n'));
+    assert.deepEqual(await final(d), restored);
+    await d.dispose();
+    // Finishing keeps only the best weights the checkpoint names.
+    await markCheckpointFinished(dirs[1]!);
+    const named = JSON.parse(await readFile(join(dirs[1]!, 'checkpoint.json'), 'utf8')).earlyStopping.bestWeights as string;
+    assert.deepEqual((await readdir(dirs[1]!)).filter((f) => f.startsWith('best-')), [named]);
+
+    // Without a checkpoint folder the best weights are kept in memory: the same end.
+    const e = await makeTrainer(5);
+    const inMemory = await fit(e, source(), val, { epochs: 12, earlyStopping, verbose: 0 });
+    assert.deepEqual(inMemory, straight);
+    assert.deepEqual(await final(e), restored);
+    await e.dispose();
+  } finally {
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
   }
 });

@@ -8,6 +8,7 @@ import { readJsonFile } from '../util/json-file.js';
 import type { DenseParams, HeadParams } from '../model/head.js';
 import type { History } from './history.js';
 import type { OptimizerState } from './optimizers.js';
+import type { EarlyStoppingState } from './early-stopping.js';
 import { setting } from '../util/option-names.js';
 
 /**
@@ -28,6 +29,14 @@ export interface Checkpoint {
   history: History;
   params: HeadParams;
   optimizer: OptimizerState;
+  /** Early stopping's state, and the file of the best weights kept (restoreBestWeights). */
+  earlyStopping?: EarlyStoppingCheckpoint;
+}
+
+export interface EarlyStoppingCheckpoint {
+  state: EarlyStoppingState;
+  /** The best-weights binary in the checkpoint folder (saveBestWeights), if kept. */
+  bestWeights?: string;
 }
 
 /** An array saved block by block, for arrays too big to copy whole only to save them. */
@@ -85,6 +94,8 @@ function fileSetChanges(before: FileSetSetting, now: FileSetSetting): string {
 
 const FORMAT = 'graft-head-checkpoint-1';
 const BINARIES = ['checkpoint-a.bin', 'checkpoint-b.bin'] as const;
+/** Early stopping's best weights: two binaries taking turns, like the checkpoint's. */
+const BEST_BINARIES = ['best-a.bin', 'best-b.bin'] as const;
 const JSON_NAME = 'checkpoint.json';
 
 interface Meta {
@@ -101,6 +112,7 @@ interface Meta {
   optimizer: { config: OptimizerState['config']; iterations: number; slotsPerParam: number };
   /** Set once the run that wrote it has finished (trained every epoch and exported). */
   finished?: boolean;
+  earlyStopping?: EarlyStoppingCheckpoint;
 }
 
 /** A short stable hash of a JSON-able description of the training setup. */
@@ -162,16 +174,72 @@ export async function saveCheckpoint(dir: string, ck: CheckpointToSave): Promise
     history: ck.history,
     dense: ck.params.dense.map((d) => ({ inputSize: d.inputSize, units: d.units })),
     optimizer: { config: ck.optimizer.config, iterations: ck.optimizer.iterations, slotsPerParam: ck.optimizer.slots[0]?.length ?? 0 },
+    ...(ck.earlyStopping && { earlyStopping: ck.earlyStopping }),
   };
   await writeFileAtomic(join(dir, JSON_NAME), JSON.stringify(meta, null, 1));
   await removeBinariesExcept(dir, [...BINARIES]);
 }
 
-/** Removes every checkpoint binary in `dir` but those in `keep`. */
-async function removeBinariesExcept(dir: string, keep: string[]): Promise<void> {
+/**
+ * Writes the head's weights as early stopping's best into the best-weights binary that `current`
+ * (the one the checkpoint names now) is not, and returns its name: the checkpoint written next
+ * names it, so a crash in between leaves the older best in force.
+ */
+export async function saveBestWeights(dir: string, params: SavedParams, current: string | undefined): Promise<string> {
+  await makeFolder(dir);
+  const binary = current === BEST_BINARIES[0] ? BEST_BINARIES[1] : BEST_BINARIES[0];
+  await overwriteFile(join(dir, binary), arrayBytes(params.dense.flatMap((d) => [d.kernel, d.bias])));
+  return binary;
+}
+
+/** The best weights the checkpoint in `dir` names (written by saveBestWeights), shaped like `like`. */
+export async function loadBestWeights(dir: string, binary: string, like: { inputSize: number; units: number }[]): Promise<HeadParams> {
+  if (!(BEST_BINARIES as readonly string[]).includes(binary)) throw new GraftError(`${join(dir, JSON_NAME)} names an unknown best-weights file ${binary}`, { file: join(dir, JSON_NAME) });
+  const bytes = like.reduce((n, d) => n + (d.inputSize * d.units + d.units) * 4, 0);
+  return readArrays(join(dir, binary), bytes, async (take) => {
+    const dense = [];
+    for (const { inputSize, units } of like) dense.push({ inputSize, units, kernel: await take(inputSize * units), bias: await take(units) });
+    return { dense };
+  });
+}
+
+/** Opens `file`, checks it holds `bytes` bytes, and lets `read` take float arrays from it in order. */
+async function readArrays<T>(file: string, bytes: number, read: (take: (n: number) => Promise<Float32Array>) => Promise<T>): Promise<T> {
+  // Read straight into the arrays: a binary is as big as the head's weights (and slots).
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'r');
+  } catch (err) {
+    throw describeFsError(err, file);
+  }
+  try {
+    const size = (await handle.stat()).size;
+    if (size !== bytes) throw new GraftError(`${file} holds ${size} bytes, expected ${bytes}`, { file });
+    let offset = 0;
+    const take = async (n: number) => {
+      const a = new Float32Array(n), view = bytesOf(a);
+      for (let done = 0; done < view.length;) {
+        const { bytesRead } = await handle.read(view, done, view.length - done, offset + done);
+        if (bytesRead === 0) throw new GraftError(`${file} ended early`, { file });
+        done += bytesRead;
+      }
+      offset += n * 4;
+      return a;
+    };
+    return await read(take);
+  } catch (err) {
+    throw err instanceof GraftError ? err : describeFsError(err, file);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Removes every checkpoint binary in `dir` (best-weights ones too, with `best`) but those in `keep`. */
+async function removeBinariesExcept(dir: string, keep: string[], best = false): Promise<void> {
   // checkpoint-<generation>.bin: the one-file-per-generation layout of earlier graft versions.
+  const pattern = best ? /^(checkpoint-(\d+|a|b)|best-(a|b))\.bin$/ : /^checkpoint-(\d+|a|b)\.bin$/;
   for (const f of await readdir(dir).catch(() => [] as string[])) {
-    if (/^checkpoint-(\d+|a|b)\.bin$/.test(f) && !keep.includes(f)) await rm(join(dir, f), { force: true }).catch(() => {});
+    if (pattern.test(f) && !keep.includes(f)) await rm(join(dir, f), { force: true }).catch(() => {});
   }
 }
 
@@ -185,7 +253,7 @@ export async function checkpointStatus(dir: string): Promise<{ epoch: number; fi
  * Settings added to RunSetup after checkpoints were first written, with the value every run had
  * before they existed: an older checkpoint is compared as if it had recorded that value.
  */
-const SETTINGS_ADDED_LATER: RunSetup = { orientation: 'ignore' };
+const SETTINGS_ADDED_LATER: RunSetup = { orientation: 'ignore', 'early stopping': 'off' };
 
 /**
  * Refuses to resume the run in `dir` (its folder or its checkpoint's; saved: the checkpoint's
@@ -221,36 +289,15 @@ export async function markCheckpointFinished(dir: string): Promise<void> {
   const meta = await readMeta(dir);
   if (!meta) return;
   if (!meta.finished) await writeFileAtomic(join(dir, JSON_NAME), JSON.stringify({ ...meta, finished: true }, null, 1));
-  // No more generations will be written: the other binary would only take disk space.
-  await removeBinariesExcept(dir, [meta.binary]);
+  // No more generations will be written: the other binaries would only take disk space.
+  await removeBinariesExcept(dir, [meta.binary, ...(meta.earlyStopping?.bestWeights ? [meta.earlyStopping.bestWeights] : [])], true);
 }
 
 /** The checkpoint in `dir`, or null when there is none. */
 export async function loadCheckpoint(dir: string): Promise<Checkpoint | null> {
   const meta = await readMeta(dir);
   if (!meta) return null;
-  const file = join(dir, meta.binary);
-  // Read straight into the arrays: the binary is as big as the head's weights and slots together.
-  let handle: FileHandle;
-  try {
-    handle = await open(file, 'r');
-  } catch (err) {
-    throw describeFsError(err, file);
-  }
-  try {
-    const size = (await handle.stat()).size;
-    if (size !== meta.bytes) throw new GraftError(`${file} holds ${size} bytes, expected ${meta.bytes}`, { file });
-    let offset = 0;
-    const take = async (n: number) => {
-      const a = new Float32Array(n), bytes = bytesOf(a);
-      for (let done = 0; done < bytes.length;) {
-        const { bytesRead } = await handle.read(bytes, done, bytes.length - done, offset + done);
-        if (bytesRead === 0) throw new GraftError(`${file} ended early`, { file });
-        done += bytesRead;
-      }
-      offset += n * 4;
-      return a;
-    };
+  return readArrays(join(dir, meta.binary), meta.bytes, async (take) => {
     const dense = [];
     for (const { inputSize, units } of meta.dense) dense.push({ inputSize, units, kernel: await take(inputSize * units), bias: await take(units) });
     const params: HeadParams = { dense };
@@ -268,10 +315,7 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint | null> {
       history: meta.history,
       params,
       optimizer: { config: meta.optimizer.config, iterations: meta.optimizer.iterations, slots },
+      ...(meta.earlyStopping && { earlyStopping: meta.earlyStopping }),
     };
-  } catch (err) {
-    throw err instanceof GraftError ? err : describeFsError(err, file);
-  } finally {
-    await handle.close();
-  }
+  });
 }

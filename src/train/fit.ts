@@ -2,7 +2,9 @@ import { GraftError } from '../util/errors.js';
 import { Random } from '../util/random.js';
 import type { HeadTrainer } from './head-trainer.js';
 import { emptyHistory, type History } from './history.js';
-import { checkResumable, configFingerprint, loadCheckpoint, saveCheckpoint, type RunSetup } from './checkpoint.js';
+import { checkResumable, configFingerprint, loadBestWeights, loadCheckpoint, saveBestWeights, saveCheckpoint, type RunSetup } from './checkpoint.js';
+import { EarlyStopping, type EarlyStoppingConfig } from './early-stopping.js';
+import type { HeadParams } from '../model/head.js';
 import { Progbar } from './progbar.js';
 import { deriveSeed, STREAM_SHUFFLE } from './seeds.js';
 import { setting } from '../util/option-names.js';
@@ -36,9 +38,19 @@ export interface EpochLogs {
   rss: number;
 }
 
+/** How training ended, for the caller's last words (epochs 0-based). */
+export interface TrainEnd {
+  /** Early stopping ended training after this epoch. */
+  stoppedEpoch?: number;
+  /** The trainer holds the weights of this (best) epoch rather than the last one's. */
+  restoredEpoch?: number;
+}
+
 export interface FitCallbacks {
   /** After each epoch (0-based, as Keras), once its checkpoint is written; `history` holds every epoch so far. */
   onEpochEnd?(epoch: number, logs: EpochLogs, history: History): void | Promise<void>;
+  /** Once, after the last epoch (and any restoring of the best weights). */
+  onTrainEnd?(end: TrainEnd): void | Promise<void>;
 }
 
 export interface FitOptions {
@@ -60,6 +72,11 @@ export interface FitOptions {
   checkpoint?: { dir: string; resume?: boolean; setup?: RunSetup };
   /** Stops training between steps; the last checkpoint stays as it was. */
   signal?: AbortSignal;
+  /**
+   * Keras's EarlyStopping: stop when the monitored figure stops improving, optionally ending with
+   * the best epoch's weights. Its state and best weights go into the checkpoint.
+   */
+  earlyStopping?: EarlyStoppingConfig;
   /** Where epoch lines go (default stdout). */
   log?: (line: string) => void;
 }
@@ -120,6 +137,10 @@ export async function fit(trainer: HeadTrainer, train: BatchSource, validation: 
   let history = emptyHistory();
   let start = opts.initialEpoch ?? 0;
   const dir = opts.checkpoint?.dir;
+  let stopping = opts.earlyStopping ? new EarlyStopping(opts.earlyStopping) : null;
+  /** The best weights kept for early stopping: a file in the checkpoint folder, or (without one) a copy in memory. */
+  let bestFile: string | undefined;
+  let bestInMemory: HeadParams | null = null;
   if (dir && opts.checkpoint?.resume) {
     const ck = await loadCheckpoint(dir);
     if (ck) {
@@ -131,11 +152,19 @@ export async function fit(trainer: HeadTrainer, train: BatchSource, validation: 
       await trainer.setOptimizerState(ck.optimizer);
       history = ck.history;
       start = ck.epoch;
+      if (stopping && ck.earlyStopping) {
+        stopping = new EarlyStopping(stopping.config, ck.earlyStopping.state);
+        bestFile = ck.earlyStopping.bestWeights;
+        if (stopping.config.restoreBestWeights && stopping.state.bestEpoch >= 0 && !bestFile) {
+          throw new GraftError(`the checkpoint in ${dir} kept no best weights (its run did not restore them): resume it as it was started, or pass ${setting('overwrite')} to start afresh`, { file: dir });
+        }
+      }
       if (verbose > 0) log(`Resuming from the checkpoint of epoch ${ck.epoch}/${opts.epochs} in ${dir}`);
+      if (stopping?.stopped && verbose > 0) log(`Epoch ${stopping.state.stoppedEpoch + 1}: early stopping (the run stopped there; nothing more to train)`);
     }
   }
   let lastSaved = start;
-  for (let epoch = start; epoch < opts.epochs; epoch++) {
+  for (let epoch = start; epoch < opts.epochs && !stopping?.stopped; epoch++) {
     const t0 = performance.now();
     trainer.beginEpoch(epoch);
     const bar = verbose === 1 ? new Progbar(train.stepsPerEpoch) : null;
@@ -165,10 +194,16 @@ export async function fit(trainer: HeadTrainer, train: BatchSource, validation: 
     history.accuracy.push(acc / seen);
     history.val_loss.push(val.loss);
     history.val_accuracy.push(val.accuracy);
+    const decision = stopping?.onEpochEnd(epoch, { loss: loss / seen, accuracy: acc / seen, val_loss: val.loss, val_accuracy: val.accuracy });
+    if (decision?.keepWeights) {
+      if (dir) bestFile = await saveBestWeights(dir, trainer.paramsToSave(), bestFile);
+      else bestInMemory = copyParams(await trainer.syncParams());
+    }
     if (dir) {
       const params = trainer.paramsToSave();
       const optimizer = trainer.optimizerStateToSave();
-      await saveCheckpoint(dir, { epoch: epoch + 1, seed: trainer.describe().seed, fingerprint, setup: opts.checkpoint?.setup, history, params, optimizer });
+      const earlyStopping = stopping ? { state: stopping.state, ...(bestFile && { bestWeights: bestFile }) } : undefined;
+      await saveCheckpoint(dir, { epoch: epoch + 1, seed: trainer.describe().seed, fingerprint, setup: opts.checkpoint?.setup, history, params, optimizer, earlyStopping });
       lastSaved = epoch + 1;
     }
     const seconds = (performance.now() - t0) / 1000;
@@ -179,7 +214,26 @@ export async function fit(trainer: HeadTrainer, train: BatchSource, validation: 
       log(`Epoch ${epoch + 1}/${opts.epochs} - ${Math.round(seconds)}s - loss: ${f(logs.loss)} - accuracy: ${f(logs.accuracy)} - val_loss: ${f(logs.val_loss)} - val_accuracy: ${f(logs.val_accuracy)}${opts.showMemory ? ` - rss: ${Math.round(rss / 2 ** 20)} MB` : ''}`);
     }
     await opts.callbacks?.onEpochEnd?.(epoch, logs, history);
+    if (decision?.stop && verbose > 0) log(`Epoch ${epoch + 1}: early stopping`);
+  }
+  const end: TrainEnd = stopping?.stopped ? { stoppedEpoch: stopping.state.stoppedEpoch } : {};
+  const bestEpoch = stopping?.state.bestEpoch ?? -1;
+  if (stopping?.config.restoreBestWeights && bestEpoch >= 0) {
+    // As Keras 3: the best epoch's weights at the end, whether or not training stopped early.
+    const shapes = trainer.params.dense.map((d) => ({ inputSize: d.inputSize, units: d.units }));
+    const best = dir && bestFile ? await loadBestWeights(dir, bestFile, shapes) : bestInMemory;
+    if (best) {
+      await trainer.setParams(best);
+      end.restoredEpoch = bestEpoch;
+      if (verbose > 0) log(`Restoring model weights from the end of the best epoch: ${bestEpoch + 1}.`);
+    }
   }
   if (!dir) await trainer.syncParams();
+  await opts.callbacks?.onTrainEnd?.(end);
   return history;
+}
+
+/** A whole copy of the head's weights. */
+function copyParams(params: HeadParams): HeadParams {
+  return { dense: params.dense.map((d) => ({ ...d, kernel: d.kernel.slice(), bias: d.bias.slice() })) };
 }

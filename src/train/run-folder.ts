@@ -14,8 +14,8 @@ import { optionName, setting } from '../util/option-names.js';
 const RUN_FILES = ['history.json', 'accuracy.png', 'loss.png', 'metrics.json', 'report.txt', 'model.onnx'] as const;
 /** Leftovers of writes cut short: atomic writes' temporary files of RUN_FILES, the model export's staging folders. */
 const TEMPORARY = new RegExp(`^\\.(${[...RUN_FILES, 'model'].map((n) => n.replace(/\./g, '\\.')).join('|')})\\.\\d+\\.[0-9a-f]{8}\\.tmp(\\.old)?$`);
-/** checkpoint.json, its two binaries (and one-per-generation ones of earlier versions), temporary files of atomic writes. */
-const CHECKPOINT_FILE = /^(checkpoint\.json|checkpoint-(\d+|a|b)\.bin|\.checkpoint\.json\..*\.tmp)$/;
+/** checkpoint.json, its two binaries (and one-per-generation ones of earlier versions), early stopping's best weights, temporary files of atomic writes. */
+const CHECKPOINT_FILE = /^(checkpoint\.json|checkpoint-(\d+|a|b)\.bin|best-(a|b)\.bin|\.checkpoint\.json\..*\.tmp)$/;
 
 const isFile = async (path: string) => (await stat(path).catch(() => null))?.isFile() === true;
 

@@ -8,6 +8,7 @@ import { INTERPOLATIONS, ORIENTATIONS, type Interpolation, type Orientation } fr
 import { resolveLabDataset } from '../../data/lab-dataset.js';
 import { choiceOption, floatOption, fractionOption, interruptSignal, intOption, sizeOption } from '../options.js';
 import { GraftError } from '../../util/errors.js';
+import { MONITORS, type Monitor } from '../../train/early-stopping.js';
 
 interface TrainFlags {
   data?: string;
@@ -24,6 +25,10 @@ interface TrainFlags {
   lr: number;
   momentum?: number;
   epochs: number;
+  earlyStopping?: number;
+  monitor?: Monitor;
+  minDelta?: number;
+  restoreBestWeights?: boolean;
   batchSize: number;
   steps?: number;
   validationSteps?: number;
@@ -54,6 +59,10 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--lr <rate>', 'learning rate', floatOption('lr', 0, 10, { aboveMin: true }), 1e-4)
     .option('--momentum <m>', 'SGD momentum', floatOption('momentum', 0, 1))
     .option('--epochs <n>', 'epochs', intOption('epochs', 1), LAB_RECIPE.epochs)
+    .option('--early-stopping <patience>', 'stop once --monitor has not improved for <patience> epochs (Keras EarlyStopping; off by default, as in the lab)', intOption('early-stopping', 0))
+    .option('--monitor <figure>', `what early stopping watches: ${MONITORS.join(', ')} (default: val_loss)`, choiceOption('monitor', MONITORS))
+    .option('--min-delta <d>', 'smallest change of --monitor that counts as an improvement (default: 0)', floatOption('min-delta', 0, Number.MAX_VALUE))
+    .option('--restore-best-weights', "with --early-stopping: evaluate and export the best epoch's weights, not the last's")
     .option('--batch-size <n>', 'batch size', intOption('batch-size', 1, 256), LAB_RECIPE.batchSize)
     // Commander appends "(default: N)" when there is a default; say "one pass"/"all" only when there is none.
     .option('--steps <n>', `batches per epoch (Keras steps_per_epoch${defaults.steps === undefined ? '; default: one pass' : ''})`, intOption('steps', 1), defaults.steps)
@@ -75,6 +84,10 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
   if (flags.splitOrder !== undefined && flags.validationSplit === undefined) throw new GraftError('--split-order applies to --validation-split only');
   if (flags.momentum !== undefined && flags.optimizer !== 'sgd') {
     throw new GraftError(`--momentum applies to --optimizer sgd only (this run uses ${flags.optimizer})`);
+  }
+  const stoppingFlags = [flags.monitor !== undefined && '--monitor', flags.minDelta !== undefined && '--min-delta', flags.restoreBestWeights && '--restore-best-weights'].filter(Boolean);
+  if (flags.earlyStopping === undefined && stoppingFlags.length > 0) {
+    throw new GraftError(`${stoppingFlags.join(' and ')} ${stoppingFlags.length === 1 ? 'applies' : 'apply'} to --early-stopping only (e.g. --early-stopping 3)`);
   }
   const mode = parseFeedMode(flags.mode);
   if (mode.kind === 'views' && !flags.augment) {
@@ -99,6 +112,10 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
       : flags.optimizer === 'adam' ? { kind: 'adam', learningRate: flags.lr }
       : { kind: 'rmsprop', learningRate: flags.lr, legacy: flags.optimizer === 'rmsprop-legacy' },
     epochs: flags.epochs,
+    earlyStopping:
+      flags.earlyStopping === undefined
+        ? undefined
+        : { patience: flags.earlyStopping, monitor: flags.monitor, minDelta: flags.minDelta, restoreBestWeights: flags.restoreBestWeights === true },
     batchSize: flags.batchSize,
     stepsPerEpoch: flags.steps,
     validationSteps: flags.validationSteps,
@@ -117,8 +134,11 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
   };
   try {
     const result = await trainClassifier(options);
-    const last = result.history.val_accuracy.length - 1;
-    console.log(`final val_accuracy: ${result.history.val_accuracy[last]?.toFixed(4)} - val_loss: ${result.history.val_loss[last]?.toFixed(4)}`);
+    const { history, end } = result;
+    // The figures of the weights the model holds: the last epoch's, or the best one's if restored.
+    const kept = end.restoredEpoch ?? history.val_accuracy.length - 1;
+    const label = end.restoredEpoch === undefined ? 'final' : `best epoch ${kept + 1} (its weights restored):`;
+    console.log(`${label} val_accuracy: ${history.val_accuracy[kept]?.toFixed(4)} - val_loss: ${history.val_loss[kept]?.toFixed(4)}`);
   } finally {
     release();
   }
