@@ -23,7 +23,7 @@ import { writeEvaluation } from './evaluate/report.js';
 import { writeHistory } from './export/history-io.js';
 import { writeTfjsLayersModel } from './export/tfjs-layers.js';
 import { buildClassifierGraph, headLayerNames } from './model/classifier-graph.js';
-import { denseShapes, headForClasses, headToWeightMap, initHead, outputLayerNote } from './model/head.js';
+import { backbonePooling, denseShapes, headForClasses, headToWeightMap, initHead, outputLayerNote } from './model/head.js';
 import { LAB_HEAD, type HeadSpec } from './model/head-spec.js';
 import { weightsSourceName, type ClassifierInfo } from './model/classifier-info.js';
 import { cachedFeatures, faithfulSource, feedModeName, isFeedMode, MAX_VIEWS, viewsSource, type FeedContext, type FeedMode } from './train/feature-sources.js';
@@ -402,9 +402,11 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   let trainer: HeadTrainer | undefined;
   try {
     // The backbone first: a weights problem shows before minutes of decoding.
-    backbone = await loadBackbone({ weights: opts.weights, cut: opts.cut ?? LAB_RECIPE.cut, inputSize });
+    // A head that starts by pooling has the backbone pool: features are 768 floats an image, not 7x7x768.
+    backbone = await loadBackbone({ weights: opts.weights, cut: opts.cut ?? LAB_RECIPE.cut, inputSize, pool: backbonePooling(head) });
     stopIfInterrupted('loading the backbone');
-    say(`Backbone: ${backbone.source}, cut at ${backbone.graph.outputs[0]} -> (None, ${backbone.outputShape.join(', ')})`);
+    const pooledNote = backbone.pooling ? `, pooled in the backbone to (None, ${backbone.featureShape.join(', ')})` : '';
+    say(`Backbone: ${backbone.source}, cut at ${backbone.graph.outputs[0]} -> (None, ${backbone.outputShape.join(', ')})${pooledNote}`);
     checkHeadFits(head, backbone.outputShape, opts.optimizer ?? LAB_RECIPE.optimizer);
     const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, orientation, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
     const trainStore = await withProgress('Decoding ', 'decoding the training images', (onProgress) => buildImageStore(train, { ...storeOptions, onProgress }));
@@ -454,6 +456,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
         trainer = await HeadTrainer.create(head, initHead(head, featureShape, seed), opts.optimizer ?? LAB_RECIPE.optimizer, {
           seed,
           featureShape,
+          pooledFeatures: backbone!.pooling !== null,
           // Sized to the batches that can occur: no bigger than the training set.
           maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, Math.min(batchSize, trainStore.count)),
         });

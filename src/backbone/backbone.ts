@@ -26,15 +26,29 @@ export interface BackboneOptions {
   batchSize?: number;
   /** Busy-wait between ops (default false; see OrtExtractorOptions.spin). */
   spin?: boolean;
+  /**
+   * Pool the cut layer's output inside the backbone's graph (avg: GlobalAveragePooling2D, max:
+   * GlobalMaxPooling2D), as a head starting with that pooling would: extraction then returns the
+   * channels alone (768 floats an image at mixed7 rather than 7x7x768), whatever is cached is as
+   * small, and the head starts after its pooling. Default: none (the cut layer's whole output).
+   */
+  pool?: FeaturePooling;
 }
+
+/** A global pooling the backbone can run at its end on behalf of the head. */
+export type FeaturePooling = 'avg' | 'max';
 
 export interface Backbone {
   /** The cut graph (input .. cut layer). */
   graph: KerasGraph;
   weights: WeightMap;
   inputShape: [number, number, number];
-  /** Shape of one image's features, e.g. [7, 7, 768] for mixed7 at 150x150. */
+  /** Shape of the cut layer's output, e.g. [7, 7, 768] for mixed7 at 150x150 (what the head is built on). */
   outputShape: number[];
+  /** The pooling run inside the graph (BackboneOptions.pool), or null. */
+  pooling: FeaturePooling | null;
+  /** Shape of what `extractor` returns for one image: outputShape, or [channels] when pooled. */
+  featureShape: number[];
   /** The file the weights came from. */
   source: string;
   extractor: FeatureExtractor;
@@ -74,15 +88,34 @@ export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone
   validateWeights(graph, loaded.weights, inputShape, loaded.source);
   const outputShape = inferShapes(graph, inputShape).output.get(cut)!;
   // A fixed H x W lets onnxruntime plan memory once (the batch dimension stays free).
-  const onnxBytes = kerasToOnnx(graph, loaded.weights, { inputSize: [h, w] });
-  const extractor = await createOrtExtractor(onnxBytes, inputShape, outputShape, { threads: opts.threads, batchSize: opts.batchSize, spin: opts.spin });
+  const pooling = opts.pool ?? null;
+  if (pooling && outputShape.length !== 3) throw new GraftError(`global pooling needs the cut layer's output as [h, w, channels]; ${cut} gives [${outputShape.join(', ')}]`);
+  const featureShape = pooling ? [outputShape.at(-1)!] : outputShape;
+  const onnxBytes = kerasToOnnx(pooling ? withGlobalPooling(graph, pooling) : graph, loaded.weights, { inputSize: [h, w] });
+  const extractor = await createOrtExtractor(onnxBytes, inputShape, featureShape, { threads: opts.threads, batchSize: opts.batchSize, spin: opts.spin });
   return {
     graph,
     weights: loaded.weights,
     inputShape,
     outputShape,
+    pooling,
+    featureShape,
     source: loaded.source,
     extractor,
     dispose: () => extractor.dispose(),
   };
+}
+
+/**
+ * `graph` with a global pooling layer after its output: the pooling a head starts with, run in the
+ * backbone's graph so that features leave it 768 floats an image rather than 7x7x768.
+ */
+export function withGlobalPooling(graph: KerasGraph, pooling: FeaturePooling): KerasGraph {
+  if (pooling !== 'avg' && pooling !== 'max') throw new GraftError(`unknown backbone pooling "${String(pooling)}": use avg or max`);
+  const className = pooling === 'avg' ? 'GlobalAveragePooling2D' : 'GlobalMaxPooling2D';
+  const taken = new Set(graph.layers.map((l) => l.name));
+  let name = 'graft_feature_pool';
+  for (let i = 1; taken.has(name); i++) name = `graft_feature_pool_${i}`;
+  const pool = { name, className, config: { name, data_format: 'channels_last' }, inbound: [graph.outputs[0]!] };
+  return { ...graph, layers: [...graph.layers, pool], outputs: [name] };
 }

@@ -65,6 +65,15 @@ export interface HeadParams {
   dense: DenseParams[];
 }
 
+/**
+ * The pooling the backbone can run for this head (loadBackbone's pool): 'avg' when the head starts
+ * with GlobalAveragePooling2D, whose output is all the head reads of the features; else undefined
+ * (a Flatten head reads every position).
+ */
+export function backbonePooling(spec: HeadSpec): 'avg' | undefined {
+  return spec.layers[0]?.kind === 'gap' ? 'avg' : undefined;
+}
+
 /** Length of the vector the first Dense layer sees: the flattened features, or the channels after GAP. */
 export function headInputSize(spec: HeadSpec, featureShape: number[]): number {
   if (featureShape.length === 0 || featureShape.some((d) => !Number.isInteger(d) || d <= 0)) {

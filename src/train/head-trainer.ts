@@ -21,6 +21,13 @@ export interface HeadTrainerOptions {
   threads?: number;
   /** Shape of one sample's features, e.g. [7, 7, 768]; needed for a GlobalAveragePooling2D head. */
   featureShape?: number[];
+  /**
+   * Features arrive already pooled by the backbone (its pool option): a head starting with
+   * GlobalAveragePooling2D then takes `channels` floats a sample and skips its own pooling.
+   * featureShape stays the cut layer's shape: the weights and the checkpoint fingerprint are
+   * those of the same head.
+   */
+  pooledFeatures?: boolean;
   /** onnxruntime intra-op threads per worker (default 1: the workers already use every core). */
   ortThreads?: number;
   /** Largest batch trainStep accepts (default DEFAULT_MAX_BATCH, 64); evaluate/predict split bigger inputs. */
@@ -98,11 +105,13 @@ export class HeadTrainer {
     readonly featureShape: number[],
     maxBatch: number,
     private readonly checkpointBlockFloats: number,
+    pooledFeatures: boolean,
   ) {
     this.opt = resolveOptimizer(optimizer);
-    this.pooling = spec.layers[0]?.kind === 'gap' ? 'gap' : 'flatten';
     this.inputSize = params.dense[0]!.inputSize;
-    this.featureSize = featureShape.reduce((a, b) => a * b, 1);
+    // Pooled by the backbone: the features are the first Dense layer's input as they come.
+    this.pooling = spec.layers[0]?.kind === 'gap' && !pooledFeatures ? 'gap' : 'flatten';
+    this.featureSize = pooledFeatures ? this.inputSize : featureShape.reduce((a, b) => a * b, 1);
     this.maxBatch = maxBatch;
     this.dropoutRng = new Random(deriveSeed(seed, 0, STREAM_DROPOUT));
     let dense = 0;
@@ -140,6 +149,7 @@ export class HeadTrainer {
   static async create(spec: HeadSpec, params: HeadParams, optimizer: OptimizerConfig, options: HeadTrainerOptions): Promise<HeadTrainer> {
     const featureShape = options.featureShape ?? (spec.layers[0]?.kind === 'gap' ? undefined : [params.dense[0]!.inputSize]);
     if (!featureShape) throw new GraftError('a GlobalAveragePooling2D head needs options.featureShape');
+    if (options.pooledFeatures && spec.layers[0]?.kind !== 'gap') throw new GraftError('pooledFeatures: the head must start with gap (GlobalAveragePooling2D)');
     const shapes = denseShapes(spec, featureShape);
     shapes.forEach((s, i) => {
       const p = params.dense[i];
@@ -175,7 +185,7 @@ export class HeadTrainer {
       throw err;
     }
     const held: HeadParams = { dense: params.dense.map((p, i) => (i === 0 ? { ...p, kernel: new Float32Array(0) } : p)) };
-    return new HeadTrainer(spec, held, optimizer, options.seed, shards, shared, featureShape, maxBatch, options.checkpointBlockFloats ?? 1 << 20);
+    return new HeadTrainer(spec, held, optimizer, options.seed, shards, shared, featureShape, maxBatch, options.checkpointBlockFloats ?? 1 << 20, options.pooledFeatures ?? false);
   }
 
   /** What identifies this training setup (for checkpoint fingerprints). */
