@@ -82,7 +82,7 @@ export { parseHeadSpec } from './model/head-spec-parse.js';
 export { inceptionV3Graph } from './backbone/architectures/inception-v3.js';
 export type { InceptionV3Options } from './backbone/architectures/inception-v3.js';
 export { kerasLayerOrder } from './backbone/keras-layer-order.js';
-export { loadKerasH5Weights, readKerasH5Layers, readKerasH5Topology } from './backbone/weights/keras-h5.js';
+export { loadKerasH5Weights, readKerasH5Layers, readKerasH5Origin, readKerasH5Topology } from './backbone/weights/keras-h5.js';
 export { loadKerasArchive } from './backbone/weights/keras-archive.js';
 export { kerasSnakeCase, keras3LayerPaths } from './backbone/weights/keras3-h5.js';
 export type { KerasH5Options } from './backbone/weights/keras-h5.js';

@@ -1,15 +1,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import h5wasm from 'h5wasm/node';
-import { loadKerasH5Weights, readKerasH5Layers, readKerasH5Topology } from '../src/backbone/weights/keras-h5.js';
+import { loadKerasH5Weights, readKerasH5Layers, readKerasH5Origin, readKerasH5Topology } from '../src/backbone/weights/keras-h5.js';
 import { saveKerasH5Weights } from '../src/backbone/weights/keras-h5-writer.js';
 import { inceptionV3Graph } from '../src/backbone/architectures/inception-v3.js';
 import type { KerasGraph, KerasLayer, WeightMap, WeightTensor } from '../src/backbone/keras-graph.js';
 import { GraftError } from '../src/util/errors.js';
-import { cutAt, readSharedTfjsWeights, sameBits, writeKerasH5, writeSharedInceptionH5, type FixtureLayer } from './support/keras-h5-fixture.js';
+import { cutAt, readSharedTfjsWeights, sameBits, writeInceptionNotopH5, writeKerasH5, writeSharedInceptionH5, type FixtureLayer } from './support/keras-h5-fixture.js';
+import { runGraft } from './support/cli.js';
 
 const seq = (n: number, start: number) => Float32Array.from({ length: n }, (_, i) => start + i * 0.25);
 
@@ -42,7 +44,7 @@ function tinyFixture(names = { conv: 'conv2d_1', bn: 'batch_normalization_1', de
 function expectedMap(fixture: FixtureLayer[], graphNames: string[]): Map<string, WeightTensor> {
   const m = new Map<string, WeightTensor>();
   fixture.filter((l) => l.weights.length > 0).forEach((l, i) => {
-    for (const w of l.weights) m.set(`${graphNames[i]}/${w.name}`, { shape: w.shape, data: w.data });
+    for (const w of l.weights) m.set(`${graphNames[i]}/${w.name}`, { shape: w.shape, data: w.data as Float32Array });
   });
   return m;
 }
@@ -97,16 +99,112 @@ test('real InceptionV3 weights through a Keras .h5 load bit-exactly into incepti
   await assert.rejects(loadKerasH5Weights(file, graph), /inception_mixed7\.h5: too few layers: the file has 140 layers with weights, the model needs 188/);
 });
 
-test('layer_names split into layer_names0, layer_names1 (as Keras does for long lists) are joined', async () => {
+test('name lists split into name0, name1... (as Keras splits long lists) are joined', async () => {
   const file = join(dir, 'chunked.h5');
   const fixture = tinyFixture();
-  await writeKerasH5(file, fixture, { layerNames: false });
-  await h5wasm.ready;
-  const f = new h5wasm.File(file, 'a');
-  f.create_attribute('layer_names0', ['input_1', 'conv2d_1', 'batch_normalization_1'], [3], 'S21');
-  f.create_attribute('layer_names1', ['flatten_1', 'dense_1'], [2], 'S9');
-  f.close();
+  await writeKerasH5(file, fixture, { attributeLimit: 40 });
+  const attrs = await attributeTypes(file);
+  assert.deepEqual(Object.keys(attrs['/']!).filter((n) => n.startsWith('layer_names')), ['layer_names0', 'layer_names1', 'layer_names2', 'layer_names3', 'layer_names4']);
+  assert.ok(attrs['/batch_normalization_1']!.weight_names3, 'the BN layer\'s weight names are chunked too');
   assert.deepEqual(await loadKerasH5Weights(file, tinyGraph()), expectedMap(fixture, ['conv2d_1', 'batch_normalization_1', 'dense_1']));
+});
+
+// Files written by h5py itself (test/fixtures/keras2-h5py/make.py: Keras 2's saving code on h5py 3.7).
+const H5PY_FILES = fileURLToPath(new URL('./fixtures/keras2-h5py/', import.meta.url));
+const H5PY_VARIANTS = [
+  { file: 'tiny-h5py3.h5', opts: {} },
+  { file: 'tiny-h5py2.h5', opts: { h5py: 'h5py2' } },
+  { file: 'tiny-chunked.h5', opts: { attributeLimit: 40 } },
+] as const;
+
+/** Every attribute of every group: its HDF5 type class, size (fixed-length), vlen, charset and shape. */
+async function attributeTypes(file: string): Promise<Record<string, Record<string, unknown>>> {
+  await h5wasm.ready;
+  const f = new h5wasm.File(file, 'r');
+  const out: Record<string, Record<string, unknown>> = {};
+  const walk = (group: InstanceType<typeof h5wasm.Group>) => {
+    const attrs: Record<string, unknown> = {};
+    for (const [name, attr] of Object.entries(group.attrs)) {
+      const m = attr.metadata as unknown as { type: number; size: number; vlen: boolean; cset?: number; shape: number[] | null };
+      attrs[name] = { type: m.type, size: m.vlen ? 'variable' : m.size, cset: m.cset, shape: m.shape };
+    }
+    out[group.path] = attrs;
+    for (const key of group.keys()) {
+      const child = group.get(key);
+      if (child instanceof h5wasm.Group) walk(child);
+    }
+  };
+  try {
+    walk(f);
+  } finally {
+    f.close();
+  }
+  return out;
+}
+
+test('Keras 2 files written by h5py itself (h5py 3, h5py 2 fixed-length names, chunked lists) load exactly', async () => {
+  const expected = expectedMap(tinyFixture(), ['conv2d_1', 'batch_normalization_1', 'dense_1']);
+  for (const { file } of H5PY_VARIANTS) {
+    assert.deepEqual(await loadKerasH5Weights(join(H5PY_FILES, file), tinyGraph()), expected, file);
+    assert.deepEqual(await readKerasH5Origin(join(H5PY_FILES, file)), { kerasVersion: '2.1.5', backend: 'tensorflow' }, file);
+  }
+  // What the bug was about: h5py's empty list is an empty float64 array.
+  assert.deepEqual((await attributeTypes(join(H5PY_FILES, 'tiny-h5py3.h5')))['/input_1'], { weight_names: { type: 1, size: 8, cset: undefined, shape: [0] } });
+});
+
+test('the test fixture writes every attribute with the HDF5 type h5py gives it', async () => {
+  for (const { file, opts } of H5PY_VARIANTS) {
+    const ours = join(dir, `ours-${file}`);
+    await writeKerasH5(ours, tinyFixture(), opts);
+    assert.deepEqual(await attributeTypes(ours), await attributeTypes(join(H5PY_FILES, file)), file);
+  }
+});
+
+test('an attribute of an unexpected type is refused, naming the file, the group and the attribute', async () => {
+  await h5wasm.ready;
+  const cases: [string, (f: InstanceType<typeof h5wasm.File>) => void, RegExp, (file: string) => Promise<unknown>][] = [
+    [
+      'numbers.h5',
+      (f) => {
+        const g = f.get('conv2d_1') as InstanceType<typeof h5wasm.Group>;
+        g.delete_attribute('weight_names');
+        g.create_attribute('weight_names', new Float64Array([1, 2]), [2], '<d');
+      },
+      /numbers\.h5: attribute weight_names of group \/conv2d_1 holds <d data with shape \[2\], not a list of names \(strings\) as Keras writes it/,
+      (file) => loadKerasH5Weights(file, tinyGraph()),
+    ],
+    [
+      'ints.h5',
+      (f) => {
+        f.delete_attribute('layer_names');
+        f.create_attribute('layer_names', new Int32Array([7]), [1], '<i');
+      },
+      /ints\.h5: attribute layer_names of the root group holds <i data with shape \[1\], not a list of names/,
+      (file) => loadKerasH5Weights(file, tinyGraph()),
+    ],
+    [
+      'version.h5',
+      (f) => {
+        f.delete_attribute('keras_version');
+        f.create_attribute('keras_version', 2.1, null, '<d');
+      },
+      /version\.h5: attribute keras_version of the root group holds <d data with a scalar, not one string as Keras writes it/,
+      (file) => readKerasH5Origin(file),
+    ],
+  ];
+  for (const [name, spoil, pattern, read] of cases) {
+    const file = join(dir, name);
+    await writeKerasH5(file, tinyFixture());
+    const f = new h5wasm.File(file, 'a');
+    spoil(f);
+    f.close();
+    await assert.rejects(read(file), (err: unknown) => {
+      assert.ok(err instanceof GraftError, String(err));
+      assert.match(err.message, pattern);
+      assert.ok(err.message.startsWith(file) && !err.message.includes('\n'), err.message);
+      return true;
+    });
+  }
 });
 
 test('readKerasH5Layers lists the file\'s layers and their weights in order', async () => {
@@ -230,4 +328,28 @@ test('missing weights or an unwritable place: GraftError, and no file', async ()
     assert.match(err.message, /^cannot write .*a-file\/w\.h5: /);
     return true;
   });
+});
+
+test('a file laid out and encoded like Keras\'s notop ImageNet .h5 (311 layers) loads with graft summary; a truncated copy fails in one line', async () => {
+  const file = join(dir, 'inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5');
+  await writeInceptionNotopH5(file);
+  const layers = await readKerasH5Layers(file);
+  assert.equal(layers.length, 311);
+  assert.equal(layers.filter((l) => l.weights.length > 0).length, 188);
+  const full = await loadKerasH5Weights(file, inceptionV3Graph());
+  assert.equal([...full.values()].reduce((n, t) => n + t.data.length, 0), 21_802_784);
+
+  // The frozen backbone up to mixed7 (the lab's cut), and the whole file (every weight read).
+  for (const [cut, frozen] of [['mixed7', '8,975,264'], ['mixed10', '21,802,784']]) {
+    const run = await runGraft('summary', '--weights', file, '--cut', cut!);
+    assert.equal(run.code, 0, run.err);
+    assert.match(run.out, new RegExp(`${cut} \\(Concatenate\\)`));
+    assert.match(run.out, new RegExp(`Non-trainable params: ${frozen}$`, 'm'));
+  }
+  const truncated = join(dir, 'truncated_notop.h5');
+  writeFileSync(truncated, readFileSync(file).subarray(0, Math.floor(statSync(file).size / 2)));
+  const bad = await runGraft('summary', '--weights', truncated);
+  assert.equal(bad.code, 1);
+  assert.equal(bad.errLines.length, 1, bad.err);
+  assert.match(bad.err, /^graft: error: .*truncated_notop\.h5: /);
 });

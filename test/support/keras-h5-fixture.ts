@@ -7,39 +7,93 @@ import { inceptionV3Graph } from '../../src/backbone/architectures/inception-v3.
 import type { KerasGraph, WeightTensor } from '../../src/backbone/keras-graph.js';
 import { sharedInceptionWeightsDir } from '../../src/util/paths.js';
 import { kerasModelTopology } from '../../src/export/tfjs-layers.js';
+import { inferShapes, layerWeightSpecs } from '../../src/backbone/layer-shapes.js';
+import { KERAS_ATTRIBUTE_LIMIT, writeNameList, writeText, type H5pyStrings } from '../../src/backbone/weights/h5-attributes.js';
 
 export interface FixtureLayer {
   name: string;
-  weights: { name: string; shape: number[]; data: Float32Array }[];
+  /** 'zeros': an all-zero array, stored chunked and gzip-compressed so that a full-size file stays small. */
+  weights: { name: string; shape: number[]; data: Float32Array | 'zeros' }[];
 }
 
-/** Writes `layers` the way Keras 2 save_weights does (optionally under model_weights, as model.save does). */
-export async function writeKerasH5(
-  file: string,
-  layers: FixtureLayer[],
-  opts: { underModelWeights?: boolean; layerNames?: boolean; modelConfig?: KerasGraph } = {},
-): Promise<void> {
+export interface KerasH5FixtureOptions {
+  /** Under a model_weights group, as model.save does. */
+  underModelWeights?: boolean;
+  /** false: leave layer_names out (to test files without it). */
+  layerNames?: boolean;
+  /** model.save: the topology as the root's model_config, weights under model_weights. */
+  modelConfig?: KerasGraph;
+  /** How the name lists are stored (default h5py3: variable-length; h5py2: fixed-length, as the published ImageNet files). */
+  h5py?: H5pyStrings;
+  /** Keras's chunking limit (default 64512 bytes); smaller makes a small file's lists split into name0, name1... */
+  attributeLimit?: number;
+  /** The keras_version attribute (default 2.1.5). */
+  kerasVersion?: string;
+}
+
+let zeros = new Float32Array(0);
+function zerosOf(n: number): Float32Array {
+  if (zeros.length < n) zeros = new Float32Array(n);
+  return zeros.subarray(0, n);
+}
+
+/**
+ * Writes `layers` the way Keras 2 save_weights does through h5py (keras/saving/hdf5_format.py,
+ * save_weights_to_hdf5_group): root `layer_names` (every layer), `backend`, `keras_version`; per
+ * layer a group whose `weight_names` lists "<layer>/<weight>:0" (an empty float64 array for a
+ * layer without weights) and whose datasets sit at those paths. The attribute encodings are
+ * h5py's (src/backbone/weights/h5-attributes.ts), checked against files written by h5py 3.7
+ * itself in test/fixtures/keras2-h5py/ (keras-h5.test.ts compares their HDF5 types).
+ */
+export async function writeKerasH5(file: string, layers: FixtureLayer[], opts: KerasH5FixtureOptions = {}): Promise<void> {
   await h5wasm.ready;
+  const h5py = opts.h5py ?? 'h5py3';
+  const limit = opts.attributeLimit ?? KERAS_ATTRIBUTE_LIMIT;
   const f = new h5wasm.File(file, 'w');
-  if (opts.modelConfig) {
-    // model.save: the topology as a JSON string attribute at the root, weights under model_weights.
-    const json = JSON.stringify(kerasModelTopology(opts.modelConfig, graphInputShape(opts.modelConfig)));
-    f.create_attribute('model_config', json, null, `S${Buffer.byteLength(json)}`);
-    f.create_attribute('keras_version', '2.1.5', null, 'S5');
+  try {
+    if (opts.modelConfig) {
+      // save_model_to_hdf5: model metadata at the root (json.dumps(...).encode('utf8'): bare bytes), weights under model_weights.
+      writeText(f, 'model_config', JSON.stringify(kerasModelTopology(opts.modelConfig, graphInputShape(opts.modelConfig))));
+      writeText(f, 'keras_version', opts.kerasVersion ?? '2.1.5');
+      writeText(f, 'backend', 'tensorflow');
+    }
+    const root = opts.underModelWeights || opts.modelConfig ? f.create_group('model_weights') : f;
+    if (opts.layerNames !== false) writeNameList(root, 'layer_names', layers.map((l) => l.name), h5py, limit);
+    writeText(root, 'backend', 'tensorflow');
+    writeText(root, 'keras_version', opts.kerasVersion ?? '2.1.5');
+    for (const layer of layers) {
+      const group = root.create_group(layer.name);
+      writeNameList(group, 'weight_names', layer.weights.map((w) => `${layer.name}/${w.name}:0`), h5py, limit);
+      if (layer.weights.length === 0) continue;
+      const sub = group.create_group(layer.name);
+      for (const w of layer.weights) {
+        if (w.data === 'zeros') {
+          const n = w.shape.reduce((a, b) => a * b, 1);
+          sub.create_dataset({ name: `${w.name}:0`, data: zerosOf(n), shape: w.shape, dtype: '<f', chunks: w.shape, compression: 'gzip', compression_opts: 1 });
+        } else {
+          sub.create_dataset({ name: `${w.name}:0`, data: w.data, shape: w.shape, dtype: '<f' });
+        }
+      }
+    }
+  } finally {
+    f.close();
   }
-  const root = opts.underModelWeights || opts.modelConfig ? f.create_group('model_weights') : f;
-  const fixed = (names: string[]) => `S${Math.max(1, ...names.map((n) => n.length))}`;
-  const names = layers.map((l) => l.name);
-  if (opts.layerNames !== false) root.create_attribute('layer_names', names, [names.length], fixed(names));
-  for (const layer of layers) {
-    const group = root.create_group(layer.name);
-    const weightNames = layer.weights.map((w) => `${layer.name}/${w.name}:0`);
-    group.create_attribute('weight_names', weightNames, [weightNames.length], fixed(weightNames));
-    if (layer.weights.length === 0) continue;
-    const sub = group.create_group(layer.name);
-    for (const w of layer.weights) sub.create_dataset({ name: `${w.name}:0`, data: w.data, shape: w.shape, dtype: '<f' });
-  }
-  f.close();
+}
+
+/**
+ * The layout of Keras's inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5: all 311 layers
+ * of InceptionV3 without its top (input_1 .. mixed10), the real layer and weight names and shapes
+ * (21,802,784 parameters), name lists encoded as that file's h5py 2 wrote them; the weights are
+ * zeros, stored compressed (the file is a few MB instead of 87).
+ */
+export async function writeInceptionNotopH5(file: string, opts: KerasH5FixtureOptions = {}): Promise<void> {
+  const graph = inceptionV3Graph();
+  const shapes = inferShapes(graph, [299, 299, 3]);
+  const layers: FixtureLayer[] = graph.layers.map((l) => ({
+    name: l.name,
+    weights: layerWeightSpecs(l, shapes.inputs.get(l.name) ?? []).map((s) => ({ name: s.name, shape: s.shape, data: 'zeros' as const })),
+  }));
+  await writeKerasH5(file, layers, { h5py: 'h5py2', ...opts });
 }
 
 /** The graph's input shape (H, W, C), from its InputLayer's batch_input_shape (or Keras 3 batch_shape). */

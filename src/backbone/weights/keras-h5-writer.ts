@@ -8,17 +8,14 @@ import type { KerasGraph, WeightMap } from '../keras-graph.js';
 import { weightKey } from '../keras-graph.js';
 import { inferShapes, layerWeightSpecs, type Shape } from '../layer-shapes.js';
 import { validateWeights } from '../validate-weights.js';
-
-/** Fixed-length byte strings, as Keras (numpy) writes its name lists. */
-function fixedStrings(names: string[]): string {
-  return `S${Math.max(1, ...names.map((n) => Buffer.byteLength(n)))}`;
-}
+import { writeNameList, writeText } from './h5-attributes.js';
 
 /**
  * Writes `weights` for the layers of `graph` as a Keras 2 `save_weights` HDF5 file, which Keras's
  * `model.load_weights(file)` (and loadKerasH5Weights) reads back: root attribute `layer_names` (every
  * layer, in graph order), per layer a group with `weight_names` ("dense_1/kernel:0", ...) and the
  * arrays. `inputShape` ([h, w, c]) fixes the weight shapes that are checked before writing.
+ * Attributes are encoded as Keras 2.x writes them through h5py 3 (see h5-attributes.ts).
  * The file appears whole or not at all (written beside it, then renamed).
  */
 export async function saveKerasH5Weights(file: string, graph: KerasGraph, weights: WeightMap, inputShape: Shape): Promise<void> {
@@ -31,14 +28,14 @@ export async function saveKerasH5Weights(file: string, graph: KerasGraph, weight
     const h5 = new h5wasm.File(tmp, 'w');
     try {
       const names = graph.layers.map((l) => l.name);
-      h5.create_attribute('layer_names', names, [names.length], fixedStrings(names));
-      h5.create_attribute('backend', 'tensorflow', null, 'S10');
-      h5.create_attribute('keras_version', '2.1.5', null, 'S5');
+      writeNameList(h5, 'layer_names', names, 'h5py3');
+      writeText(h5, 'backend', 'tensorflow');
+      writeText(h5, 'keras_version', '2.1.5');
       for (const layer of graph.layers) {
         const specs = layerWeightSpecs(layer, shapes.inputs.get(layer.name) ?? []);
         const group = h5.create_group(layer.name);
         const weightNames = specs.map((s) => `${layer.name}/${s.name}:0`);
-        group.create_attribute('weight_names', weightNames, [weightNames.length], fixedStrings(weightNames));
+        writeNameList(group, 'weight_names', weightNames, 'h5py3');
         if (specs.length === 0) continue;
         const inner = group.create_group(layer.name);
         for (const spec of specs) {

@@ -8,6 +8,7 @@ import { inferShapes, layerWeightSpecs, type Shape, type WeightSpec } from '../l
 import { parseKerasTopology } from '../topology.js';
 import { validateWeights } from '../validate-weights.js';
 import { hasKeras3Layers, keras3WeightedLayers, readKeras3Weights } from './keras3-h5.js';
+import { hasNameList, readNameList, readText } from './h5-attributes.js';
 
 /** How loadKerasH5Weights pairs the file's layers with the graph's. */
 export interface KerasH5Options {
@@ -52,30 +53,9 @@ async function isHdf5(file: string, size: number): Promise<boolean> {
   }
 }
 
-/** An HDF5 string-list attribute (Keras writes numpy bytes arrays) as strings. */
-function stringList(value: unknown): string[] {
-  const one = (v: unknown): string => (v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : String(v)).replace(/\0+$/, '');
-  if (value === null || value === undefined) return [];
-  if (Array.isArray(value)) return value.map(one);
-  return [one(value)];
-}
-
-/**
- * A string-list attribute; Keras splits lists too big for an HDF5 object header (64 KiB) into
- * `name0`, `name1`, ... (keras saving `save_attributes_to_hdf5_group`), which are joined here.
- */
-function attrStrings(obj: Group, name: string): string[] | undefined {
-  const attrs = obj.attrs;
-  if (attrs[name] !== undefined) return stringList(attrs[name].value);
-  if (attrs[`${name}0`] === undefined) return undefined;
-  const all: string[] = [];
-  for (let i = 0; attrs[`${name}${i}`] !== undefined; i++) all.push(...stringList(attrs[`${name}${i}`]!.value));
-  return all;
-}
-
 /** Keras 3's layout: a `layers` group, and none of Keras 2's `layer_names` (at the root or in model_weights). */
 function isKeras3Layout(h5: Group): boolean {
-  return attrStrings(h5, 'layer_names') === undefined && h5.get('model_weights') === null && hasKeras3Layers(h5);
+  return !hasNameList(h5, 'layer_names') && h5.get('model_weights') === null && hasKeras3Layers(h5);
 }
 
 function shortWeightName(kerasName: string): string {
@@ -165,11 +145,11 @@ export async function loadKerasH5Weights(file: string, graph: KerasGraph, opts: 
 export async function readKerasH5Topology(file: string): Promise<KerasGraph | undefined> {
   return withH5(file, (h5) => {
     if (isKeras3Layout(h5)) return undefined; // Keras 3 keeps the topology beside the weights (.keras)
-    const config = attrStrings(h5, 'model_config');
-    if (config === undefined || config.length === 0) return undefined;
+    const config = readText(file, h5, 'model_config');
+    if (config === undefined || config === '') return undefined;
     let json: unknown;
     try {
-      json = JSON.parse(config.join(''));
+      json = JSON.parse(config);
     } catch (err) {
       throw new GraftError(`${file}: the model_config attribute is not valid JSON (${(err as Error).message})`, { file });
     }
@@ -177,14 +157,17 @@ export async function readKerasH5Topology(file: string): Promise<KerasGraph | un
   });
 }
 
+/** The group holding `layer_names`: the root (save_weights), else `model_weights` (model.save). */
+function weightsRoot(h5: Group): Group {
+  if (hasNameList(h5, 'layer_names')) return h5;
+  const modelWeights = h5.get('model_weights');
+  return modelWeights instanceof h5wasmLoaded().Group ? modelWeights : h5;
+}
+
 /** The layers a Keras weights file lists with their weight names (layers without weights included). */
 function fileLayersOf(file: string, h5: Group): FileLayer[] {
-  let root: Group = h5;
-  if (attrStrings(root, 'layer_names') === undefined) {
-    const modelWeights = h5.get('model_weights');
-    if (modelWeights instanceof h5wasmLoaded().Group) root = modelWeights;
-  }
-  const layerNames = attrStrings(root, 'layer_names');
+  const root = weightsRoot(h5);
+  const layerNames = readNameList(file, root, 'layer_names');
   if (layerNames === undefined) {
     throw new GraftError(
       `${file}: an HDF5 file with neither a layer_names attribute (Keras 2) nor a layers group (Keras 3), so not a Keras weights file`,
@@ -194,7 +177,7 @@ function fileLayersOf(file: string, h5: Group): FileLayer[] {
   return layerNames.map((name) => {
     const group = root.get(name);
     if (!(group instanceof h5wasmLoaded().Group)) throw new GraftError(`${file}: layer ${name} is listed in layer_names but has no group`, { file });
-    return { name, weightNames: attrStrings(group, 'weight_names') ?? [], group };
+    return { name, weightNames: readNameList(file, group, 'weight_names') ?? [], group };
   });
 }
 
@@ -206,6 +189,20 @@ export async function readKerasH5Layers(file: string): Promise<{ name: string; w
   return withH5(file, (h5) =>
     isKeras3Layout(h5) ? keras3WeightedLayers(h5) : fileLayersOf(file, h5).map((l) => ({ name: l.name, weights: l.weightNames.map(shortWeightName) })),
   );
+}
+
+/**
+ * The Keras version and backend a Keras 2 .h5 was saved with (its `keras_version` and `backend`
+ * attributes, beside `layer_names` or at the root); either is undefined when the file has none
+ * (Keras 1 wrote neither; Keras 3 files keep them elsewhere).
+ */
+export async function readKerasH5Origin(file: string): Promise<{ kerasVersion?: string; backend?: string }> {
+  return withH5(file, (h5) => {
+    if (isKeras3Layout(h5)) return {};
+    const root = weightsRoot(h5);
+    const text = (name: string) => readText(file, root, name) ?? (root === h5 ? undefined : readText(file, h5, name));
+    return { kerasVersion: text('keras_version'), backend: text('backend') };
+  });
 }
 
 function readWeights(file: string, h5: Group, graph: KerasGraph, opts: KerasH5Options): WeightMap {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { ensureImagenetWeights } from '../../backbone/weights/imagenet.js';
 import { DEFAULT_WEIGHTS, planWeights, resolveWeights } from '../../backbone/weights/resolve.js';
+import { readKerasH5Origin } from '../../backbone/weights/keras-h5.js';
 
 const KIND = { tfjs: 'TF.js layers model', h5: 'Keras HDF5 weights', keras: 'Keras 3 .keras archive', download: 'download (not cached yet) to' } as const;
 
@@ -20,7 +21,12 @@ export function registerWeights(program: Command): void {
         const loaded = await resolveWeights(spec);
         let params = 0;
         for (const t of loaded.weights.values()) params += t.data.length;
-        console.log(`${loaded.source}: ${loaded.graph.layers.length} layers up to ${loaded.graph.outputs.join(', ')}, ${loaded.weights.size} weight arrays, ${params.toLocaleString('en-US')} parameters`);
+        let origin = '';
+        if (/\.(h5|hdf5)$/i.test(loaded.source)) {
+          const { kerasVersion, backend } = await readKerasH5Origin(loaded.source);
+          if (kerasVersion !== undefined) origin = `; saved by Keras ${kerasVersion}${backend ? ` (${backend})` : ''}`;
+        }
+        console.log(`${loaded.source}: ${loaded.graph.layers.length} layers up to ${loaded.graph.outputs.join(', ')}, ${loaded.weights.size} weight arrays, ${params.toLocaleString('en-US')} parameters${origin}`);
       }
     });
 }
