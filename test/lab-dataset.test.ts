@@ -2,6 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -40,6 +41,7 @@ async function labZip(prefix: string, extra: Record<string, Uint8Array> = {}): P
 before(async () => {
   delete process.env.GRAFT_LAB_DATA;
   delete process.env.GRAFT_LAB_DATA_URL;
+  delete process.env.GRAFT_LAB_DATA_MD5;
   work = await mkdtemp(join(tmpdir(), 'graft-labdata-'));
   zips.set('/lab.zip', await labZip('cats_and_dogs_filtered/', { 'cats_and_dogs_filtered/vectorize.py': new TextEncoder().encode('# lab\n') }));
   zips.set('/flat.zip', await labZip(''));
@@ -99,6 +101,26 @@ test('a zip whose root holds train/ directly works too; GRAFT_LAB_DATA_URL picks
   } finally {
     delete process.env.GRAFT_LAB_DATA_URL;
   }
+});
+
+test('with an md5 (option or GRAFT_LAB_DATA_MD5) the zip must match it, else it is deleted and nothing is unzipped', async () => {
+  const cache = join(work, 'cache-md5');
+  const good = createHash('md5').update(zips.get('/lab.zip')!).digest('hex');
+  process.env.GRAFT_LAB_DATA_MD5 = '0'.repeat(32);
+  try {
+    await assert.rejects(resolveLabDataset({ ...quiet, url: `${base}/lab.zip`, cacheDir: cache }), (err: unknown) => {
+      assert.ok(err instanceof GraftError);
+      assert.match(err.message, new RegExp(`lab\\.zip: downloaded file has md5 ${good}, expected 0{32}; it was deleted`));
+      return true;
+    });
+    assert.deepEqual(await readdir(cache), []);
+    process.env.GRAFT_LAB_DATA_MD5 = good;
+    assert.equal(await resolveLabDataset({ ...quiet, url: `${base}/lab.zip`, cacheDir: cache }), cachedLabDatasetDir(cache));
+  } finally {
+    delete process.env.GRAFT_LAB_DATA_MD5;
+  }
+  const other = join(work, 'cache-md5-option');
+  await assert.rejects(resolveLabDataset({ ...quiet, url: `${base}/lab.zip`, cacheDir: other, md5: '1'.repeat(32) }), /expected 1{32}/);
 });
 
 test('a zip entry leading outside the folder is refused, naming the entry', async () => {

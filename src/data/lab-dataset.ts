@@ -26,6 +26,11 @@ export interface LabDatasetOptions {
   shared?: string | false;
   /** Default: GRAFT_LAB_DATA_URL, else LAB_DATASET_URL. */
   url?: string;
+  /**
+   * md5 (hex) the downloaded zip must have. Default: GRAFT_LAB_DATA_MD5; without it the zip is
+   * only checked to unzip and hold train/ (Google publishes no checksum for it).
+   */
+  md5?: string;
   /** Default: cacheDir() (GRAFT_CACHE_DIR, XDG cache). */
   cacheDir?: string;
   fetch?: typeof globalThis.fetch;
@@ -81,7 +86,8 @@ export async function resolveLabDataset(opts: LabDatasetOptions = {}): Promise<s
   const url = opts.url ?? process.env.GRAFT_LAB_DATA_URL ?? LAB_DATASET_URL;
   const zip = join(cache, `${LAB_DATASET_NAME}.zip`);
   try {
-    await downloadFile(url, zip, { fetch: opts.fetch, progressBar: opts.progressBar, retries: opts.retries, retryDelayMs: opts.retryDelayMs });
+    const md5 = opts.md5 ?? process.env.GRAFT_LAB_DATA_MD5;
+    await downloadFile(url, zip, { md5: md5 || undefined, fetch: opts.fetch, progressBar: opts.progressBar, retries: opts.retries, retryDelayMs: opts.retryDelayMs });
   } catch (err) {
     if (!(err instanceof DownloadNetworkError)) throw err;
     throw new GraftError(

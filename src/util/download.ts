@@ -17,7 +17,10 @@ export interface DownloadOptions {
   /** Expected md5 (hex) of the whole file; a mismatch deletes the download and fails. */
   md5?: string;
   onProgress?: (p: DownloadProgress) => void;
-  /** Draw a progress bar on stderr; default: when stderr is a terminal. */
+  /**
+   * Draw a progress bar on stderr (true), or show nothing (false). Default: the bar when stderr is
+   * a terminal, else a line as the download starts and one when it is done (logs, CI).
+   */
   progressBar?: boolean;
   /** Attempts after the first on network errors and 5xx answers (default 4), resuming each time. */
   retries?: number;
@@ -132,12 +135,18 @@ async function downloadUnlocked(url: string, dest: string, opts: DownloadOptions
   const delay = opts.retryDelayMs ?? 1000;
   const idleTimeout = opts.idleTimeoutMs ?? 60_000;
   const showBar = opts.progressBar ?? process.stderr.isTTY === true;
+  const showLines = opts.progressBar === undefined && !showBar;
+  const mb = (n: number) => (n / 1e6).toFixed(1);
 
   let bar: cliProgress.SingleBar | undefined;
+  let announced = false;
   const progress = (p: DownloadProgress): void => {
     opts.onProgress?.(p);
+    if (showLines && !announced) {
+      announced = true;
+      process.stderr.write(`downloading ${url} (${p.total === undefined ? 'size unknown' : `${mb(p.total)} MB`}) to ${dest}\n`);
+    }
     if (!showBar) return;
-    const mb = (n: number) => (n / 1e6).toFixed(1);
     if (!bar) {
       bar = new cliProgress.SingleBar(
         { format: `${basename(dest)} [{bar}] {percentage}% {mb}/{totalMb} MB`, stream: process.stderr, hideCursor: true, clearOnComplete: false },
@@ -186,6 +195,7 @@ async function downloadUnlocked(url: string, dest: string, opts: DownloadOptions
   } catch (err) {
     throw describeFsError(err, dest, 'write');
   }
+  if (showLines) process.stderr.write(`downloaded ${basename(dest)} (${mb(await fileSize(dest))} MB${opts.md5 ? ', md5 checked' : ''})\n`);
   return dest;
 }
 

@@ -15,7 +15,7 @@ export interface ImagenetWeightsOptions extends Omit<DownloadOptions, 'md5'> {
   url?: string;
   /** Default: cacheDir() (GRAFT_CACHE_DIR, XDG cache). */
   cacheDir?: string;
-  /** Default: the md5 Keras publishes for the file; pass '' to skip the check (a custom mirror). */
+  /** Default: GRAFT_IMAGENET_MD5, else the md5 Keras publishes for the file; '' skips the check (a custom mirror). */
   md5?: string;
 }
 
@@ -36,7 +36,7 @@ export function hasCachedImagenetWeights(dir = cacheDir()): boolean {
 export async function ensureImagenetWeights(opts: ImagenetWeightsOptions = {}): Promise<string> {
   const url = opts.url ?? process.env.GRAFT_IMAGENET_URL ?? IMAGENET_WEIGHTS_URL;
   const dest = cachedImagenetWeightsPath(opts.cacheDir ?? cacheDir());
-  const md5 = opts.md5 ?? IMAGENET_WEIGHTS_MD5;
+  const md5 = opts.md5 ?? process.env.GRAFT_IMAGENET_MD5 ?? IMAGENET_WEIGHTS_MD5;
   try {
     return await downloadFile(url, dest, { ...opts, md5: md5 === '' ? undefined : md5 });
   } catch (err) {
