@@ -5,7 +5,8 @@
  *
  *   - a list of names: h5py 2.x stores numpy's fixed-length byte strings (`S<n>`, NULL-padded,
  *     ASCII); h5py 3.x variable-length ASCII strings (base.guess_dtype: a list of bytes ->
- *     string_dtype('ascii')). The published ImageNet files predate h5py 3 (fixed-length);
+ *     string_dtype('ascii')). Keras's published ImageNet files were made in 2017 (Keras 2.0),
+ *     before h5py 3.0 (2020), so by h5py 2: fixed-length;
  *   - an empty list (a layer without weights: InputLayer, Activation, pooling, Concatenate): numpy
  *     makes `np.asarray([])`, an EMPTY FLOAT64 array of shape (0,), in every h5py version;
  *   - a list too big for an object header (64512 bytes) is split by Keras into `name0`, `name1`...,
@@ -13,6 +14,7 @@
  *   - a bare bytes value (`backend`, `keras_version`, `model_config`): a variable-length ASCII
  *     string, scalar (h5py 2 and 3 alike), or fixed-length from other writers.
  *
+ * (Checked with h5dump on files that h5py 3.7 wrote through Keras's code: test/fixtures/keras2-h5py.)
  * Anything else is refused with the file, the group and the attribute named: a silently wrong
  * value (an empty float array read as one name "") is what this module exists to prevent.
  */
