@@ -14,7 +14,7 @@ import { AugmentPool } from './data/augment-pool.js';
 import { LAB_AUGMENTATION, NO_AUGMENTATION, type AugmentConfig } from './data/augment.js';
 import type { ClassMode } from './data/batches.js';
 import { INTERPOLATIONS, ORIENTATIONS, type Interpolation, type Orientation } from './data/decode.js';
-import { buildImageStore, type ImageStore } from './data/image-store.js';
+import { buildImageStore, DEFAULT_MEMORY_BUDGET, type ImageStore } from './data/image-store.js';
 import { classCounts, emptyValidationProblem, listValidationFolder, resolveDataset, type DatasetListing } from './data/listing.js';
 import { PREPROCESS_NAMES, preprocessParams, type PreprocessName } from './data/preprocess.js';
 import { computeMetrics, type EvaluationMetrics } from './evaluate/metrics.js';
@@ -26,8 +26,10 @@ import { buildClassifierGraph, headLayerNames } from './model/classifier-graph.j
 import { backbonePooling, denseShapes, headForClasses, headToWeightMap, initHead, outputLayerNote } from './model/head.js';
 import { LAB_HEAD, type HeadSpec } from './model/head-spec.js';
 import { weightsSourceName, type ClassifierInfo } from './model/classifier-info.js';
-import { cachedFeatures, faithfulSource, feedModeName, isFeedMode, MAX_VIEWS, viewsSource, type FeedContext, type FeedMode } from './train/feature-sources.js';
-import { fit, arrayBatchSource, type ArrayData, type BatchSource, type EpochLogs, type TrainEnd } from './train/fit.js';
+import { cachedRows, faithfulSource, feedModeName, isFeedMode, MAX_VIEWS, viewsSource, type FeatureStorage, type FeedContext, type FeedMode } from './train/feature-sources.js';
+import { featureFingerprint } from './train/feature-fingerprint.js';
+import type { FeatureRows } from './train/feature-store.js';
+import { fit, evaluateRows, rowsBatchSource, type BatchSource, type EpochLogs, type RowsData, type TrainEnd } from './train/fit.js';
 import { resolveEarlyStopping, type EarlyStoppingConfig } from './train/early-stopping.js';
 import { HeadTrainer } from './train/head-trainer.js';
 import { Progbar } from './train/progbar.js';
@@ -100,6 +102,14 @@ export interface TrainOptions {
    * as browsers show them). Saved with the model, so prediction does the same.
    */
   orientation?: Orientation;
+  /**
+   * Bytes of decoded images, and of features, held in memory per set (default
+   * DEFAULT_MEMORY_BUDGET, 1 GiB): images over it are decoded again when needed, features over it
+   * (cached, views, validation) go to a feature store file in `out`/features/, read back batch by
+   * batch in the same order (the same results), and reused by a resume or a later run on the same
+   * images and settings.
+   */
+  memoryBudget?: number;
   /** Seeds the head's initial weights, shuffling, augmentation and dropout (default 0). */
   seed?: number;
   /** Continue the unfinished (or finished, with more epochs) run in `out` from its checkpoint. */
@@ -140,6 +150,9 @@ export const LAB_RECIPE = {
   preprocess: 'rescale' as PreprocessName,
   interpolation: 'nearest' as Interpolation,
 } satisfies Partial<TrainOptions>;
+
+/** The folder of a run's feature store files (features over the memory budget). */
+export const FEATURES_FOLDER = 'features';
 
 /** The lab's fit() arguments for its dataset: 100 batches of 20 training, 50 of 20 validation images. */
 export const LAB_STEPS = { stepsPerEpoch: 100, validationSteps: 50 } as const;
@@ -198,12 +211,11 @@ function tooManySteps(steps: number, batches: number, images: string, batchSize:
   return new GraftError(`${steps} steps per epoch is more than the ${batches} batches of ${batchSize} that ${images} make: pass ${setting('stepsPerEpoch', batches)} or fewer`);
 }
 
-/** The first `steps` batches' worth of samples, or all of them. */
-function limitSamples(data: ArrayData, samples: number): ArrayData {
+/** The first `samples` samples, or all of them. */
+function limitSamples(data: RowsData, samples: number): RowsData {
   if (samples >= data.count) return data;
-  const fsize = data.features.length / data.count;
   const lsize = data.labels.length / data.count;
-  return { features: data.features.subarray(0, samples * fsize), labels: data.labels.subarray(0, samples * lsize), count: samples };
+  return { rows: data.rows, labels: data.labels.subarray(0, samples * lsize), count: samples };
 }
 
 /**
@@ -244,6 +256,7 @@ function checkTrainOptions(opts: TrainOptions): void {
   whole('stepsPerEpoch', 1);
   whole('validationSteps', 1);
   whole('seed');
+  whole('memoryBudget', 0);
   const split = opts.validationSplit;
   if (split !== undefined && !(typeof split === 'number' && split > 0 && split < 1)) throw bad('validationSplit must be a fraction between 0 and 1', split);
   const size = opts.inputSize;
@@ -400,6 +413,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   let backbone: Backbone | undefined;
   let pool: AugmentPool | undefined;
   let trainer: HeadTrainer | undefined;
+  /** Feature rows to close at the end (store files stay open while training reads them). */
+  const opened: FeatureRows[] = [];
   try {
     // The backbone first: a weights problem shows before minutes of decoding.
     // A head that starts by pooling has the backbone pool: features are 768 floats an image, not 7x7x768.
@@ -408,7 +423,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     const pooledNote = backbone.pooling ? `, pooled in the backbone to (None, ${backbone.featureShape.join(', ')})` : '';
     say(`Backbone: ${backbone.source}, cut at ${backbone.graph.outputs[0]} -> (None, ${backbone.outputShape.join(', ')})${pooledNote}`);
     checkHeadFits(head, backbone.outputShape, opts.optimizer ?? LAB_RECIPE.optimizer);
-    const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, orientation, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
+    const memoryBudgetBytes = opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
+    const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, orientation, memoryBudgetBytes, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
     const trainStore = await withProgress('Decoding ', 'decoding the training images', (onProgress) => buildImageStore(train, { ...storeOptions, onProgress }));
     const valStore = await withProgress('Decoding ', 'decoding the validation images', (onProgress) => buildImageStore(validation, { ...storeOptions, onProgress }));
     for (const [name, store] of [['training', trainStore], ['validation', valStore]] as const) {
@@ -447,6 +463,12 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     pool = AugmentPool.create({ threads: Math.max(1, Math.min(2, availableParallelism())) });
     const pre = preprocessParams(preprocess);
     const context = (store: ImageStore): FeedContext => ({ store, extractor: backbone!.extractor, pool: pool!, augmentation, pre, classMode, seed });
+    const storage: FeatureStorage = {
+      budgetBytes: memoryBudgetBytes,
+      dir: join(out, FEATURES_FOLDER),
+      fingerprint: featureFingerprint(backbone, { inputSize, interpolation, orientation, preprocess }, (store) => (store === trainStore ? train.root : validation.root)),
+      onNote: say,
+    };
 
     // Features and the trainer live inside this call only, so their memory is free before the export.
     const trainHead = async (featureShape: number[]) => {
@@ -469,7 +491,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       }
 
       const t0 = performance.now();
-      const valData = await withProgress('Features ', 'computing validation features', (p) => cachedFeatures(context(valStore), p));
+      const valData = await withProgress('Features ', 'computing validation features', (p) => cachedRows(context(valStore), 'validation', storage, p));
+      opened.push(valData.rows);
       say(`Validation features of ${valData.count} images computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
       const valUsed = limitSamples(valData, valImagesUsed);
 
@@ -478,12 +501,15 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
         source = faithfulSource(context(trainStore), batchSize);
       } else if (mode.kind === 'cached') {
         const t1 = performance.now();
-        const cached = await withProgress('Features ', 'computing training features', (p) => cachedFeatures(context(trainStore), p));
+        const cached = await withProgress('Features ', 'computing training features', (p) => cachedRows(context(trainStore), 'training', storage, p));
+        opened.push(cached.rows);
         say(`Training features of ${cached.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
-        source = arrayBatchSource(cached, batchSize, { shuffle: true, seed });
+        source = rowsBatchSource(cached, batchSize, { shuffle: true, seed });
       } else {
         const t1 = performance.now();
-        source = await withProgress('Views ', 'computing augmented views', (p) => viewsSource(context(trainStore), batchSize, mode.views, p));
+        const views = await withProgress('Views ', 'computing augmented views', (p) => viewsSource(context(trainStore), batchSize, mode.views, p, storage));
+        opened.push(views.rows);
+        source = views;
         say(`${mode.views} augmented views of ${trainStore.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
       }
       source = limitSteps(source, opts.stepsPerEpoch);
@@ -519,7 +545,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       });
       await plotHistory(history, out);
 
-      const evaluation = await trainer.evaluate(valData.features, valData.labels, valData.count);
+      const evaluation = await evaluateRows(trainer, valData);
       const trueLabels = Array.from(valStore.labels);
       const metrics = computeMetrics(evaluation.probabilities, trueLabels, classes.length);
       await writeEvaluation(out, metrics, { classes, files: [...valStore.paths] });
@@ -552,6 +578,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     say(`Saved the classifier to ${modelDir} (TF.js) and ${onnxFile} (ONNX); plots and metrics in ${out}`);
     return { history, metrics, classes, out, modelDir, onnxFile, end };
   } finally {
+    for (const rows of opened) await rows.close();
     await trainer?.dispose();
     await pool?.close();
     await backbone?.dispose();

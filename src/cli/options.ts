@@ -29,6 +29,16 @@ export function fractionOption(name: string) {
   };
 }
 
+/** A size in bytes: `1G`, `512M`, `64k`, `2.5GiB` or a plain number of bytes (binary units). */
+export function bytesOption(name: string) {
+  return (v: string): number => {
+    const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(v.trim());
+    if (!m) throw new GraftError(`--${name} must be a size such as 1G, 512M or 300000000 (bytes), found '${v}'`);
+    const power = ' kmgt'.indexOf((m[2] || ' ').toLowerCase());
+    return Math.floor(Number(m[1]) * 1024 ** power);
+  };
+}
+
 /** `150` or `150x150` (height x width). */
 export function sizeOption(v: string): [number, number] {
   const m = /^(\d+)(?:x(\d+))?$/i.exec(v.trim());

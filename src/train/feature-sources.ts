@@ -11,9 +11,10 @@ import { IDENTITY_TRANSFORM, randomTransform, type AugmentConfig, type PixelAffi
 import { BatchOrder, encodeLabels, labelWidth, type ClassMode } from '../data/batches.js';
 import type { ImageStore } from '../data/image-store.js';
 import { GraftError } from '../util/errors.js';
-import { FLOAT16_TO_FLOAT32, float16Bits } from '../util/float16.js';
+import { join } from 'node:path';
+import { featureBytes, formatBytes, MemoryFeatureRows, obtainFeatureStore, type FeatureDtype, type FeatureRows } from './feature-store.js';
 import { Random } from '../util/random.js';
-import type { ArrayData, Batch, BatchSource } from './fit.js';
+import type { ArrayData, Batch, BatchSource, RowsData } from './fit.js';
 import { deriveSeed } from './seeds.js';
 import { setting } from '../util/option-names.js';
 
@@ -105,12 +106,18 @@ function featureLength(ctx: FeedContext): number {
 }
 
 /**
- * Features of every image of the store, in store order: un-augmented, or augmented with
- * transforms drawn from `augmentSeed`. `into` receives each chunk (e.g. to store it as float16).
+ * Features of every image of the store (from image `from` on), in store order: un-augmented, or
+ * augmented with transforms drawn from `augmentSeed`. `into` receives each chunk (e.g. to store
+ * it as float16, or write it to a feature store); it may start before `from` (at a chunk's start).
  */
 export async function computeFeatures(
   ctx: FeedContext,
-  opts: { augmentSeed?: number; onProgress?: (done: number, total: number) => void; into: (first: number, features: Float32Array, n: number) => void },
+  opts: {
+    augmentSeed?: number;
+    from?: number;
+    onProgress?: (done: number, total: number) => void;
+    into: (first: number, features: Float32Array, n: number) => void | Promise<void>;
+  },
 ): Promise<void> {
   const { store } = ctx;
   const [h, w] = store.size;
@@ -118,6 +125,9 @@ export async function computeFeatures(
   const inputs = [sharedFloat32(inputLength(ctx, CHUNK)), sharedFloat32(inputLength(ctx, CHUNK))];
   const rng = opts.augmentSeed === undefined ? null : new Random(opts.augmentSeed);
   const chunks = Math.ceil(store.count / CHUNK);
+  const firstChunk = Math.min(chunks, Math.floor((opts.from ?? 0) / CHUNK));
+  // Chunks skipped still draw their transforms: the later ones are those of a whole pass.
+  for (let c = 0; rng && c < firstChunk; c++) drawTransforms(ctx.augmentation, rng, Math.min(CHUNK, store.count - c * CHUNK), h, w);
   const start = (c: number) => {
     const first = c * CHUNK;
     const n = Math.min(CHUNK, store.count - first);
@@ -126,14 +136,19 @@ export async function computeFeatures(
     return preparer.prepare(indices, params, inputs[c % 2]!).then(() => ({ first, n }));
   };
   // Prepare chunk c+1 on the worker threads while the backbone runs on chunk c.
-  let next = chunks > 0 ? start(0) : undefined;
-  for (let c = 0; c < chunks; c++) {
-    const { first, n } = await next!;
-    next = c + 1 < chunks ? start(c + 1) : undefined;
-    next?.catch(() => undefined);
-    const features = await ctx.extractor.extract(inputs[c % 2]!.subarray(0, inputLength(ctx, n)), n);
-    opts.into(first, features, n);
-    opts.onProgress?.(first + n, store.count);
+  let next = firstChunk < chunks ? start(firstChunk) : undefined;
+  try {
+    for (let c = firstChunk; c < chunks; c++) {
+      const { first, n } = await next!;
+      next = c + 1 < chunks ? start(c + 1) : undefined;
+      next?.catch(() => undefined);
+      const features = await ctx.extractor.extract(inputs[c % 2]!.subarray(0, inputLength(ctx, n)), n);
+      await opts.into(first, features, n);
+      opts.onProgress?.(first + n, store.count);
+    }
+  } finally {
+    // Stopped early (interrupt, full disk): let in-flight work finish before the buffers go.
+    await next?.catch(() => undefined);
   }
 }
 
@@ -143,16 +158,64 @@ export function storeLabels(store: ImageStore, classMode: ClassMode): Float32Arr
   return encodeLabels(store.labels, all, classMode, store.classes.length, new Float32Array(store.count * labelWidth(classMode, store.classes.length)));
 }
 
-/** The store's un-augmented features, held in memory (validation, and the `cached` feed). */
+/** The store's un-augmented features, held in memory (see cachedRows for features that may not fit). */
 export async function cachedFeatures(ctx: FeedContext, onProgress?: (done: number, total: number) => void): Promise<ArrayData> {
   const d = featureLength(ctx);
-  const bytes = ctx.store.count * d * 4;
-  if (bytes > 2 ** 31) {
-    throw new GraftError(`caching features of ${ctx.store.count} images needs ${(bytes / 2 ** 30).toFixed(1)} GiB: use ${setting('mode', 'faithful', "{ kind: 'faithful' }")}, a smaller cut or a pooling head`);
-  }
   const features = new Float32Array(ctx.store.count * d);
   await computeFeatures(ctx, { onProgress, into: (first, f, n) => features.set(f.subarray(0, n * d), first * d) });
   return { features, labels: storeLabels(ctx.store, ctx.classMode), count: ctx.store.count };
+}
+
+/**
+ * Where features over the memory budget go, and what makes them these features (the feeds add
+ * their own part): a store file is reused only for the same fingerprint.
+ */
+export interface FeatureStorage {
+  /** Bytes of one feature set held in memory; above it, the set goes to a store file (DEFAULT_MEMORY_BUDGET). */
+  budgetBytes: number;
+  /** The folder of the store files (a run's features/). */
+  dir: string;
+  /** Images, weights, cut, input size, resize, preprocessing, orientation, pooling of `store` (computed only when a file is written or read). */
+  fingerprint: (store: ImageStore) => Promise<Record<string, unknown>>;
+  onNote?: (line: string) => void;
+}
+
+/**
+ * `rows` rows of features for `store`, computed by `compute` (from row `from` on, in order): held
+ * in memory when they fit in the budget, else in the store file `name` in storage.dir, reused when
+ * a finished one of the same fingerprint is there.
+ */
+async function featureRows(
+  ctx: FeedContext,
+  storage: FeatureStorage | undefined,
+  spec: { name: string; rows: number; dtype: FeatureDtype; feed: Record<string, unknown> },
+  compute: (from: number, write: (first: number, values: Float32Array, n: number) => void | Promise<void>) => Promise<void>,
+): Promise<FeatureRows> {
+  const d = featureLength(ctx);
+  const rowShape = ctx.extractor.outputShape;
+  const bytes = featureBytes({ rows: spec.rows, rowShape, dtype: spec.dtype });
+  if (!storage || bytes <= storage.budgetBytes) {
+    const memory = new MemoryFeatureRows(d, spec.rows, spec.dtype);
+    await compute(0, (first, values, n) => memory.write(first, values, n));
+    return memory;
+  }
+  const file = join(storage.dir, `${spec.name}.features`);
+  const fingerprint = { ...(await storage.fingerprint(ctx.store)), ...spec.feed };
+  storage.onNote?.(`The ${spec.name} features (${formatBytes(bytes)}) are over the memory budget (${formatBytes(storage.budgetBytes)}): they are kept on disk in ${file}`);
+  const { store, reused } = await obtainFeatureStore(file, { fingerprint, rows: spec.rows, rowShape, dtype: spec.dtype }, compute, { onNote: storage.onNote });
+  if (reused) storage.onNote?.(`Reusing the ${spec.name} features of ${spec.rows} rows in ${file} (same images and settings)`);
+  return store;
+}
+
+/**
+ * The store's un-augmented features as rows (validation, and the `cached` feed): in memory when
+ * they fit storage's budget, else in a store file (see featureRows). Without storage, in memory.
+ */
+export async function cachedRows(ctx: FeedContext, name: string, storage?: FeatureStorage, onProgress?: (done: number, total: number) => void): Promise<RowsData> {
+  const rows = await featureRows(ctx, storage, { name, rows: ctx.store.count, dtype: 'float32', feed: { feed: 'cached' } }, (from, write) =>
+    computeFeatures(ctx, { from, onProgress, into: write }),
+  );
+  return { rows, labels: storeLabels(ctx.store, ctx.classMode), count: ctx.store.count };
 }
 
 /** Batch order and labels shared by the feeds: Keras's flow_from_directory shuffle, per epoch. */
@@ -221,36 +284,34 @@ export function faithfulSource(ctx: FeedContext, batchSize: number): BatchSource
 
 /**
  * K augmented views of every image, computed once through the backbone and kept as float16 (half the memory;
- * features need no more precision);
- * each epoch every image contributes one of its views, drawn from (seed, epoch).
+ * features need no more precision), in memory or, over storage's budget, in a store file (row
+ * v * count + i: view v of image i); each epoch every image contributes one of its views, drawn from (seed, epoch).
  */
 export async function viewsSource(
   ctx: FeedContext,
   batchSize: number,
   views: number,
   onProgress?: (done: number, total: number) => void,
-): Promise<BatchSource> {
+  storage?: FeatureStorage,
+): Promise<BatchSource & { rows: FeatureRows }> {
   const d = featureLength(ctx);
   const count = ctx.store.count;
-  const bytes = views * count * d * 2;
-  if (bytes > 3 * 2 ** 30) {
-    throw new GraftError(`views=${views} of ${count} images needs ${(bytes / 2 ** 30).toFixed(1)} GiB of features: use fewer views or ${setting('mode', 'faithful', "{ kind: 'faithful' }")}`);
-  }
-  const cache = Array.from({ length: views }, () => new Uint16Array(count * d));
-  for (let v = 0; v < views; v++) {
-    const target = cache[v]!;
-    await computeFeatures(ctx, {
-      augmentSeed: deriveSeed(ctx.seed, v, STREAM_VIEW_AUGMENT),
-      onProgress: onProgress && ((done) => onProgress(v * count + done, views * count)),
-      into: (first, f, n) => {
-        const base = first * d;
-        for (let i = 0; i < n * d; i++) target[base + i] = float16Bits(f[i]!);
-      },
-    });
-  }
+  const feed = { feed: `views=${views}`, augmentation: ctx.augmentation, seed: ctx.seed };
+  const rows = await featureRows(ctx, storage, { name: 'training', rows: views * count, dtype: 'float16', feed }, async (from, write) => {
+    for (let v = Math.floor(from / count); v < views; v++) {
+      await computeFeatures(ctx, {
+        augmentSeed: deriveSeed(ctx.seed, v, STREAM_VIEW_AUGMENT),
+        from: Math.max(0, from - v * count),
+        onProgress: onProgress && ((done) => onProgress(v * count + done, views * count)),
+        into: (first, f, n) => write(v * count + first, f, n),
+      });
+    }
+  });
   const { order, encode } = orderAndLabels(ctx, batchSize);
   const features = new Float32Array(batchSize * d);
+  const picked = new Uint32Array(batchSize);
   return {
+    rows,
     stepsPerEpoch: order.steps,
     async *batches(epoch: number): AsyncGenerator<Batch> {
       const choice = new Random(deriveSeed(ctx.seed, epoch, STREAM_VIEW_CHOICE));
@@ -258,13 +319,8 @@ export async function viewsSource(
       for (let i = 0; i < count; i++) picks[i] = choice.int(views);
       for (let step = 0; step < order.steps; step++) {
         const indices = order.batch(epoch, step);
-        for (let k = 0; k < indices.length; k++) {
-          const i = indices[k]!;
-          const src = cache[picks[i]!]!;
-          const from = i * d;
-          const to = k * d;
-          for (let j = 0; j < d; j++) features[to + j] = FLOAT16_TO_FLOAT32[src[from + j]!]!;
-        }
+        for (let k = 0; k < indices.length; k++) picked[k] = picks[indices[k]!]! * count + indices[k]!;
+        await rows.read(picked.subarray(0, indices.length), features);
         yield { features, labels: encode(indices), size: indices.length };
       }
     },

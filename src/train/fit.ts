@@ -8,6 +8,7 @@ import type { HeadParams } from '../model/head.js';
 import { Progbar } from './progbar.js';
 import { deriveSeed, STREAM_SHUFFLE } from './seeds.js';
 import { setting } from '../util/option-names.js';
+import type { FeatureRows } from './feature-store.js';
 
 /** One batch of cached features [size, ...featureShape] and labels [size] or one-hot [size, k]. */
 export interface Batch {
@@ -25,6 +26,13 @@ export interface BatchSource {
 /** Samples held in memory: features [count, ...] and labels [count] or [count, k]. */
 export interface ArrayData {
   features: Float32Array;
+  labels: Float32Array;
+  count: number;
+}
+
+/** Samples whose features are rows (in memory or in a feature store file), with their labels [count] or [count, k]. */
+export interface RowsData {
+  rows: FeatureRows;
   labels: Float32Array;
   count: number;
 }
@@ -108,6 +116,51 @@ export function arrayBatchSource(data: ArrayData, batchSize: number, options: { 
   };
 }
 
+/**
+ * Rows of features as a BatchSource, in the same order as arrayBatchSource over the same samples
+ * (so features read from a store file train exactly as the same features held in one array).
+ */
+export function rowsBatchSource(data: RowsData, batchSize: number, options: { shuffle?: boolean; seed?: number } = {}): BatchSource {
+  const { count } = data;
+  if (count < 1) throw new GraftError('no training samples');
+  const fsize = data.rows.rowFloats, lsize = data.labels.length / count;
+  const steps = Math.ceil(count / batchSize);
+  return {
+    stepsPerEpoch: steps,
+    async *batches(epoch: number) {
+      const order = options.shuffle === false ? null : new Random(deriveSeed(options.seed ?? 0, epoch, STREAM_SHUFFLE)).permutation(count);
+      const features = new Float32Array(batchSize * fsize), labels = new Float32Array(batchSize * lsize);
+      const picked = new Uint32Array(batchSize);
+      for (let s = 0; s < steps; s++) {
+        const size = Math.min(batchSize, count - s * batchSize);
+        for (let j = 0; j < size; j++) {
+          const i = order ? order[s * batchSize + j]! : s * batchSize + j;
+          picked[j] = i;
+          labels.set(data.labels.subarray(i * lsize, (i + 1) * lsize), j * lsize);
+        }
+        await data.rows.read(picked.subarray(0, size), features);
+        yield { features, labels, size };
+      }
+    },
+  };
+}
+
+/**
+ * Loss, accuracy and probabilities of `data` in inference mode, read in chunks of the trainer's
+ * batch limit: the same numbers as trainer.evaluate over all the features in one array.
+ */
+export async function evaluateRows(trainer: HeadTrainer, data: RowsData): Promise<{ loss: number; accuracy: number; probabilities: Float32Array }> {
+  const chunk = trainer.batchLimit, k = trainer.outputUnits;
+  const features = new Float32Array(chunk * data.rows.rowFloats);
+  const probabilities = new Float32Array(data.count * k);
+  for (let b0 = 0; b0 < data.count; b0 += chunk) {
+    const m = Math.min(chunk, data.count - b0);
+    await data.rows.readRange(b0, m, features);
+    probabilities.set((await trainer.predict(features, m)).subarray(0, m * k), b0 * k);
+  }
+  return { ...trainer.score(probabilities, data.labels, data.count), probabilities };
+}
+
 /** The fingerprint fit stores in checkpoints: resuming with another head, optimiser or seed is refused. */
 export function trainerFingerprint(trainer: HeadTrainer): string {
   return configFingerprint(trainer.describe());
@@ -130,7 +183,7 @@ async function evaluateSource(trainer: HeadTrainer, source: BatchSource, epoch: 
  * size-weighted means over the epoch's batches, as Keras's progress bar reports), then validation,
  * a checkpoint and the callbacks. Returns the History of all epochs (including resumed ones).
  */
-export async function fit(trainer: HeadTrainer, train: BatchSource, validation: ArrayData | BatchSource, opts: FitOptions): Promise<History> {
+export async function fit(trainer: HeadTrainer, train: BatchSource, validation: ArrayData | BatchSource | RowsData, opts: FitOptions): Promise<History> {
   const verbose = opts.verbose ?? 1;
   const log = opts.log ?? ((line: string) => process.stdout.write(line + '\n'));
   const fingerprint = trainerFingerprint(trainer);
@@ -189,7 +242,9 @@ export async function fit(trainer: HeadTrainer, train: BatchSource, validation: 
     if (seen === 0) throw new GraftError(`epoch ${epoch + 1} had no training batches`);
     const val = 'stepsPerEpoch' in validation
       ? await evaluateSource(trainer, validation, epoch, opts.validationSteps ?? validation.stepsPerEpoch)
-      : await trainer.evaluate(validation.features, validation.labels, validation.count);
+      : 'rows' in validation
+        ? await evaluateRows(trainer, validation)
+        : await trainer.evaluate(validation.features, validation.labels, validation.count);
     history.loss.push(loss / seen);
     history.accuracy.push(acc / seen);
     history.val_loss.push(val.loss);

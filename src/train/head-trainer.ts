@@ -238,11 +238,21 @@ export class HeadTrainer {
   /** Loss, accuracy and probabilities in inference mode (no dropout), in chunks of maxBatch. */
   async evaluate(features: Float32Array, labels: Float32Array, n: number): Promise<StepResult & { probabilities: Float32Array }> {
     const probabilities = await this.predict(features, n);
+    return { ...this.score(probabilities, labels, n), probabilities };
+  }
+
+  /** Loss and accuracy of output probabilities [n, outputUnits] against `labels`. */
+  score(probabilities: Float32Array, labels: Float32Array, n: number): StepResult {
     const k = this.outputUnits;
     if (labels.length < n * k) throw new GraftError(`labels hold ${labels.length} values, expected ${n * k}`);
     const loss = k === 1 ? binaryCrossentropy(probabilities, labels, n) : categoricalCrossentropy(probabilities, labels, n, k);
     const accuracy = k === 1 ? binaryAccuracy(probabilities, labels, n) : categoricalAccuracy(probabilities, labels, n, k);
-    return { loss, accuracy, probabilities };
+    return { loss, accuracy };
+  }
+
+  /** Largest batch trainStep takes; predict and evaluate work through bigger inputs in chunks of it. */
+  get batchLimit(): number {
+    return this.maxBatch;
   }
 
   /** Output probabilities [n, outputUnits] in inference mode. */

@@ -19,6 +19,7 @@ const FLAGS = {
   onBadImage: '--on-bad-image',
   followSymlinks: '--follow-symlinks',
   orientation: '--orientation',
+  memoryBudget: '--memory-budget',
 } as const;
 
 export type OptionName = keyof typeof FLAGS;

@@ -6,7 +6,7 @@ import { NO_AUGMENTATION } from '../../data/augment.js';
 import { PREPROCESS_NAMES, type PreprocessName } from '../../data/preprocess.js';
 import { INTERPOLATIONS, ORIENTATIONS, type Interpolation, type Orientation } from '../../data/decode.js';
 import { resolveLabDataset } from '../../data/lab-dataset.js';
-import { choiceOption, floatOption, fractionOption, interruptSignal, intOption, sizeOption } from '../options.js';
+import { bytesOption, choiceOption, floatOption, fractionOption, interruptSignal, intOption, sizeOption } from '../options.js';
 import { GraftError } from '../../util/errors.js';
 import { MONITORS, type Monitor } from '../../train/early-stopping.js';
 
@@ -38,6 +38,7 @@ interface TrainFlags {
   interpolation: Interpolation;
   orientation: Orientation;
   seed: number;
+  memoryBudget?: number;
   resume?: boolean;
   overwrite?: boolean;
   onBadImage: 'skip' | 'error';
@@ -73,6 +74,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--interpolation <name>', 'resize filter (nearest like Keras load_img)', choiceOption('interpolation', INTERPOLATIONS), LAB_RECIPE.interpolation)
     .option('--orientation <how>', "EXIF orientation: 'ignore' (pixels as stored, like Keras) or 'exif' (photos turned upright, as browsers show them; saved with the model for predict)", choiceOption('orientation', ORIENTATIONS), 'ignore')
     .option('--seed <n>', 'random seed', intOption('seed', 0), 0)
+    .option('--memory-budget <size>', 'memory for decoded images and for features, per set (e.g. 512M, 4G; default 1G): more go to disk (features to --out/features/, reused by --resume and later runs on the same images)', bytesOption('memory-budget'))
     .option('--resume', 'continue from the checkpoint in --out')
     .option('--overwrite', 'start afresh even if --out holds an earlier run (finished or not); its outputs are removed as training starts')
     .option('--on-bad-image <what>', 'skip (warn and leave out) or error', choiceOption('on-bad-image', ['skip', 'error'] as const), 'skip')
@@ -125,6 +127,7 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
     interpolation: flags.interpolation,
     orientation: flags.orientation,
     seed: flags.seed,
+    memoryBudget: flags.memoryBudget,
     resume: flags.resume,
     overwrite: flags.overwrite,
     onBadImage: flags.onBadImage,

@@ -1,0 +1,89 @@
+/**
+ * Features over the memory budget go to a store file in the run folder and train exactly as when
+ * they fit; a resume reuses the store; a damaged or stale one is named and rebuilt.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { trainClassifier, type TrainOptions } from '../src/learner.js';
+import { parseHeadSpec } from '../src/model/head-spec-parse.js';
+import { sharedInceptionWeightsDir, sharedLabDataDir } from '../src/util/paths.js';
+
+const root = await mkdtemp(join(tmpdir(), 'graft-spill-'));
+test.after(() => rm(root, { recursive: true, force: true }));
+for (const split of ['train', 'validation'] as const) {
+  for (const cls of ['cats', 'dogs']) {
+    const from = join(sharedLabDataDir(), split, cls);
+    await mkdir(join(root, 'data', split, cls), { recursive: true });
+    for (const f of (await readdir(from)).sort().slice(0, split === 'train' ? 6 : 3)) await copyFile(join(from, f), join(root, 'data', split, cls, f));
+  }
+}
+
+function options(out: string, extra: Partial<TrainOptions> = {}): TrainOptions & { lines: string[] } {
+  const lines: string[] = [];
+  return {
+    data: join(root, 'data'),
+    out: join(root, out),
+    weights: sharedInceptionWeightsDir('fp32'),
+    inputSize: [100, 100],
+    head: parseHeadSpec('gap,dense:8:relu,dropout:0.2'),
+    mode: { kind: 'cached' },
+    batchSize: 4,
+    epochs: 2,
+    seed: 3,
+    optimizer: { kind: 'adam', learningRate: 1e-3 },
+    verbose: 2,
+    lines,
+    log: (l) => lines.push(l),
+    ...extra,
+  };
+}
+
+test('cached features over the budget are read from disk with the same history; a resume reuses them; damage and other settings are rebuilt', async () => {
+  const fits = options('fits');
+  const inMemory = await trainClassifier(fits);
+  assert.ok(fits.lines.some((l) => /pooled in the backbone to \(None, 768\)/.test(l)), fits.lines.join('\n'));
+  assert.equal(fits.lines.some((l) => /memory budget/.test(l)), false);
+  await assert.rejects(stat(join(root, 'fits', 'features')), 'features that fit stay in memory');
+
+  const spilled = options('spilled', { memoryBudget: 1000 });
+  const onDisk = await trainClassifier(spilled);
+  assert.deepEqual(onDisk.history, inMemory.history);
+  assert.deepEqual(onDisk.metrics, inMemory.metrics);
+  assert.ok(spilled.lines.some((l) => /The training features \(36 KiB\) are over the memory budget \(1 KiB\): they are kept on disk in .*spilled\/features\/training\.features/.test(l)), spilled.lines.join('\n'));
+  assert.deepEqual((await readdir(join(root, 'spilled', 'features'))).sort(), ['training.features', 'validation.features']);
+
+  // Killed after epoch 1 (here: stopped), resumed: the stores are reused, not computed again.
+  await trainClassifier(options('resumed', { memoryBudget: 1000, epochs: 1 }));
+  const resume = options('resumed', { memoryBudget: 1000, resume: true });
+  const resumed = await trainClassifier(resume);
+  assert.deepEqual(resumed.history, inMemory.history);
+  assert.ok(resume.lines.some((l) => /Reusing the training features of 12 rows in .*resumed\/features\/training\.features/.test(l)), resume.lines.join('\n'));
+  assert.ok(resume.lines.some((l) => /Reusing the validation features/.test(l)));
+
+  // A flipped byte in the training store: detected by its checksum, named, rebuilt; same history.
+  const file = join(root, 'resumed', 'features', 'training.features');
+  const bytes = await readFile(file);
+  bytes[bytes.length - 500]! ^= 0x10;
+  await writeFile(file, bytes);
+  const damaged = options('resumed', { memoryBudget: 1000, overwrite: true });
+  assert.deepEqual((await trainClassifier(damaged)).history, inMemory.history);
+  assert.ok(damaged.lines.some((l) => /training\.features cannot be used: it is damaged: rows 0 to 11 fail their checksum; computing it again/.test(l)), damaged.lines.join('\n'));
+  assert.ok(damaged.lines.some((l) => /Reusing the validation features/.test(l)), 'the intact validation store is still reused');
+
+  // Other settings (preprocessing): stale, named, rebuilt.
+  const stale = options('resumed', { memoryBudget: 1000, overwrite: true, preprocess: 'inception', epochs: 1 });
+  await trainClassifier(stale);
+  assert.ok(stale.lines.some((l) => /training\.features cannot be used: it holds features of other settings \(preprocess rescale, now inception\); computing it again/.test(l)), stale.lines.join('\n'));
+});
+
+test('augmented views over the budget (float16 on disk) train as in memory', async () => {
+  const mode = { kind: 'views', views: 2 } as const;
+  const inMemory = await trainClassifier(options('views-fit', { mode, epochs: 1 }));
+  const spilled = options('views-spilled', { mode, epochs: 1, memoryBudget: 1000 });
+  const onDisk = await trainClassifier(spilled);
+  assert.deepEqual(onDisk.history, inMemory.history);
+  assert.ok(spilled.lines.some((l) => /The training features \(36 KiB\) are over the memory budget/.test(l)), spilled.lines.join('\n'));
+});
