@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { trainClassifier, type TrainOptions } from '../src/learner.js';
@@ -77,6 +77,16 @@ test('cached features over the budget are read from disk with the same history; 
   const stale = options('resumed', { memoryBudget: 1000, overwrite: true, preprocess: 'inception', epochs: 1 });
   await trainClassifier(stale);
   assert.ok(stale.lines.some((l) => /training\.features cannot be used: it holds features of other settings \(preprocess rescale, now inception\); computing it again/.test(l)), stale.lines.join('\n'));
+
+  // The disk runs out (/dev/full answers writes with ENOSPC) as an overwrite computes features:
+  // the error says how much and where, and the earlier finished run is intact.
+  const before = await readFile(join(root, 'spilled', 'history.json'), 'utf8');
+  const model = await readFile(join(root, 'spilled', 'model.onnx'));
+  await rm(join(root, 'spilled', 'features', 'training.features'));
+  await symlink('/dev/full', join(root, 'spilled', 'features', 'training.features.partial'));
+  await assert.rejects(trainClassifier(options('spilled', { memoryBudget: 1000, overwrite: true })), /the disk is full: the feature store .*spilled\/features\/training\.features needs \d+ KiB in .*spilled\/features/);
+  assert.equal(await readFile(join(root, 'spilled', 'history.json'), 'utf8'), before);
+  assert.deepEqual(await readFile(join(root, 'spilled', 'model.onnx')), model);
 });
 
 test('augmented views over the budget (float16 on disk) train as in memory', async () => {

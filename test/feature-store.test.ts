@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -171,10 +171,18 @@ test('obtainFeatureStore reuses a matching store; other settings, a cut-short or
   assert.equal(computed, 5);
 });
 
-test('a store the disk has no room for is refused up front, saying how much it needs and where', async () => {
+test('a store the disk has no room for is refused up front, saying how much it needs and where; a disk filling up says the same', async () => {
   await assert.rejects(checkDiskSpace(join(dir, 'huge.features'), 2 ** 62), (err: unknown) => {
     assert.ok(err instanceof GraftError);
     assert.match(err.message, /not enough disk space for the feature store .*huge\.features: it needs 4294967296\.0 GiB and .* has [\d.]+ [GMK]iB free/);
+    return true;
+  });
+  // /dev/full answers every write with ENOSPC, as a disk running out mid-way does.
+  const file = join(dir, 'full.features');
+  await symlink('/dev/full', `${file}.partial`);
+  await assert.rejects(FeatureStoreWriter.begin(file, spec(1000)), (err: unknown) => {
+    assert.ok(err instanceof GraftError);
+    assert.match(err.message, /^the disk is full: the feature store .*full\.features needs 28 KiB in .*graft-feature-store-\w+ \(0 KiB of it written, kept to continue from\); free space there, or choose another output folder$/);
     return true;
   });
 });

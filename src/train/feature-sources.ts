@@ -11,6 +11,7 @@ import { IDENTITY_TRANSFORM, randomTransform, type AugmentConfig, type PixelAffi
 import { BatchOrder, encodeLabels, labelWidth, type ClassMode } from '../data/batches.js';
 import type { ImageStore } from '../data/image-store.js';
 import { GraftError } from '../util/errors.js';
+import { kMaxLength } from 'node:buffer';
 import { join } from 'node:path';
 import { featureBytes, formatBytes, MemoryFeatureRows, obtainFeatureStore, type FeatureDtype, type FeatureRows } from './feature-store.js';
 import { Random } from '../util/random.js';
@@ -194,7 +195,8 @@ async function featureRows(
   const d = featureLength(ctx);
   const rowShape = ctx.extractor.outputShape;
   const bytes = featureBytes({ rows: spec.rows, rowShape, dtype: spec.dtype });
-  if (!storage || bytes <= storage.budgetBytes) {
+  // In memory within the budget (and within one typed array's limit).
+  if (!storage || bytes <= Math.min(storage.budgetBytes, kMaxLength)) {
     const memory = new MemoryFeatureRows(d, spec.rows, spec.dtype);
     await compute(0, (first, values, n) => memory.write(first, values, n));
     return memory;

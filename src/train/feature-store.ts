@@ -365,7 +365,7 @@ export class FeatureStoreWriter {
       await writeFile(sumsFile, '');
     } catch (err) {
       await handle.close();
-      throw describeFsError(err, partial, 'write');
+      throw writeError(err, file, layout(header, encoded.length).fileBytes, 0);
     }
     return new FeatureStoreWriter(file, handle, header, encoded.length, 0, []);
   }
@@ -471,12 +471,20 @@ export class FeatureStoreWriter {
   }
 
   private diskError(err: unknown): GraftError {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOSPC' || code === 'EDQUOT') {
-      return new GraftError(`the disk is full: the feature store ${this.file} needs ${formatBytes(this.l.fileBytes)} (${formatBytes(this.rowsDone * this.l.rowBytes)} of its rows written); free space there or lower the memory its features would take (a smaller cut, a gap head)`, { file: this.file, cause: err });
-    }
-    return describeFsError(err, `${this.file}.partial`, 'write');
+    return writeError(err, this.file, this.l.fileBytes, this.rowsDone * this.l.rowBytes);
   }
+}
+
+/** A failed write of the store `file` (of `needed` bytes, `written` done) in words: a full disk says how much and where. */
+function writeError(err: unknown, file: string, needed: number, written: number): GraftError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new GraftError(
+      `the disk is full: the feature store ${file} needs ${formatBytes(needed)} in ${dirname(file)} (${formatBytes(written)} of it written, kept to continue from); free space there, or choose another output folder`,
+      { file, cause: err },
+    );
+  }
+  return describeFsError(err, `${file}.partial`, 'write');
 }
 
 export function formatBytes(bytes: number): string {
