@@ -13,7 +13,7 @@
  * - with followSymlinks, folder links are followed once each (real paths are tracked), so a link
  *   loop cannot hang the walk.
  */
-import { constants } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import { access, readdir, realpath, stat } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { GraftError, describeFsError, firstFew } from '../util/errors.js';
@@ -88,7 +88,11 @@ function byCodePoint(a: string, b: string): number {
 
 /** Sort in Python's order (code points), which is what Keras' `sorted()` gives. */
 export function pythonSorted(names: Iterable<string>): string[] {
-  return [...names].sort(byCodePoint);
+  const list = [...names];
+  // Without surrogates (astral characters), UTF-16 order is code point order: the plain
+  // comparison is then exact and several times faster on big folders.
+  if (list.every((n) => !/[\uD800-\uDFFF]/.test(n))) return list.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return list.sort(byCodePoint);
 }
 
 async function isReadableDir(path: string): Promise<boolean> {
@@ -315,25 +319,37 @@ export async function listImageFolder(root: string, opts: ListOptions = {}): Pro
     const classDir = join(absRoot, classes[label]!);
     const before = files.length;
     for (const [dir, names] of await walkClassFolder(classDir, state)) {
+      const paths: string[] = [];
       for (const name of names) {
-        if (!isImageFileName(name)) {
-          ignore(state, join(dir, name));
-          continue;
-        }
-        const path = join(dir, name);
-        try {
-          await access(path, constants.R_OK);
-        } catch (err) {
-          state.skipped.push({ path, reason: `unreadable: ${describeFsError(err, path).message.replace(/^cannot read [^:]*: /, '')}` });
-          continue;
-        }
-        files.push({ path, label });
+        if (isImageFileName(name)) paths.push(join(dir, name));
+        else ignore(state, join(dir, name));
       }
+      const problems = readabilityProblems(paths);
+      paths.forEach((path, i) => {
+        const problem = problems[i];
+        if (problem) state.skipped.push({ path, reason: `unreadable: ${problem}` });
+        else files.push({ path, label });
+      });
     }
     if (files.length === before) warnings.push(`class folder ${classDir} holds no images`);
   }
   warnings.push(...walkWarnings(state, absRoot));
   return { root: absRoot, classes, files, skipped: state.skipped, ignoredCount: state.ignored, ignoredExamples: state.ignoredExamples, warnings };
+}
+
+/**
+ * Per path: why it cannot be read, or undefined when it can. Synchronous access checks: a system
+ * call each, where the promise API's bookkeeping made 100,000 files take seconds.
+ */
+function readabilityProblems(paths: string[]): (string | undefined)[] {
+  return paths.map((path) => {
+    try {
+      accessSync(path, constants.R_OK);
+      return undefined;
+    } catch (err) {
+      return describeFsError(err, path).message.replace(/^cannot read [^:]*: /, '');
+    }
+  });
 }
 
 /** Image files directly inside `dir` (not in class folders). */
