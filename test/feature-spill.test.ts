@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { trainClassifier, type TrainOptions } from '../src/learner.js';
 import { parseHeadSpec } from '../src/model/head-spec-parse.js';
+import { loadClassifier, predictEach, predictFiles } from '../src/model/saved-classifier.js';
 import { sharedInceptionWeightsDir, sharedLabDataDir } from '../src/util/paths.js';
 
 const root = await mkdtemp(join(tmpdir(), 'graft-spill-'));
@@ -96,4 +97,26 @@ test('augmented views over the budget (float16 on disk) train as in memory', asy
   const onDisk = await trainClassifier(spilled);
   assert.deepEqual(onDisk.history, inMemory.history);
   assert.ok(spilled.lines.some((l) => /The training features \(36 KiB\) are over the memory budget/.test(l)), spilled.lines.join('\n'));
+});
+
+test('predictEach hands over each prediction and each unreadable image in input order, with progress', async () => {
+  const model = await loadClassifier(join(root, 'fits'));
+  try {
+    const cats = join(root, 'data', 'validation', 'cats');
+    const [a, b] = (await readdir(cats)).sort().map((f) => join(cats, f));
+    const junk = join(root, 'junk.jpg');
+    await writeFile(junk, 'not a picture');
+    const events: string[] = [];
+    const progress: string[] = [];
+    await predictEach(model, [a!, junk, b!, a!], (p) => void events.push(`ok ${p.file}`), {
+      batchSize: 3,
+      onBadImage: (file) => events.push(`bad ${file}`),
+      onProgress: (done, total) => progress.push(`${done}/${total}`),
+    });
+    assert.deepEqual(events, [`ok ${a}`, `bad ${junk}`, `ok ${b}`, `ok ${a}`]);
+    assert.deepEqual(progress, ['3/4', '4/4']);
+    assert.deepEqual((await predictFiles(model, [a!, b!])).map((p) => p.file), [a, b]);
+  } finally {
+    await model.dispose();
+  }
 });

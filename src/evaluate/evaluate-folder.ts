@@ -22,7 +22,11 @@ export interface FolderEvaluation {
  * Evaluates a classifier on labelled class folders (a lab-layout root means its validation part),
  * with the model's class names deciding which folder is which label.
  */
-export async function evaluateFolder(model: LoadedClassifier, root: string, opts: { followSymlinks?: boolean } = {}): Promise<FolderEvaluation> {
+export async function evaluateFolder(
+  model: LoadedClassifier,
+  root: string,
+  opts: { followSymlinks?: boolean; onProgress?: (done: number, total: number) => void } = {},
+): Promise<FolderEvaluation> {
   const val = VALIDATION_FOLDER_NAMES.map((n) => join(root, n)).find((d) => existsSync(join(root, 'train')) && existsSync(d));
   const dir = val ?? root;
   const classes = model.info.classes;
@@ -34,6 +38,7 @@ export async function evaluateFolder(model: LoadedClassifier, root: string, opts
   const skipped = [...listing.skipped];
   const predictions = await predictFiles(model, listing.files.map((f) => f.path), {
     onBadImage: (path, reason) => skipped.push({ path, reason }),
+    onProgress: opts.onProgress,
   });
   if (predictions.length === 0) {
     const bad = firstFew(skipped.map((s) => `${s.path}: ${s.reason}`), '; ');

@@ -155,6 +155,8 @@ export interface PredictOptions {
   batchSize?: number;
   /** Hears about each image that cannot be decoded (it is left out); without it the first one throws. */
   onBadImage?: (file: string, reason: string) => void;
+  /** Hears how many of the images are done (read or found unreadable), after each batch. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /**
@@ -169,6 +171,19 @@ export function predictFiles(model: LoadedClassifier, files: string[], opts: Pre
 
 /** predictFiles for files and in-memory images alike; a prediction's `file` is the path or the given name. */
 export async function predictImages(model: LoadedClassifier, images: ImageInput[], opts: PredictOptions = {}): Promise<Prediction[]> {
+  const results: Prediction[] = [];
+  await predictEach(model, images, (p) => {
+    results.push(p);
+  }, opts);
+  return results;
+}
+
+/**
+ * predictImages without holding the results: `onPrediction` hears each prediction as its batch is
+ * done, and onBadImage each unreadable image, both in input order (so a caller can write each
+ * result at once, and memory stays flat however many images there are).
+ */
+export async function predictEach(model: LoadedClassifier, images: ImageInput[], onPrediction: (p: Prediction) => void | Promise<void>, opts: PredictOptions = {}): Promise<void> {
   const { info } = model;
   const [h, w] = info.inputSize;
   const batch = opts.batchSize ?? 16;
@@ -198,35 +213,43 @@ export async function predictImages(model: LoadedClassifier, images: ImageInput[
     });
     return { slice, failures };
   };
-  const results: Prediction[] = [];
   let next: ReturnType<typeof decodeBatch> | null = images.length > 0 ? decodeBatch(0, pixels[0]!) : null;
-  for (let k = 0, start = 0; next; k++, start += batch) {
-    const { slice, failures } = await next;
-    const decoded = pixels[k % 2]!;
-    next = start + batch < images.length ? decodeBatch(start + batch, pixels[(k + 1) % 2]!) : null;
-    const names: string[] = [];
-    for (const [i, image] of slice.entries()) {
-      const err = failures[i];
-      if (err !== null) {
-        if (!(err instanceof GraftError) || !opts.onBadImage) throw err;
-        // The caller names the file; pass on only the problem.
-        opts.onBadImage(nameOf(image), err instanceof BadImageError ? err.reason : err.message);
-        continue;
+  try {
+    for (let k = 0, start = 0; next; k++, start += batch) {
+      const { slice, failures } = await next;
+      const decoded = pixels[k % 2]!;
+      next = start + batch < images.length ? decodeBatch(start + batch, pixels[(k + 1) % 2]!) : null;
+      let rows = 0;
+      for (const [i, err] of failures.entries()) {
+        if (err !== null) {
+          if (!(err instanceof GraftError) || !opts.onBadImage) throw err;
+          continue;
+        }
+        const from = i * size, to = rows++ * size;
+        for (let j = 0; j < size; j++) input[to + j] = decoded[from + j]! * scale + offset;
       }
-      const from = i * size, to = names.length * size;
-      for (let j = 0; j < size; j++) input[to + j] = decoded[from + j]! * scale + offset;
-      names.push(nameOf(image));
+      const out = rows > 0 ? await model.run(input.subarray(0, rows * size), rows) : new Float32Array(0);
+      // Results and bad images in input order.
+      let row = 0;
+      for (const [i, image] of slice.entries()) {
+        const err = failures[i];
+        if (err !== null) {
+          // The caller names the file; pass on only the problem.
+          opts.onBadImage!(nameOf(image), err instanceof BadImageError ? err.reason : (err as Error).message);
+          continue;
+        }
+        const probabilities = classProbabilities(info, out.subarray(row * width, (row + 1) * width));
+        row++;
+        let best = 0;
+        for (let c = 1; c < probabilities.length; c++) if (probabilities[c]! > probabilities[best]!) best = c;
+        // Keras's binary rule: class 1 only when p > 0.5.
+        if (info.classMode === 'binary') best = probabilities[1]! > 0.5 ? 1 : 0;
+        await onPrediction({ file: nameOf(image), classIndex: best, className: info.classes[best]!, probability: probabilities[best]!, probabilities });
+      }
+      opts.onProgress?.(Math.min(images.length, start + batch), images.length);
     }
-    if (names.length === 0) continue;
-    const out = await model.run(input.subarray(0, names.length * size), names.length);
-    names.forEach((file, n) => {
-      const probabilities = classProbabilities(info, out.subarray(n * width, (n + 1) * width));
-      let best = 0;
-      for (let c = 1; c < probabilities.length; c++) if (probabilities[c]! > probabilities[best]!) best = c;
-      // Keras's binary rule: class 1 only when p > 0.5.
-      if (info.classMode === 'binary') best = probabilities[1]! > 0.5 ? 1 : 0;
-      results.push({ file, classIndex: best, className: info.classes[best]!, probability: probabilities[best]!, probabilities });
-    });
+  } finally {
+    // Stopped early (a bad image, a failing callback): the decode in flight finishes before its buffer goes.
+    await next?.catch(() => undefined);
   }
-  return results;
 }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { evaluateFolder } from '../../evaluate/evaluate-folder.js';
 import { evaluationJson, formatEvaluation } from '../../evaluate/report.js';
 import { loadClassifier } from '../../model/saved-classifier.js';
+import { Progbar } from '../../train/progbar.js';
 
 export function registerEvaluate(program: Command): void {
   program
@@ -14,7 +15,11 @@ export function registerEvaluate(program: Command): void {
     .action(async (flags: { model: string; data: string; json?: boolean; followSymlinks?: boolean }) => {
       const model = await loadClassifier(flags.model);
       try {
-        const result = await evaluateFolder(model, flags.data, { followSymlinks: flags.followSymlinks });
+        let bar: Progbar | null = null;
+        const result = await evaluateFolder(model, flags.data, {
+          followSymlinks: flags.followSymlinks,
+          onProgress: (done, total) => (bar ??= new Progbar(total, 'Evaluating ')).update(done),
+        }).finally(() => bar?.clear());
         const ctx = { classes: result.classes, files: result.files };
         if (flags.json) {
           console.log(JSON.stringify({ data: result.root, model: model.source, ...evaluationJson(result.metrics, ctx), skipped: result.skipped, warnings: result.warnings }));

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { stat } from 'node:fs/promises';
 import { listImageFiles } from '../../data/listing.js';
-import { loadClassifier, predictFiles } from '../../model/saved-classifier.js';
+import { loadClassifier, predictEach } from '../../model/saved-classifier.js';
+import { Progbar } from '../../train/progbar.js';
 import { describeFsError, GraftError } from '../../util/errors.js';
 
 export function registerPredict(program: Command): void {
@@ -32,31 +33,33 @@ export function registerPredict(program: Command): void {
       if (files.length === 0) throw new GraftError(unlisted > 0 ? `none of the ${unlisted} images found in ${paths.join(', ')} could be read` : `no images found in ${paths.join(', ')}`);
       const model = await loadClassifier(flags.model);
       const unreadable = new Map<string, string>();
+      // Each line is written as its batch is done (a killed run keeps what it printed); a progress
+      // bar on the terminal only while the lines go to a file or a pipe.
+      const bar = process.stdout.isTTY ? null : new Progbar(files.length, 'Predicting ');
+      const warn = (line: string) => {
+        bar?.clear();
+        console.error(line);
+      };
       try {
-        const predictions = await predictFiles(model, files, {
-          onBadImage: (file, reason) => {
-            unreadable.set(file, reason);
-            // A lone image's reason goes into the error below instead.
-            if (!flags.json && files.length + unlisted > 1) console.error(`warning: skipped ${file}: ${reason}`);
-          },
-        });
-        // JSON: one line per image in the order given, the unreadable ones as error lines.
-        let next = 0;
-        for (const file of files) {
-          const reason = unreadable.get(file);
-          if (reason !== undefined) {
-            if (flags.json) console.log(JSON.stringify({ file, error: reason }));
-            continue;
-          }
-          const p = predictions[next++]!;
+        await predictEach(model, files, (p) => {
           if (flags.json) {
             const probabilities = Object.fromEntries(model.info.classes.map((c, i) => [c, p.probabilities[i]]));
             console.log(JSON.stringify({ file: p.file, class: p.className, probability: p.probability, probabilities }));
           } else {
             console.log(`${p.file}\t${p.className}\t${p.probability.toFixed(4)}`);
           }
-        }
+        }, {
+          onBadImage: (file, reason) => {
+            unreadable.set(file, reason);
+            // JSON: the unreadable ones as error lines, in the order given.
+            if (flags.json) console.log(JSON.stringify({ file, error: reason }));
+            // A lone image's reason goes into the error below instead.
+            else if (files.length + unlisted > 1) warn(`warning: skipped ${file}: ${reason}`);
+          },
+          onProgress: (done) => bar?.update(done),
+        });
       } finally {
+        bar?.clear();
         await model.dispose();
       }
       // Like cat or grep: any input that could not be read makes the exit status 1, after every
