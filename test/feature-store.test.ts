@@ -12,11 +12,13 @@ import {
   FeatureStoreFile,
   FeatureStoreWriter,
   MemoryFeatureRows,
+  mergeFeatureStoreParts,
   obtainFeatureStore,
   type FeatureStoreSpec,
 } from '../src/train/feature-store.js';
 import { Random } from '../src/util/random.js';
 import { GraftError } from '../src/util/errors.js';
+import { bytesOption } from '../src/cli/options.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'graft-feature-store-'));
 test.after(() => rm(dir, { recursive: true, force: true }));
@@ -185,4 +187,41 @@ test('a store the disk has no room for is refused up front, saying how much it n
     assert.match(err.message, /^the disk is full: the feature store .*full\.features needs 28 KiB in .*graft-feature-store-\w+ \(0 KiB of it written, kept to continue from\); free space there, or choose another output folder$/);
     return true;
   });
+});
+
+test('--memory-budget reads sizes in binary units and refuses anything else in one line', () => {
+  const parse = bytesOption('memory-budget');
+  assert.equal(parse('1G'), 2 ** 30);
+  assert.equal(parse('512M'), 512 * 2 ** 20);
+  assert.equal(parse('2.5GiB'), 2.5 * 2 ** 30);
+  assert.equal(parse('64k'), 65536);
+  assert.equal(parse('300000000'), 300000000);
+  assert.throws(() => parse('lots'), /^GraftError: --memory-budget must be a size such as 1G, 512M or 300000000 \(bytes\), found 'lots'$/);
+});
+
+test('part files of a sharded extraction merge into the very store one run writes', async () => {
+  const rows = 31, data = values(rows, 4);
+  for (const dtype of ['float32', 'float16'] as const) {
+    const whole = join(dir, `whole-${dtype}.features`);
+    const w = await FeatureStoreWriter.begin(whole, spec(rows, { dtype }), { blockRows: 8 });
+    await writeChunks(data, rows, 5, 0, (f, v, n) => w.write(f, v, n));
+    await (await w.finish()).close();
+    // Shard I of 3 writes rows [floor(I*rows/3), floor((I+1)*rows/3)) into its own part file.
+    const parts: string[] = [];
+    for (let i = 2; i >= 0; i--) {
+      const firstRow = Math.floor((i * rows) / 3), end = Math.floor(((i + 1) * rows) / 3);
+      const part = join(dir, `part-${dtype}-${i}.features`);
+      const pw = await FeatureStoreWriter.begin(part, spec(rows, { dtype }), { firstRow, partRows: end - firstRow, blockRows: 3 });
+      for (let r = firstRow; r < end; r += 4) {
+        const n = Math.min(4, end - r);
+        await pw.write(r - firstRow, data.slice(r * D, (r + n) * D), n);
+      }
+      await (await pw.finish()).close();
+      parts.push(part);
+    }
+    const merged = join(dir, `merged-${dtype}.features`);
+    await (await mergeFeatureStoreParts(parts, merged, { blockRows: 8 })).close();
+    assert.deepEqual(await readFile(merged), await readFile(whole), dtype);
+    await assert.rejects(mergeFeatureStoreParts([parts[0]!, parts[2]!], join(dir, 'gap.features')), /the feature store parts leave rows 10 to 19 missing/);
+  }
 });

@@ -536,3 +536,49 @@ export async function obtainFeatureStore(
     await writer.close();
   }
 }
+
+/**
+ * Joins the part files of a sharded extraction (each a FeatureStoreWriter with firstRow/partRows,
+ * all of one spec, together covering every row once) into the store one whole run writes at
+ * `file`: the same bytes. Each part is verified first; a missing, overlapping or damaged part is
+ * named.
+ */
+export async function mergeFeatureStoreParts(parts: string[], file: string, opts: { blockRows?: number } = {}): Promise<FeatureStoreFile> {
+  const opened: FeatureStoreFile[] = [];
+  try {
+    for (const part of parts) {
+      const p = await FeatureStoreFile.open(part, undefined, { verify: true });
+      if (!(p instanceof FeatureStoreFile)) throw new GraftError(`the feature store part ${part} cannot be used: ${p.problem}`, { file: part });
+      opened.push(p);
+    }
+    if (opened.length === 0) throw new GraftError(`no feature store parts to merge into ${file}`, { file });
+    opened.sort((a, b) => a.header.firstRow - b.header.firstRow);
+    const first = opened[0]!.header;
+    const spec: FeatureStoreSpec = { fingerprint: first.fingerprint, rows: first.rows, rowShape: first.rowShape, dtype: first.dtype };
+    let next = 0;
+    for (const p of opened) {
+      const why = mismatch(p.header, spec);
+      if (why) throw new GraftError(`the feature store part ${p.file} is not a part of the same store as ${opened[0]!.file}: ${why}`, { file: p.file });
+      if (p.header.firstRow !== next) throw new GraftError(`the feature store parts leave rows ${Math.min(next, p.header.firstRow)} to ${Math.max(next, p.header.firstRow) - 1} ${p.header.firstRow > next ? 'missing' : 'twice'} (at ${p.file})`, { file: p.file });
+      next += p.header.partRows;
+    }
+    if (next !== spec.rows) throw new GraftError(`the feature store parts hold rows 0 to ${next - 1} of ${spec.rows}: rows ${next} to ${spec.rows - 1} are missing`, { file });
+    const writer = await FeatureStoreWriter.begin(file, spec, { blockRows: opts.blockRows });
+    try {
+      const chunkRows = Math.max(1, Math.floor(BLOCK_BYTES / (rowFloatsOf(spec.rowShape) * 4)));
+      const buffer = new Float32Array(chunkRows * rowFloatsOf(spec.rowShape));
+      for (const p of opened) {
+        for (let at = 0; at < p.count; at += chunkRows) {
+          const n = Math.min(chunkRows, p.count - at);
+          await p.readRange(at, n, buffer);
+          await writer.write(p.header.firstRow + at, buffer, n);
+        }
+      }
+      return await writer.finish();
+    } finally {
+      await writer.close();
+    }
+  } finally {
+    for (const p of opened) await p.close();
+  }
+}
