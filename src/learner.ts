@@ -41,6 +41,7 @@ import { writeFileAtomic } from './util/atomic.js';
 import { describeFsError, GraftError } from './util/errors.js';
 import { isSameOrInside, makeFolder, realPathOf } from './util/folders.js';
 import { mallocTunablesSet } from './util/malloc-tunables.js';
+import { MemoryBudget } from './util/memory-budget.js';
 import { optionName, setting } from './util/option-names.js';
 
 export interface TrainOptions {
@@ -103,11 +104,12 @@ export interface TrainOptions {
    */
   orientation?: Orientation;
   /**
-   * Bytes of decoded images, and of features, held in memory per set (default
-   * DEFAULT_MEMORY_BUDGET, 1 GiB): images over it are decoded again when needed, features over it
-   * (cached, views, validation) go to a feature store file in `out`/features/, read back batch by
-   * batch in the same order (the same results), and reused by a resume or a later run on the same
-   * images and settings.
+   * Bytes of decoded images and features held in memory, all sets together (default
+   * DEFAULT_MEMORY_BUDGET, 1 GiB), taken in the order they are made (training images, validation
+   * images, validation features, training features): images that do not fit are decoded again
+   * when needed, features (cached, views, validation) go to a feature store file in
+   * `out`/features/, read back batch by batch in the same order (the same results), and reused by
+   * a resume or a later run on the same images and settings.
    */
   memoryBudget?: number;
   /** Seeds the head's initial weights, shuffling, augmentation and dropout (default 0). */
@@ -423,10 +425,16 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     const pooledNote = backbone.pooling ? `, pooled in the backbone to (None, ${backbone.featureShape.join(', ')})` : '';
     say(`Backbone: ${backbone.source}, cut at ${backbone.graph.outputs[0]} -> (None, ${backbone.outputShape.join(', ')})${pooledNote}`);
     checkHeadFits(head, backbone.outputShape, opts.optimizer ?? LAB_RECIPE.optimizer);
-    const memoryBudgetBytes = opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
-    const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, orientation, memoryBudgetBytes, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
-    const trainStore = await withProgress('Decoding ', 'decoding the training images', (onProgress) => buildImageStore(train, { ...storeOptions, onProgress }));
-    const valStore = await withProgress('Decoding ', 'decoding the validation images', (onProgress) => buildImageStore(validation, { ...storeOptions, onProgress }));
+    // One budget for decoded images and features together, taken in the order they are made.
+    const budget = new MemoryBudget(opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET);
+    const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, orientation, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
+    const decode = async (listing: DatasetListing, what: string) => {
+      const store = await withProgress('Decoding ', `decoding the ${what} images`, (onProgress) => buildImageStore(listing, { ...storeOptions, memoryBudgetBytes: budget.left, onProgress }));
+      if (store.inMemory) budget.take(store.count * store.imageBytes);
+      return store;
+    };
+    const trainStore = await decode(train, 'training');
+    const valStore = await decode(validation, 'validation');
     for (const [name, store] of [['training', trainStore], ['validation', valStore]] as const) {
       if (store.count === 0) throw new GraftError(`no readable ${name} images in ${name === 'training' ? train.root : validation.root}`);
     }
@@ -464,7 +472,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     const pre = preprocessParams(preprocess);
     const context = (store: ImageStore): FeedContext => ({ store, extractor: backbone!.extractor, pool: pool!, augmentation, pre, classMode, seed });
     const storage: FeatureStorage = {
-      budgetBytes: memoryBudgetBytes,
+      budget,
       dir: join(out, FEATURES_FOLDER),
       fingerprint: featureFingerprint(backbone, { inputSize, interpolation, orientation, preprocess }, (store) => (store === trainStore ? train.root : validation.root)),
       onNote: say,

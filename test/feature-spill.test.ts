@@ -53,7 +53,7 @@ test('cached features over the budget are read from disk with the same history; 
   const onDisk = await trainClassifier(spilled);
   assert.deepEqual(onDisk.history, inMemory.history);
   assert.deepEqual(onDisk.metrics, inMemory.metrics);
-  assert.ok(spilled.lines.some((l) => /The training features \(36 KiB\) are over the memory budget \(1 KiB\): they are kept on disk in .*spilled\/features\/training\.features/.test(l)), spilled.lines.join('\n'));
+  assert.ok(spilled.lines.some((l) => /The training features \(36 KiB\) do not fit in what is left of the memory budget \(1 KiB of 1 KiB\): they are kept on disk in .*spilled\/features\/training\.features/.test(l)), spilled.lines.join('\n'));
   assert.deepEqual((await readdir(join(root, 'spilled', 'features'))).sort(), ['training.features', 'validation.features']);
 
   // Killed after epoch 1 (here: stopped), resumed: the stores are reused, not computed again.
@@ -90,13 +90,17 @@ test('cached features over the budget are read from disk with the same history; 
   assert.deepEqual(await readFile(join(root, 'spilled', 'model.onnx')), model);
 });
 
-test('augmented views over the budget (float16 on disk) train as in memory', async () => {
+test('augmented views over the budget (float16 on disk) train as in memory; images and features share one budget', async () => {
   const mode = { kind: 'views', views: 2 } as const;
   const inMemory = await trainClassifier(options('views-fit', { mode, epochs: 1 }));
-  const spilled = options('views-spilled', { mode, epochs: 1, memoryBudget: 1000 });
+  // Room for the decoded images (18 of 100x100x3) and the validation features (6 x 768 floats), not the views.
+  const budget = 18 * 100 * 100 * 3 + 6 * 768 * 4 + 1000;
+  const spilled = options('views-spilled', { mode, epochs: 1, memoryBudget: budget });
   const onDisk = await trainClassifier(spilled);
   assert.deepEqual(onDisk.history, inMemory.history);
-  assert.ok(spilled.lines.some((l) => /The training features \(36 KiB\) are over the memory budget/.test(l)), spilled.lines.join('\n'));
+  assert.ok(spilled.lines.some((l) => /The training features \(36 KiB\) do not fit in what is left of the memory budget \(1 KiB of 547 KiB\)/.test(l)), spilled.lines.join('\n'));
+  assert.equal(spilled.lines.some((l) => /validation features .* memory budget/.test(l)), false, 'the validation features fit');
+  assert.deepEqual(await readdir(join(root, 'views-spilled', 'features')), ['training.features']);
 });
 
 test('predictEach hands over each prediction and each unreadable image in input order, with progress', async () => {

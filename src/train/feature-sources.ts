@@ -13,6 +13,7 @@ import type { ImageStore } from '../data/image-store.js';
 import { GraftError } from '../util/errors.js';
 import { kMaxLength } from 'node:buffer';
 import { join } from 'node:path';
+import type { MemoryBudget } from '../util/memory-budget.js';
 import { featureBytes, formatBytes, MemoryFeatureRows, obtainFeatureStore, type FeatureDtype, type FeatureRows } from './feature-store.js';
 import { Random } from '../util/random.js';
 import type { ArrayData, Batch, BatchSource, RowsData } from './fit.js';
@@ -172,8 +173,8 @@ export async function cachedFeatures(ctx: FeedContext, onProgress?: (done: numbe
  * their own part): a store file is reused only for the same fingerprint.
  */
 export interface FeatureStorage {
-  /** Bytes of one feature set held in memory; above it, the set goes to a store file (DEFAULT_MEMORY_BUDGET). */
-  budgetBytes: number;
+  /** What is left of the run's memory budget: a feature set that does not fit in it goes to a store file. */
+  budget: MemoryBudget;
   /** The folder of the store files (a run's features/). */
   dir: string;
   /** Images, weights, cut, input size, resize, preprocessing, orientation, pooling of `store` (computed only when a file is written or read). */
@@ -196,14 +197,15 @@ async function featureRows(
   const rowShape = ctx.extractor.outputShape;
   const bytes = featureBytes({ rows: spec.rows, rowShape, dtype: spec.dtype });
   // In memory within the budget (and within one typed array's limit).
-  if (!storage || bytes <= Math.min(storage.budgetBytes, kMaxLength)) {
+  const left = storage?.budget.left ?? Infinity;
+  if (!storage || (bytes <= kMaxLength && storage.budget.take(bytes))) {
     const memory = new MemoryFeatureRows(d, spec.rows, spec.dtype);
     await compute(0, (first, values, n) => memory.write(first, values, n));
     return memory;
   }
   const file = join(storage.dir, `${spec.name}.features`);
   const fingerprint = { ...(await storage.fingerprint(ctx.store)), ...spec.feed };
-  storage.onNote?.(`The ${spec.name} features (${formatBytes(bytes)}) are over the memory budget (${formatBytes(storage.budgetBytes)}): they are kept on disk in ${file}`);
+  storage.onNote?.(`The ${spec.name} features (${formatBytes(bytes)}) do not fit in what is left of the memory budget (${formatBytes(left)} of ${formatBytes(storage.budget.total)}): they are kept on disk in ${file}`);
   const { store, reused } = await obtainFeatureStore(file, { fingerprint, rows: spec.rows, rowShape, dtype: spec.dtype }, compute, { onNote: storage.onNote });
   if (reused) storage.onNote?.(`Reusing the ${spec.name} features of ${spec.rows} rows in ${file} (same images and settings)`);
   return store;

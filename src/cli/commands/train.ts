@@ -74,7 +74,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--interpolation <name>', 'resize filter (nearest like Keras load_img)', choiceOption('interpolation', INTERPOLATIONS), LAB_RECIPE.interpolation)
     .option('--orientation <how>', "EXIF orientation: 'ignore' (pixels as stored, like Keras) or 'exif' (photos turned upright, as browsers show them; saved with the model for predict)", choiceOption('orientation', ORIENTATIONS), 'ignore')
     .option('--seed <n>', 'random seed', intOption('seed', 0), 0)
-    .option('--memory-budget <size>', 'memory for decoded images and for features, per set (e.g. 512M, 4G; default 1G): more go to disk (features to --out/features/, reused by --resume and later runs on the same images)', bytesOption('memory-budget'))
+    .option('--memory-budget <size>', 'memory for decoded images and features, all together (e.g. 512M, 4G; default 1G): what does not fit stays on disk (features in --out/features/, reused by --resume and later runs on the same images)', bytesOption('memory-budget'))
     .option('--resume', 'continue from the checkpoint in --out')
     .option('--overwrite', 'start afresh even if --out holds an earlier run (finished or not); its outputs are removed as training starts')
     .option('--on-bad-image <what>', 'skip (warn and leave out) or error', choiceOption('on-bad-image', ['skip', 'error'] as const), 'skip')
