@@ -38,10 +38,10 @@ interface Value {
   rank: number;
 }
 
-function attrInts(name: string, ints: number[]): onnxProto.onnx.IAttributeProto {
+export function attrInts(name: string, ints: number[]): onnxProto.onnx.IAttributeProto {
   return { name, type: Attr.INTS, ints };
 }
-function attrInt(name: string, i: number): onnxProto.onnx.IAttributeProto {
+export function attrInt(name: string, i: number): onnxProto.onnx.IAttributeProto {
   return { name, type: Attr.INT, i };
 }
 function attrString(name: string, s: string): onnxProto.onnx.IAttributeProto {
@@ -49,7 +49,7 @@ function attrString(name: string, s: string): onnxProto.onnx.IAttributeProto {
 }
 
 /** Builds the ONNX graph node by node. */
-class OnnxBuilder {
+export class OnnxBuilder {
   readonly nodes: onnxProto.onnx.INodeProto[] = [];
   readonly initializers: onnxProto.onnx.ITensorProto[] = [];
   private used = new Set<string>();
@@ -115,14 +115,14 @@ function hwioToOihw(w: WeightTensor): Float32Array {
 }
 
 /** TF 'same' pads [top, left, bottom, right] for a known input size. */
-function samePads(inH: number, inW: number, kernel: [number, number], strides: [number, number]): number[] {
+export function samePads(inH: number, inW: number, kernel: [number, number], strides: [number, number]): number[] {
   const total = (size: number, k: number, s: number): number => Math.max((Math.ceil(size / s) - 1) * s + k - size, 0);
   const th = total(inH, kernel[0], strides[0]);
   const tw = total(inW, kernel[1], strides[1]);
   return [Math.floor(th / 2), Math.floor(tw / 2), th - Math.floor(th / 2), tw - Math.floor(tw / 2)];
 }
 
-function windowAttrs(layer: KerasLayer, inShape: number[] | undefined, withKernelShape: boolean): onnxProto.onnx.IAttributeProto[] {
+export function windowAttrs(layer: KerasLayer, inShape: number[] | undefined, withKernelShape: boolean): onnxProto.onnx.IAttributeProto[] {
   const { kernel, strides, padding } = windowParams(layer);
   const attrs = [attrInts('strides', strides)];
   if (withKernelShape) attrs.push(attrInts('kernel_shape', kernel));
