@@ -32,6 +32,7 @@ import type { FeatureRows } from './train/feature-store.js';
 import { fit, evaluateRows, rowsBatchSource, type BatchSource, type EpochLogs, type RowsData, type TrainEnd } from './train/fit.js';
 import { resolveEarlyStopping, type EarlyStoppingConfig } from './train/early-stopping.js';
 import { HeadTrainer } from './train/head-trainer.js';
+import { checkFineTune, fineTunePhase, joinHistories, resolveFineTune, tunedWeights, type FineTuneConfig } from './train/finetune/phase.js';
 import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
 import { resolveOptimizer, slotCount, type OptimizerConfig } from './train/optimizers.js';
@@ -133,6 +134,12 @@ export interface TrainOptions {
   log?: (line: string) => void;
   /** Called after each epoch (0-based) with its Keras-style logs, once the checkpoint is written. */
   onEpochEnd?: (epoch: number, logs: EpochLogs) => void | Promise<void>;
+  /**
+   * A second phase after the head's (default: none): the backbone's layers after `from` (e.g.
+   * 'mixed6') up to the cut are unfrozen and trained with the head for `epochs` (default 10) at
+   * `learningRate` (default 1e-5), BatchNormalization kept in inference mode, as Keras's guide.
+   */
+  fineTune?: FineTuneConfig;
 }
 
 /**
@@ -377,6 +384,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const headNote = opts.head ? outputLayerNote(opts.head, head) : null;
   if (headNote) say(headNote);
   const epochs = opts.epochs ?? LAB_RECIPE.epochs;
+  const fineTune = opts.fineTune === undefined ? undefined : resolveFineTune(opts.fineTune);
   // What makes this run this run, for --resume; the images and step counts follow after decoding.
   const settings: RunSetup = {
     classes,
@@ -393,6 +401,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     head,
     optimizer: resolveOptimizer(opts.optimizer ?? LAB_RECIPE.optimizer),
     'early stopping': opts.earlyStopping ? resolveEarlyStopping(opts.earlyStopping) : 'off',
+    'fine-tune': fineTune ?? 'off',
     seed,
   };
   // A resume must be the same run: refused here, before minutes of work, if a setting changed.
@@ -427,6 +436,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     checkHeadFits(head, backbone.outputShape, opts.optimizer ?? LAB_RECIPE.optimizer);
     // One budget for decoded images and features together, taken in the order they are made.
     const budget = new MemoryBudget(opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET);
+    if (fineTune) checkFineTune(backbone, fineTune);
     const storeOptions = { width: inputSize[1], height: inputSize[0], interpolation, orientation, onBadImage: opts.onBadImage, onWarning: (l: string) => say(l) };
     const decode = async (listing: DatasetListing, what: string) => {
       const store = await withProgress('Decoding ', `decoding the ${what} images`, (onProgress) => buildImageStore(listing, { ...storeOptions, memoryBudgetBytes: budget.left, onProgress }));
@@ -551,6 +561,37 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
           },
         },
       });
+      if (fineTune) {
+        // The second phase: its own trainer, feeds and checkpoint; the head phase's are released first.
+        const headParams = await trainer.syncParams();
+        await trainer.dispose();
+        trainer = undefined;
+        await pool!.close();
+        await backbone!.extractor.dispose();
+        const phase = await fineTunePhase({
+          config: fineTune, backbone: backbone!, head, headParams, optimizer: opts.optimizer ?? LAB_RECIPE.optimizer, mode, trainStore, valStore,
+          context: { augmentation, pre, classMode, seed }, batchSize, maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, Math.min(batchSize, trainStore.count)),
+          stepsPerEpoch: opts.stepsPerEpoch, valImagesUsed, checkpointDir, resume: opts.resume, setup, earlyStopping: opts.earlyStopping, verbose,
+          showMemory: opts.showMemory, signal: opts.signal, log, say, withProgress,
+          onEpochEnd: async (epoch, logs, soFar) => {
+            await writeHistory(join(out, 'history.json'), joinHistories(history, soFar));
+            await opts.onEpochEnd?.(history.loss.length + epoch, logs);
+          },
+        });
+        try {
+          const joined = joinHistories(history, phase.history);
+          await plotHistory(joined, out);
+          const evaluation = await phase.trainer.evaluate(phase.valData.features, phase.valData.labels, phase.valData.count);
+          const metrics = computeMetrics(evaluation.probabilities, Array.from(valStore.labels), classes.length);
+          await writeEvaluation(out, metrics, { classes, files: [...valStore.paths] });
+          const params = await phase.trainer.syncParams();
+          const shift = (e: number | undefined) => (e === undefined ? undefined : history.loss.length + e);
+          const tunedEnd: TrainEnd = { ...(phase.end.stoppedEpoch !== undefined && { stoppedEpoch: shift(phase.end.stoppedEpoch) }), ...(phase.end.restoredEpoch !== undefined && { restoredEpoch: shift(phase.end.restoredEpoch) }) };
+          return { history: joined, metrics, params, end: tunedEnd, weights: tunedWeights(backbone!.weights, phase.segment, params.backbone!) };
+        } finally {
+          await phase.dispose();
+        }
+      }
       await plotHistory(history, out);
 
       const evaluation = await evaluateRows(trainer, valData);
@@ -560,9 +601,9 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       const params = await trainer!.syncParams();
       await trainer!.dispose();
       trainer = undefined;
-      return { history, metrics, params, end };
+      return { history, metrics, params, end, weights: backbone!.weights };
     };
-    const { history, metrics, params, end } = await trainHead(backbone.outputShape);
+    const { history, metrics, params, end, weights } = await trainHead(backbone.outputShape);
     await pool.close();
     pool = undefined;
     await backbone.extractor.dispose();
@@ -581,7 +622,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       backbone: weightsSourceName(backbone.source),
       trainingMode: feedModeName(mode),
     };
-    const { modelDir, onnxFile } = await exportClassifier(backbone, head, params, info, out);
+    const { modelDir, onnxFile } = await exportClassifier({ ...backbone, weights }, head, params, info, out);
     await markCheckpointFinished(checkpointDir);
     say(`Saved the classifier to ${modelDir} (TF.js) and ${onnxFile} (ONNX); plots and metrics in ${out}`);
     return { history, metrics, classes, out, modelDir, onnxFile, end };

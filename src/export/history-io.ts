@@ -14,6 +14,7 @@ const OLD_NAMES: Record<string, (typeof KEYS)[number]> = { acc: 'accuracy', val_
 export async function writeHistory(file: string, history: History): Promise<void> {
   const out: Record<string, (number | null)[]> = {};
   for (const key of KEYS) out[key] = history[key].map((v) => (Number.isFinite(v) ? v : null));
+  if (history.phase) out.phase = history.phase;
   await writeFileAtomic(file, JSON.stringify(out, null, 2) + '\n');
 }
 
@@ -26,6 +27,10 @@ export async function readHistory(file: string): Promise<History> {
   }
   const history: History = { loss: [], accuracy: [], val_loss: [], val_accuracy: [] };
   for (const [name, value] of Object.entries(json)) {
+    if (name === 'phase' && Array.isArray(value) && value.every((v) => v === 1 || v === 2)) {
+      history.phase = value as number[];
+      continue;
+    }
     const key = (KEYS as readonly string[]).includes(name) ? (name as (typeof KEYS)[number]) : OLD_NAMES[name];
     if (!key) continue; // other metrics (lr, auc, ...) are not part of History
     if (!Array.isArray(value) || value.some((v) => v !== null && typeof v !== 'number')) {

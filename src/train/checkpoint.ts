@@ -19,6 +19,14 @@ import { setting } from '../util/option-names.js';
  * Rewriting the older binary in place, rather than a fresh file each epoch, reuses its cached
  * pages: for the lab's 308 MB a checkpoint took ~0.33 s instead of ~0.9 s an epoch on a VM.
  */
+/**
+ * The weights a trainer trains: the head's, and while fine-tuning the backbone's unfrozen ones
+ * (in the segment's Keras order; their optimiser slots follow the head's in OptimizerState.slots).
+ */
+export interface TrainedParams extends HeadParams {
+  backbone?: Float32Array[];
+}
+
 export interface Checkpoint {
   /** Epochs finished (training resumes at this 0-based epoch). */
   epoch: number;
@@ -27,7 +35,7 @@ export interface Checkpoint {
   /** What the run was given (data, preprocessing, feed...), so a resume with other settings is refused. */
   setup?: RunSetup;
   history: History;
-  params: HeadParams;
+  params: TrainedParams;
   optimizer: OptimizerState;
   /** Early stopping's state, and the file of the best weights kept (restoreBestWeights). */
   earlyStopping?: EarlyStoppingCheckpoint;
@@ -54,7 +62,29 @@ export interface SavedOptimizerState extends Omit<OptimizerState, 'slots'> {
 /** Head weights for a checkpoint: any kernel may be streamed (the first one is, from the workers). */
 export interface SavedParams {
   dense: (Omit<DenseParams, 'kernel'> & { kernel: Float32Array | StreamedArray })[];
+  backbone?: Float32Array[];
 }
+
+/** Shapes of a trainer's weights, for reading them back: the head's Dense layers and the lengths of any backbone weights. */
+export interface ParamShapes {
+  dense: { inputSize: number; units: number }[];
+  backbone?: number[];
+}
+
+function paramArrays(params: SavedParams): (Float32Array | StreamedArray)[] {
+  return [...params.dense.flatMap((d) => [d.kernel, d.bias]), ...(params.backbone ?? [])];
+}
+
+async function takeParams(like: ParamShapes, take: (n: number) => Promise<Float32Array>): Promise<TrainedParams> {
+  const dense = [];
+  for (const { inputSize, units } of like.dense) dense.push({ inputSize, units, kernel: await take(inputSize * units), bias: await take(units) });
+  if (!like.backbone) return { dense };
+  const backbone = [];
+  for (const n of like.backbone) backbone.push(await take(n));
+  return { dense, backbone };
+}
+
+const paramsBytes = (like: ParamShapes) => like.dense.reduce((n, d) => n + (d.inputSize * d.units + d.units) * 4, 0) + (like.backbone ?? []).reduce((n, l) => n + l * 4, 0);
 
 /** What saveCheckpoint writes: a Checkpoint whose big arrays may be streamed. */
 export interface CheckpointToSave extends Omit<Checkpoint, 'optimizer' | 'params'> {
@@ -109,6 +139,8 @@ interface Meta {
   setup?: RunSetup;
   history: History;
   dense: { inputSize: number; units: number }[];
+  /** Lengths of the fine-tuned backbone weights, when the run fine-tunes. */
+  backbone?: number[];
   optimizer: { config: OptimizerState['config']; iterations: number; slotsPerParam: number };
   /** Set once the run that wrote it has finished (trained every epoch and exported). */
   finished?: boolean;
@@ -121,8 +153,7 @@ export function configFingerprint(config: unknown): string {
 }
 
 function arrays(ck: CheckpointToSave): (Float32Array | StreamedArray)[] {
-  const params = ck.params.dense.flatMap((d) => [d.kernel, d.bias]);
-  return [...params, ...ck.optimizer.slots.flat()];
+  return [...paramArrays(ck.params), ...ck.optimizer.slots.flat()];
 }
 
 const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -173,6 +204,7 @@ export async function saveCheckpoint(dir: string, ck: CheckpointToSave): Promise
     setup: ck.setup,
     history: ck.history,
     dense: ck.params.dense.map((d) => ({ inputSize: d.inputSize, units: d.units })),
+    ...(ck.params.backbone && { backbone: ck.params.backbone.map((a) => a.length) }),
     optimizer: { config: ck.optimizer.config, iterations: ck.optimizer.iterations, slotsPerParam: ck.optimizer.slots[0]?.length ?? 0 },
     ...(ck.earlyStopping && { earlyStopping: ck.earlyStopping }),
   };
@@ -188,19 +220,14 @@ export async function saveCheckpoint(dir: string, ck: CheckpointToSave): Promise
 export async function saveBestWeights(dir: string, params: SavedParams, current: string | undefined): Promise<string> {
   await makeFolder(dir);
   const binary = current === BEST_BINARIES[0] ? BEST_BINARIES[1] : BEST_BINARIES[0];
-  await overwriteFile(join(dir, binary), arrayBytes(params.dense.flatMap((d) => [d.kernel, d.bias])));
+  await overwriteFile(join(dir, binary), arrayBytes(paramArrays(params)));
   return binary;
 }
 
 /** The best weights the checkpoint in `dir` names (written by saveBestWeights), shaped like `like`. */
-export async function loadBestWeights(dir: string, binary: string, like: { inputSize: number; units: number }[]): Promise<HeadParams> {
+export async function loadBestWeights(dir: string, binary: string, like: ParamShapes): Promise<TrainedParams> {
   if (!(BEST_BINARIES as readonly string[]).includes(binary)) throw new GraftError(`${join(dir, JSON_NAME)} names an unknown best-weights file ${binary}`, { file: join(dir, JSON_NAME) });
-  const bytes = like.reduce((n, d) => n + (d.inputSize * d.units + d.units) * 4, 0);
-  return readArrays(join(dir, binary), bytes, async (take) => {
-    const dense = [];
-    for (const { inputSize, units } of like) dense.push({ inputSize, units, kernel: await take(inputSize * units), bias: await take(units) });
-    return { dense };
-  });
+  return readArrays(join(dir, binary), paramsBytes(like), (take) => takeParams(like, take));
 }
 
 /** Opens `file`, checks it holds `bytes` bytes, and lets `read` take float arrays from it in order. */
@@ -253,7 +280,7 @@ export async function checkpointStatus(dir: string): Promise<{ epoch: number; fi
  * Settings added to RunSetup after checkpoints were first written, with the value every run had
  * before they existed: an older checkpoint is compared as if it had recorded that value.
  */
-const SETTINGS_ADDED_LATER: RunSetup = { orientation: 'ignore', 'early stopping': 'off' };
+const SETTINGS_ADDED_LATER: RunSetup = { orientation: 'ignore', 'early stopping': 'off', 'fine-tune': 'off' };
 
 /**
  * Refuses to resume the run in `dir` (its folder or its checkpoint's; saved: the checkpoint's
@@ -298,11 +325,9 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint | null> {
   const meta = await readMeta(dir);
   if (!meta) return null;
   return readArrays(join(dir, meta.binary), meta.bytes, async (take) => {
-    const dense = [];
-    for (const { inputSize, units } of meta.dense) dense.push({ inputSize, units, kernel: await take(inputSize * units), bias: await take(units) });
-    const params: HeadParams = { dense };
+    const params = await takeParams({ dense: meta.dense, backbone: meta.backbone }, take);
     const slots: Float32Array[][] = [];
-    for (const n of dense.flatMap((d) => [d.kernel.length, d.bias.length])) {
+    for (const n of [...params.dense.flatMap((d) => [d.kernel.length, d.bias.length]), ...(params.backbone ?? []).map((a) => a.length)]) {
       const perParam: Float32Array[] = [];
       for (let j = 0; j < meta.optimizer.slotsPerParam; j++) perParam.push(await take(n));
       slots.push(perParam);

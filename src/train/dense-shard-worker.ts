@@ -25,11 +25,17 @@ export interface ShardInit {
   x: SharedArrayBuffer;
   h: SharedArrayBuffer;
   dh: SharedArrayBuffer;
+  /**
+   * For fine-tuning: this shard's part of the layer's input gradient, dX = dH·Wᵀ over its columns
+   * [maxBatch, inputSize] (the main thread sums the shards); absent when never asked for.
+   */
+  dx?: SharedArrayBuffer;
 }
 
 export type ShardRequest =
   | { op: 'forward'; n: number }
-  | { op: 'backward'; n: number; step: number }
+  /** With inputGradient, first writes this shard's dX (from the weights before the update) into dx. */
+  | { op: 'backward'; n: number; step: number; inputGradient?: boolean }
   | { op: 'gradient'; n: number }
   /**
    * Writes this shard's columns of rows [row0, row0 + rows) of the kernel (or of optimiser slot
@@ -46,7 +52,7 @@ const R = Math.min(init.blockRows, K);
 const S = slotCount(optimizer);
 
 // One memory for everything the kernels touch; 16-byte aligned arrays.
-const sizes = { kernel: K * C, slots: S * K * C, scratch: R * C, x: B * K, xt: K * B, dh: B * C, h: B * C };
+const sizes = { kernel: K * C, slots: S * K * C, scratch: R * C, x: B * K, xt: K * B, dh: B * C, h: B * C, dx: init.dx ? B * K : 0 };
 const memory = wasmMemory(Object.values(sizes).reduce((a, n) => a + Math.ceil(n / 4) * 16, 0));
 let offset = 0;
 const take = (n: number) => {
@@ -58,10 +64,12 @@ const kernel = take(sizes.kernel);
 const slotArea = take(sizes.slots);
 const slots = Array.from({ length: S }, (_, s) => slotArea.subarray(s * K * C, (s + 1) * K * C));
 const scratch = take(sizes.scratch);
-const x = take(sizes.x), xt = take(sizes.xt), dh = take(sizes.dh), h = take(sizes.h);
+const x = take(sizes.x), xt = take(sizes.xt), dh = take(sizes.dh), h = take(sizes.h), dx = take(sizes.dx);
 const xShared = new Float32Array(init.x), hShared = new Float32Array(init.h), dhShared = new Float32Array(init.dh);
+const dxShared = init.dx ? new Float32Array(init.dx) : null;
 const rmsprop: RmspropKernel | null = optimizer.kind === 'rmsprop' ? simdRmsprop(memory, optimizer.legacy) : null;
 const matmul = await OrtMatMul.create(init.ortThreads);
+const matmulTransposed = dxShared ? await OrtMatMul.create(init.ortThreads, true) : null;
 
 async function forward(n: number): Promise<void> {
   x.set(xShared.subarray(0, n * K));
@@ -97,7 +105,16 @@ async function gradientBlocks(n: number, each: (r0: number, rows: number, g: Flo
   }
 }
 
-async function backward(n: number, step: number): Promise<void> {
+/** dX[n, K] = dH[n, C] · W[K, C]ᵀ over this shard's columns, into the shared dx. */
+async function inputGradient(n: number): Promise<void> {
+  if (!dxShared || !matmulTransposed) throw new Error('this head trainer was created without input gradients');
+  for (let b = 0; b < n; b++) dh.set(dhShared.subarray(b * N + col0, b * N + col0 + C), b * C);
+  await matmulTransposed.run(dh.subarray(0, n * C), kernel, dx.subarray(0, n * K), n, C, K);
+  dxShared.set(dx.subarray(0, n * K));
+}
+
+async function backward(n: number, step: number, withInputGradient: boolean): Promise<void> {
+  if (withInputGradient) await inputGradient(n);
   await gradientBlocks(n, (r0, rows, g) => {
     const lo = r0 * C, hi = (r0 + rows) * C;
     if (rmsprop && optimizer.kind === 'rmsprop') {
@@ -121,7 +138,7 @@ parentPort!.on('message', (req: ShardRequest) => {
         }
         case 'backward': {
           const t0 = performance.now();
-          await backward(req.n, req.step);
+          await backward(req.n, req.step, req.inputGradient === true);
           if (process.env.GRAFT_HEAD_PROFILE) console.error(`shard ${col0}: backward ${(performance.now() - t0).toFixed(1)} ms (matmul ${tMat.toFixed(1)}, update ${tUpd.toFixed(1)}, transpose ${tT.toFixed(1)}), faults so far ${process.resourceUsage().minorPageFault}`);
           tMat = tUpd = tT = 0;
           parentPort!.postMessage({ ok: true });
@@ -149,6 +166,7 @@ parentPort!.on('message', (req: ShardRequest) => {
           break;
         case 'close':
           await matmul.dispose();
+          await matmulTransposed?.dispose();
           parentPort!.postMessage({ ok: true });
           parentPort!.close();
           break;

@@ -1,10 +1,10 @@
 import { GraftError } from '../util/errors.js';
 import { Random } from '../util/random.js';
 import type { HeadTrainer } from './head-trainer.js';
+import type { OptimizerState } from './optimizers.js';
 import { emptyHistory, type History } from './history.js';
-import { checkResumable, configFingerprint, loadBestWeights, loadCheckpoint, saveBestWeights, saveCheckpoint, type RunSetup } from './checkpoint.js';
+import { checkResumable, configFingerprint, loadBestWeights, loadCheckpoint, saveBestWeights, saveCheckpoint, type ParamShapes, type RunSetup, type SavedOptimizerState, type SavedParams, type TrainedParams } from './checkpoint.js';
 import { EarlyStopping, type EarlyStoppingConfig } from './early-stopping.js';
-import type { HeadParams } from '../model/head.js';
 import { Progbar } from './progbar.js';
 import { deriveSeed, STREAM_SHUFFLE } from './seeds.js';
 import { setting } from '../util/option-names.js';
@@ -149,7 +149,7 @@ export function rowsBatchSource(data: RowsData, batchSize: number, options: { sh
  * Loss, accuracy and probabilities of `data` in inference mode, read in chunks of the trainer's
  * batch limit: the same numbers as trainer.evaluate over all the features in one array.
  */
-export async function evaluateRows(trainer: HeadTrainer, data: RowsData): Promise<{ loss: number; accuracy: number; probabilities: Float32Array }> {
+export async function evaluateRows(trainer: FitTrainer, data: RowsData): Promise<{ loss: number; accuracy: number; probabilities: Float32Array }> {
   const chunk = trainer.batchLimit, k = trainer.outputUnits;
   const features = new Float32Array(chunk * data.rows.rowFloats);
   const probabilities = new Float32Array(data.count * k);
@@ -161,12 +161,30 @@ export async function evaluateRows(trainer: HeadTrainer, data: RowsData): Promis
   return { ...trainer.score(probabilities, data.labels, data.count), probabilities };
 }
 
+/** What fit needs of a trainer: a HeadTrainer, or a fine-tuning trainer (head and backbone segment). */
+export interface FitTrainer {
+  trainStep: HeadTrainer['trainStep'];
+  evaluate: HeadTrainer['evaluate'];
+  beginEpoch(epoch: number): void;
+  describe(): { seed: number };
+  setParams(params: TrainedParams): Promise<void>;
+  setOptimizerState(state: OptimizerState): Promise<void>;
+  paramsToSave(): SavedParams;
+  optimizerStateToSave(): SavedOptimizerState;
+  syncParams(): Promise<TrainedParams>;
+  paramShapes(): ParamShapes;
+  predict: HeadTrainer['predict'];
+  score: HeadTrainer['score'];
+  readonly batchLimit: number;
+  readonly outputUnits: number;
+}
+
 /** The fingerprint fit stores in checkpoints: resuming with another head, optimiser or seed is refused. */
-export function trainerFingerprint(trainer: HeadTrainer): string {
+export function trainerFingerprint(trainer: FitTrainer): string {
   return configFingerprint(trainer.describe());
 }
 
-async function evaluateSource(trainer: HeadTrainer, source: BatchSource, epoch: number, steps: number): Promise<{ loss: number; accuracy: number }> {
+async function evaluateSource(trainer: FitTrainer, source: BatchSource, epoch: number, steps: number): Promise<{ loss: number; accuracy: number }> {
   let loss = 0, acc = 0, seen = 0, step = 0;
   for await (const b of source.batches(epoch)) {
     if (step++ >= steps) break;
@@ -183,7 +201,7 @@ async function evaluateSource(trainer: HeadTrainer, source: BatchSource, epoch: 
  * size-weighted means over the epoch's batches, as Keras's progress bar reports), then validation,
  * a checkpoint and the callbacks. Returns the History of all epochs (including resumed ones).
  */
-export async function fit(trainer: HeadTrainer, train: BatchSource, validation: ArrayData | BatchSource | RowsData, opts: FitOptions): Promise<History> {
+export async function fit(trainer: FitTrainer, train: BatchSource, validation: ArrayData | BatchSource | RowsData, opts: FitOptions): Promise<History> {
   const verbose = opts.verbose ?? 1;
   const log = opts.log ?? ((line: string) => process.stdout.write(line + '\n'));
   const fingerprint = trainerFingerprint(trainer);
@@ -193,7 +211,7 @@ export async function fit(trainer: HeadTrainer, train: BatchSource, validation: 
   let stopping = opts.earlyStopping ? new EarlyStopping(opts.earlyStopping) : null;
   /** The best weights kept for early stopping: a file in the checkpoint folder, or (without one) a copy in memory. */
   let bestFile: string | undefined;
-  let bestInMemory: HeadParams | null = null;
+  let bestInMemory: TrainedParams | null = null;
   if (dir && opts.checkpoint?.resume) {
     const ck = await loadCheckpoint(dir);
     if (ck) {
@@ -275,8 +293,7 @@ export async function fit(trainer: HeadTrainer, train: BatchSource, validation: 
   const bestEpoch = stopping?.state.bestEpoch ?? -1;
   if (stopping?.config.restoreBestWeights && bestEpoch >= 0) {
     // As Keras 3: the best epoch's weights at the end, whether or not training stopped early.
-    const shapes = trainer.params.dense.map((d) => ({ inputSize: d.inputSize, units: d.units }));
-    const best = dir && bestFile ? await loadBestWeights(dir, bestFile, shapes) : bestInMemory;
+    const best = dir && bestFile ? await loadBestWeights(dir, bestFile, trainer.paramShapes()) : bestInMemory;
     if (best) {
       await trainer.setParams(best);
       end.restoredEpoch = bestEpoch;
@@ -288,7 +305,8 @@ export async function fit(trainer: HeadTrainer, train: BatchSource, validation: 
   return history;
 }
 
-/** A whole copy of the head's weights. */
-function copyParams(params: HeadParams): HeadParams {
-  return { dense: params.dense.map((d) => ({ ...d, kernel: d.kernel.slice(), bias: d.bias.slice() })) };
+/** A whole copy of the trained weights. */
+function copyParams(params: TrainedParams): TrainedParams {
+  const dense = params.dense.map((d) => ({ ...d, kernel: d.kernel.slice(), bias: d.bias.slice() }));
+  return params.backbone ? { dense, backbone: params.backbone.map((a) => a.slice()) } : { dense };
 }

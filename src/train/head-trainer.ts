@@ -42,6 +42,8 @@ export interface HeadTrainerOptions {
   blockRows?: number;
   /** Floats per block when the first kernel's optimiser slots are streamed to a checkpoint (default 1M, 4 MB). */
   checkpointBlockFloats?: number;
+  /** trainStep can also give dL/d(features), for fine-tuning the backbone beneath (default false). */
+  inputGradient?: boolean;
 }
 
 export interface StepResult {
@@ -55,6 +57,8 @@ interface Shard {
   worker: Worker;
   col0: number;
   cols: number;
+  /** Its part of the first Dense layer's input gradient [maxBatch, inputSize], if asked for. */
+  dx: Float32Array | null;
 }
 
 /**
@@ -173,9 +177,10 @@ export class HeadTrainer {
     const initial = params.dense[0]!.kernel;
     for (let s = 0; s < count; s++) {
       const col0 = Math.round((s * N) / count), cols = Math.round(((s + 1) * N) / count) - col0;
-      const data: ShardInit = { inputSize: K, units: N, col0, cols, maxBatch, optimizer: opt, blockRows: options.blockRows ?? defaultBlockRows(K), ortThreads: options.ortThreads ?? 1, ...shared };
+      const dx = options.inputGradient ? new SharedArrayBuffer(maxBatch * K * 4) : undefined;
+      const data: ShardInit = { inputSize: K, units: N, col0, cols, maxBatch, optimizer: opt, blockRows: options.blockRows ?? defaultBlockRows(K), ortThreads: options.ortThreads ?? 1, ...shared, dx };
       const worker = startWorker(url, data);
-      shards.push({ worker, col0, cols });
+      shards.push({ worker, col0, cols, dx: dx ? new Float32Array(dx) : null });
     }
     try {
       await Promise.all(shards.map((s) => reply(s.worker)));
@@ -193,25 +198,63 @@ export class HeadTrainer {
     return { spec: this.spec, featureShape: this.featureShape, optimizer: this.opt, seed: this.seed };
   }
 
+  /** Shapes of the weights, as checkpoints read them back. */
+  paramShapes(): { dense: { inputSize: number; units: number }[] } {
+    return { dense: this.params.dense.map((d) => ({ inputSize: d.inputSize, units: d.units })) };
+  }
+
   /** Dropout masks of epoch e are drawn from a stream seeded by (seed, e): resuming at e repeats them. */
   beginEpoch(epoch: number): void {
     this.dropoutRng = new Random(deriveSeed(this.seed, epoch, STREAM_DROPOUT));
   }
 
-  /** One training step (forward with dropout, backward, optimiser update) on n samples. */
-  async trainStep(features: Float32Array, labels: Float32Array, n: number): Promise<StepResult> {
+  /**
+   * One training step (forward with dropout, backward, optimiser update) on n samples. With
+   * `inputGradient` (n x feature size; the trainer created with options.inputGradient), it also
+   * receives dL/d(features), from the weights before this step's update.
+   */
+  async trainStep(features: Float32Array, labels: Float32Array, n: number, inputGradient?: Float32Array): Promise<StepResult> {
     return this.serial(async () => {
       this.checkBatch(features, labels, n, this.maxBatch);
+      if (inputGradient && (!this.shards[0]!.dx || inputGradient.length < n * this.featureSize)) {
+        throw new GraftError(`an input gradient needs a trainer created with inputGradient and ${n * this.featureSize} values`);
+      }
       const probs = await this.forward(features, n, true);
       const result = this.metrics(probs, labels, n);
       this.backward(labels, n);
       const step = this.iterations + 1;
-      const big = Promise.all(this.shards.map((s) => call(s.worker, { op: 'backward', n, step })));
+      const big = Promise.all(this.shards.map((s) => call(s.worker, { op: 'backward', n, step, inputGradient: inputGradient !== undefined })));
       this.updateSmall(step);
       await big;
+      if (inputGradient) this.featureGradient(inputGradient, n);
       this.iterations = step;
       return result;
     });
+  }
+
+  /** dL/d(features) from the shards' parts of the first Dense layer's input gradient: summed, through any dropout on the features, and spread back over the pooled cells. */
+  private featureGradient(into: Float32Array, n: number): void {
+    const K = this.inputSize;
+    const dx = this.x; // the layer input is no longer needed this step: reuse it for the sum
+    dx.set(this.shards[0]!.dx!.subarray(0, n * K));
+    for (let s = 1; s < this.shards.length; s++) {
+      const part = this.shards[s]!.dx!;
+      for (let i = 0; i < n * K; i++) dx[i]! += part[i]!;
+    }
+    // Dropout layers before the first Dense act on its input (the pooled or flattened features).
+    for (let si = 0; si < this.steps.length && this.steps[si]!.kind === 'dropout'; si++) {
+      const mask = this.masks[si]!;
+      if ((this.steps[si] as { rate: number }).rate > 0) for (let i = 0; i < n * K; i++) dx[i]! *= mask[i]!;
+    }
+    if (this.pooling === 'flatten') {
+      into.set(dx.subarray(0, n * K));
+      return;
+    }
+    const cells = this.featureSize / K;
+    for (let b = 0; b < n; b++) {
+      const base = b * this.featureSize;
+      for (let p = 0; p < cells; p++) for (let c = 0; c < K; c++) into[base + p * K + c] = dx[b * K + c]! / cells;
+    }
   }
 
   /**

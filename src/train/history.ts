@@ -4,6 +4,8 @@ export interface History {
   accuracy: number[];
   val_loss: number[];
   val_accuracy: number[];
+  /** With fine-tuning: each epoch's phase (1: head on frozen features, 2: fine-tuning). */
+  phase?: number[];
 }
 
 export function emptyHistory(): History {

@@ -29,6 +29,9 @@ interface TrainFlags {
   monitor?: Monitor;
   minDelta?: number;
   restoreBestWeights?: boolean;
+  fineTune?: string;
+  fineTuneEpochs?: number;
+  fineTuneLr?: number;
   batchSize: number;
   steps?: number;
   validationSteps?: number;
@@ -64,6 +67,9 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--monitor <figure>', `what early stopping watches: ${MONITORS.join(', ')} (default: val_loss)`, choiceOption('monitor', MONITORS))
     .option('--min-delta <d>', 'smallest change of --monitor that counts as an improvement (default: 0)', floatOption('min-delta', 0, Number.MAX_VALUE))
     .option('--restore-best-weights', "with --early-stopping: evaluate and export the best epoch's weights, not the last's")
+    .option('--fine-tune <layer>', 'after the head, a second phase training the backbone layers after <layer> (e.g. mixed6) up to the cut with it (BatchNormalization kept frozen, as Keras)')
+    .option('--fine-tune-epochs <n>', 'epochs of the --fine-tune phase (default: 10)', intOption('fine-tune-epochs', 1))
+    .option('--fine-tune-lr <rate>', 'learning rate of the --fine-tune phase (default: 1e-5, as Keras\'s transfer-learning guide)', floatOption('fine-tune-lr', 0, 10, { aboveMin: true }))
     .option('--batch-size <n>', 'batch size', intOption('batch-size', 1, 256), LAB_RECIPE.batchSize)
     // Commander appends "(default: N)" when there is a default; say "one pass"/"all" only when there is none.
     .option('--steps <n>', `batches per epoch (Keras steps_per_epoch${defaults.steps === undefined ? '; default: one pass' : ''})`, intOption('steps', 1), defaults.steps)
@@ -90,6 +96,10 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
   const stoppingFlags = [flags.monitor !== undefined && '--monitor', flags.minDelta !== undefined && '--min-delta', flags.restoreBestWeights && '--restore-best-weights'].filter(Boolean);
   if (flags.earlyStopping === undefined && stoppingFlags.length > 0) {
     throw new GraftError(`${stoppingFlags.join(' and ')} ${stoppingFlags.length === 1 ? 'applies' : 'apply'} to --early-stopping only (e.g. --early-stopping 3)`);
+  }
+  const tuneFlags = [flags.fineTuneEpochs !== undefined && '--fine-tune-epochs', flags.fineTuneLr !== undefined && '--fine-tune-lr'].filter(Boolean);
+  if (flags.fineTune === undefined && tuneFlags.length > 0) {
+    throw new GraftError(`${tuneFlags.join(' and ')} ${tuneFlags.length === 1 ? 'applies' : 'apply'} to --fine-tune only (e.g. --fine-tune mixed6)`);
   }
   const mode = parseFeedMode(flags.mode);
   if (mode.kind === 'views' && !flags.augment) {
@@ -118,6 +128,7 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
       flags.earlyStopping === undefined
         ? undefined
         : { patience: flags.earlyStopping, monitor: flags.monitor, minDelta: flags.minDelta, restoreBestWeights: flags.restoreBestWeights === true },
+    fineTune: flags.fineTune === undefined ? undefined : { from: flags.fineTune, epochs: flags.fineTuneEpochs, learningRate: flags.fineTuneLr },
     batchSize: flags.batchSize,
     stepsPerEpoch: flags.steps,
     validationSteps: flags.validationSteps,

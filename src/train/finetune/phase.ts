@@ -1,0 +1,222 @@
+/**
+ * The second training phase (Keras's transfer-learning guide, fastai's fine_tune): after the head
+ * has trained on frozen features, the backbone's layers after `from` up to the cut are unfrozen
+ * and trained with the head at a low learning rate, BatchNormalization kept in inference mode.
+ * The frozen part below `from` runs forward only: the same feeds as the head phase (cached,
+ * views, faithful), taken at `from` instead of at the cut.
+ */
+import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
+import type { Backbone } from '../../backbone/backbone.js';
+import { cutGraph } from '../../backbone/cut.js';
+import { createOrtExtractor, type FeatureExtractor } from '../../backbone/engine.js';
+import type { WeightMap } from '../../backbone/keras-graph.js';
+import { kerasToOnnx } from '../../backbone/onnx/convert.js';
+import { AugmentPool } from '../../data/augment-pool.js';
+import type { ImageStore } from '../../data/image-store.js';
+import type { HeadSpec } from '../../model/head-spec.js';
+import type { HeadParams } from '../../model/head.js';
+import { GraftError } from '../../util/errors.js';
+import { cachedFeatures, faithfulSource, viewsSource, type FeedContext, type FeedMode } from '../feature-sources.js';
+import { arrayBatchSource, fit, type ArrayData, type BatchSource, type EpochLogs, type TrainEnd } from '../fit.js';
+import type { History } from '../history.js';
+import type { EarlyStoppingConfig } from '../early-stopping.js';
+import { markCheckpointFinished, type RunSetup } from '../checkpoint.js';
+import type { OptimizerConfig } from '../optimizers.js';
+import { trainableSegment, type Segment } from './segment.js';
+import { SegmentEngine } from './segment-engine.js';
+import { FineTuneTrainer } from './trainer.js';
+
+export interface FineTuneConfig {
+  /** The layers after this one (e.g. 'mixed6') up to the cut become trainable. */
+  from: string;
+  /** Epochs of the second phase (default DEFAULT_FINE_TUNE_EPOCHS). */
+  epochs?: number;
+  /** Its learning rate (default 1e-5, as Keras's transfer-learning guide); the optimiser's kind and other settings are the first phase's. */
+  learningRate?: number;
+}
+
+export const DEFAULT_FINE_TUNE_EPOCHS = 10;
+export const DEFAULT_FINE_TUNE_LEARNING_RATE = 1e-5;
+
+/** The fine-tuning settings with their defaults, as a run records them. */
+export function resolveFineTune(cfg: FineTuneConfig): Required<FineTuneConfig> {
+  const epochs = cfg.epochs ?? DEFAULT_FINE_TUNE_EPOCHS;
+  const learningRate = cfg.learningRate ?? DEFAULT_FINE_TUNE_LEARNING_RATE;
+  if (typeof cfg.from !== 'string' || cfg.from === '') throw new GraftError('fineTune.from must name a backbone layer (e.g. mixed6)');
+  if (!Number.isSafeInteger(epochs) || epochs < 1) throw new GraftError(`fineTune.epochs must be a whole number from 1, got ${epochs}`);
+  if (!(learningRate > 0) || !Number.isFinite(learningRate)) throw new GraftError(`fineTune.learningRate must be a positive number, got ${learningRate}`);
+  return { from: cfg.from, epochs, learningRate };
+}
+
+/** Refuses a `from` that cannot be fine-tuned, before the head phase trains. */
+export function checkFineTune(backbone: Backbone, config: Required<FineTuneConfig>): void {
+  trainableSegment(backbone.graph, config.from, backbone.inputShape);
+}
+
+/** The folder of the second phase's checkpoint, inside the run's. */
+export function fineTuneCheckpointDir(checkpointDir: string): string {
+  return join(checkpointDir, 'fine-tune');
+}
+
+export interface FineTunePhaseInput {
+  config: Required<FineTuneConfig>;
+  backbone: Backbone;
+  head: HeadSpec;
+  /** The head phase's final weights. */
+  headParams: HeadParams;
+  /** The head phase's optimiser: its kind and settings, with the fine-tuning rate. */
+  optimizer: OptimizerConfig;
+  mode: FeedMode;
+  trainStore: ImageStore;
+  valStore: ImageStore;
+  /** The feed context of the head phase, less its extractor and pool (this phase brings its own). */
+  context: Omit<FeedContext, 'store' | 'extractor' | 'pool'>;
+  batchSize: number;
+  maxBatch: number;
+  stepsPerEpoch?: number;
+  valImagesUsed: number;
+  checkpointDir: string;
+  resume?: boolean;
+  setup: RunSetup;
+  earlyStopping?: EarlyStoppingConfig;
+  verbose: 0 | 1 | 2;
+  showMemory?: boolean;
+  signal?: AbortSignal;
+  log: (line: string) => void;
+  say: (line: string) => void;
+  /** Runs a long step with a progress bar (the learner's). */
+  withProgress: <T>(label: string, during: string, run: (onProgress: (done: number, total: number) => void) => Promise<T>) => Promise<T>;
+  onEpochEnd?: (epoch: number, logs: EpochLogs, history: History) => void | Promise<void>;
+}
+
+export interface FineTunePhaseResult {
+  history: History;
+  end: TrainEnd;
+  trainer: FineTuneTrainer;
+  /** Validation inputs at `from`, for the final evaluation. */
+  valData: ArrayData;
+  segment: Segment;
+  /** Frees the phase's engines (after the evaluation). */
+  dispose(): Promise<void>;
+}
+
+/** Runs the second phase; the caller evaluates with result.trainer, exports with tunedWeights(), then calls dispose(). */
+export async function fineTunePhase(p: FineTunePhaseInput): Promise<FineTunePhaseResult> {
+  const { config, backbone } = p;
+  const [h, w] = backbone.inputShape;
+  const segment = trainableSegment(backbone.graph, config.from, backbone.inputShape);
+  const threads = availableParallelism();
+  let frozen: FeatureExtractor | null = null;
+  let pool: AugmentPool | null = null;
+  let engine: SegmentEngine | null = null;
+  let trainer: FineTuneTrainer | null = null;
+  const release = async () => {
+    await trainer?.dispose();
+    await engine?.dispose();
+    await pool?.close();
+    await frozen?.dispose();
+  };
+  try {
+    const weights = segment.trainable.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+    p.say(`Fine-tuning the layers after ${config.from} up to ${segment.to}: ${weights.toLocaleString('en-US')} trainable backbone weights, learning rate ${config.learningRate}, ${config.epochs} epochs`);
+    // The frozen part below `from` as its own network: it runs forward only.
+    const below = segment.from === backbone.graph.inputs[0] ? null : cutGraph(backbone.graph, config.from);
+    frozen = below
+      ? await createOrtExtractor(kerasToOnnx(below, backbone.weights, { inputSize: [h, w] }), backbone.inputShape, segment.inputShape, { label: `the backbone up to ${config.from}` })
+      : identityExtractor(backbone.inputShape);
+    pool = AugmentPool.create({ threads: Math.max(1, Math.min(2, threads)) });
+    const context = (store: ImageStore): FeedContext => ({ ...p.context, store, extractor: frozen!, pool: pool! });
+    engine = await SegmentEngine.create(segment, backbone.weights);
+    trainer = await FineTuneTrainer.create(p.head, p.headParams, engine, { ...p.optimizer, learningRate: config.learningRate }, { seed: p.context.seed, maxBatch: p.maxBatch });
+
+    const t0 = performance.now();
+    const valData = await p.withProgress('Features ', `computing validation features at ${config.from}`, (onProgress) => cachedFeatures(context(p.valStore), onProgress));
+    p.say(`Validation features at ${config.from} computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
+    let source: BatchSource;
+    if (p.mode.kind === 'faithful') source = faithfulSource(context(p.trainStore), p.batchSize);
+    else if (p.mode.kind === 'cached') {
+      const t1 = performance.now();
+      const cached = await p.withProgress('Features ', `computing training features at ${config.from}`, (onProgress) => cachedFeatures(context(p.trainStore), onProgress));
+      p.say(`Training features at ${config.from} computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
+      source = arrayBatchSource(cached, p.batchSize, { shuffle: true, seed: p.context.seed });
+    } else {
+      const views = p.mode.views;
+      source = await p.withProgress('Views ', `computing augmented views at ${config.from}`, (onProgress) => viewsSource(context(p.trainStore), p.batchSize, views, onProgress));
+    }
+    if (p.stepsPerEpoch !== undefined && p.stepsPerEpoch < source.stepsPerEpoch) source = firstSteps(source, p.stepsPerEpoch);
+    if (p.mode.kind !== 'faithful') {
+      await pool.close();
+      await frozen.dispose();
+    }
+    const valUsed = p.valImagesUsed >= valData.count ? valData : {
+      features: valData.features.subarray(0, p.valImagesUsed * engine.inputSize),
+      labels: valData.labels.subarray(0, p.valImagesUsed * (valData.labels.length / valData.count)),
+      count: p.valImagesUsed,
+    };
+    let end: TrainEnd = {};
+    const dir = fineTuneCheckpointDir(p.checkpointDir);
+    const history = await fit(trainer, source, valUsed, {
+      epochs: config.epochs,
+      earlyStopping: p.earlyStopping,
+      verbose: p.verbose,
+      showMemory: p.showMemory,
+      signal: p.signal,
+      log: p.log,
+      checkpoint: { dir, resume: p.resume, setup: p.setup },
+      callbacks: {
+        onEpochEnd: (epoch, logs, soFar) => p.onEpochEnd?.(epoch, logs, soFar),
+        onTrainEnd: (e) => {
+          end = e;
+        },
+      },
+    });
+    await markCheckpointFinished(dir);
+    const t = trainer;
+    return { history, end, trainer: t, valData, segment, dispose: release };
+  } catch (err) {
+    await release();
+    throw err;
+  }
+}
+
+/** The backbone's weights with the fine-tuned ones in place (for the export). */
+export function tunedWeights(weights: WeightMap, segment: Segment, tuned: Float32Array[]): WeightMap {
+  const out = new Map(weights);
+  segment.trainable.forEach((t, i) => out.set(t.key, { shape: t.shape, data: tuned[i]! }));
+  return out;
+}
+
+/** Fine-tuning from the input layer: the images themselves are the segment's input. */
+function identityExtractor(shape: [number, number, number]): FeatureExtractor {
+  return {
+    inputShape: shape,
+    outputShape: [...shape],
+    extract: async (input, n) => input.slice(0, n * shape[0] * shape[1] * shape[2]),
+    dispose: async () => {},
+  };
+}
+
+function firstSteps(source: BatchSource, steps: number): BatchSource {
+  return {
+    stepsPerEpoch: steps,
+    async *batches(epoch) {
+      let step = 0;
+      for await (const b of source.batches(epoch)) {
+        if (step++ >= steps) break;
+        yield b;
+      }
+    },
+  };
+}
+
+/** The two phases' histories as one, each epoch marked with its phase (1: head, 2: fine-tuning). */
+export function joinHistories(head: History, tuned: History): History {
+  return {
+    loss: [...head.loss, ...tuned.loss],
+    accuracy: [...head.accuracy, ...tuned.accuracy],
+    val_loss: [...head.val_loss, ...tuned.val_loss],
+    val_accuracy: [...head.val_accuracy, ...tuned.val_accuracy],
+    phase: [...head.loss.map(() => 1), ...tuned.loss.map(() => 2)],
+  };
+}
