@@ -11,7 +11,13 @@ import * as tf from '@tensorflow/tfjs';
 import { loadBackbone } from '../src/backbone/backbone.js';
 import type { WeightMap } from '../src/backbone/keras-graph.js';
 import { windowParams } from '../src/backbone/layer-shapes.js';
-import { trainableSegment, trainableCounts, type Segment } from '../src/train/finetune/segment.js';
+import { firstTunedLayer, trainableSegment, trainableCounts, type Segment } from '../src/train/finetune/segment.js';
+import { inceptionV3Graph } from '../src/backbone/architectures/inception-v3.js';
+import { cutGraph } from '../src/backbone/cut.js';
+import { buildClassifierGraph } from '../src/model/classifier-graph.js';
+import { LAB_HEAD } from '../src/model/head-spec.js';
+import { headForClasses } from '../src/model/head.js';
+import { summarizeModel } from '../src/model/summary.js';
 import { SegmentEngine } from '../src/train/finetune/segment-engine.js';
 import { Random } from '../src/util/random.js';
 import { GraftError } from '../src/util/errors.js';
@@ -159,7 +165,11 @@ test('a layer inside a block does not split the network; trainable counts as Ker
     assert.equal(frozen.nonTrainable, 8_975_264); // Keras's "Total params" of InceptionV3 up to mixed7
     // mixed7's ten convs: four 1x1 768->192 and six 1x7/7x1 192->192 kernels, plus ten betas of 192.
     assert.equal(counts.trainable, 4 * 768 * 192 + 6 * 7 * 192 * 192 + 10 * 192);
-    console.log(`# mixed7 trainable after mixed6: ${counts.trainable}, non-trainable ${counts.nonTrainable}`);
+    // graft summary --fine-tune mixed6: Keras's lab counts (47,512,481 total, 38,537,217 trainable) with mixed7's block unfrozen.
+    const base = cutGraph(inceptionV3Graph(), 'mixed7');
+    const table = summarizeModel(buildClassifierGraph(base, headForClasses(2, LAB_HEAD)), [150, 150, 3], firstTunedLayer(base, 'mixed6', [150, 150, 3]));
+    assert.match(table, /Total params: 47,512,481\nTrainable params: 40,677,249\nNon-trainable params: 6,835,232$/);
+    assert.equal(38_537_217 + counts.trainable, 40_677_249);
   } finally {
     await full.dispose();
   }

@@ -11,6 +11,8 @@ import { hasOutputLayer, headForClasses, outputLayerNote } from '../../model/hea
 import { intOption, sizeOption } from '../options.js';
 import { summarizeModel } from '../../model/summary.js';
 import { summarizeClassifier } from '../../model/saved-classifier.js';
+import { firstTunedLayer } from '../../train/finetune/segment.js';
+import { GraftError } from '../../util/errors.js';
 
 interface SummaryOptions {
   model?: string;
@@ -19,6 +21,7 @@ interface SummaryOptions {
   inputSize: [number, number];
   head?: string;
   classes?: number;
+  fineTune?: string;
 }
 
 export function registerSummary(program: Command): void {
@@ -31,7 +34,9 @@ export function registerSummary(program: Command): void {
     .addOption(new Option('--input-size <HxW>', 'input size, e.g. 150 or 150x150').argParser(sizeOption).default([150, 150], '"150x150"'))
     .option('--head <spec>', 'head layers, e.g. flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid (default: the Keras lab head)')
     .option('--classes <n>', 'number of classes: 2 -> Dense(1, sigmoid), more -> Dense(n, softmax), as graft train fits the output layer (default: the head\'s own sigmoid/softmax output, else 2)', intOption('classes', 2))
+    .option('--fine-tune <layer>', 'count parameters as graft train --fine-tune <layer> trains them: the backbone layers after <layer> trainable too')
     .action(async (opts: SummaryOptions) => {
+      if (opts.model && opts.fineTune) throw new GraftError('--fine-tune applies to the architecture summary, not to --model');
       if (opts.model) {
         console.log(await summarizeClassifier(opts.model));
         return;
@@ -52,6 +57,7 @@ export function registerSummary(program: Command): void {
       } else {
         backbone = cutGraph(inceptionV3Graph(), opts.cut);
       }
-      console.log(summarizeModel(buildClassifierGraph(backbone, head), [h, w, 3]));
+      const trainableFrom = opts.fineTune ? firstTunedLayer(backbone, opts.fineTune, [h, w, 3]) : undefined;
+      console.log(summarizeModel(buildClassifierGraph(backbone, head), [h, w, 3], trainableFrom));
     });
 }

@@ -115,3 +115,12 @@ export function trainableCounts(graph: KerasGraph, imageShape: Shape, from: stri
   }
   return { trainable, nonTrainable };
 }
+
+/**
+ * The first layer that trains when fine-tuning from `from`, for a Keras-style summary whose
+ * layers from that one on train (Keras's guide: `for layer in base.layers[:i]: layer.trainable = False`).
+ */
+export function firstTunedLayer(graph: KerasGraph, from: string, imageShape: Shape): string {
+  const segment = trainableSegment(graph, from, imageShape);
+  return segment.layers[0]!.name;
+}
