@@ -118,6 +118,8 @@ test('a run interrupted in the fine-tuning phase resumes to the same history and
   const a = await loadTfjsLayersModel(join(root, 'straight', 'model'));
   const b = await loadTfjsLayersModel(join(root, 'resumed', 'model'));
   for (const key of ['conv2d_70/kernel', 'batch_normalization_70/beta', 'dense/kernel', 'dense_1/bias']) assert.deepEqual(b.weights.get(key)!.data, a.weights.get(key)!.data, key);
+  // A fresh run over it is refused, naming the checkpoint; --overwrite clears both phases' checkpoints as it starts.
+  await assert.rejects(trainClassifier(options('resumed')), /holds the outputs of an earlier run \(.*checkpoint\/.*\): pass overwrite: true/);
   // Another fine-tuning setting is another run.
   await assert.rejects(trainClassifier(options('resumed', { resume: true, fineTune: { from: 'mixed5', epochs: 2, learningRate: 1e-4 } })), /other settings \(fine-tune/);
   await assert.rejects(trainClassifier(options('bad-layer', { fineTune: { from: 'conv2d_70' } })), (e: unknown) => e instanceof GraftError && /does not split the network/.test(e.message));

@@ -39,9 +39,11 @@ export async function earlierRunFiles(out: string): Promise<string[]> {
   const files: string[] = [];
   for (const name of RUN_FILES) if (await isFile(join(out, name))) files.push(join(out, name));
   for (const name of (await readdir(out).catch(() => [] as string[])).sort()) if (TEMPORARY.test(name)) files.push(join(out, name));
-  const checkpointDir = join(out, 'checkpoint');
-  for (const name of (await readdir(checkpointDir).catch(() => [] as string[])).sort()) {
-    if (CHECKPOINT_FILE.test(name) && (await isFile(join(checkpointDir, name)))) files.push(join(checkpointDir, name));
+  // The run's checkpoint, and the fine-tuning phase's in checkpoint/fine-tune/.
+  for (const checkpointDir of [join(out, 'checkpoint'), join(out, 'checkpoint', 'fine-tune')]) {
+    for (const name of (await readdir(checkpointDir).catch(() => [] as string[])).sort()) {
+      if (CHECKPOINT_FILE.test(name) && (await isFile(join(checkpointDir, name)))) files.push(join(checkpointDir, name));
+    }
   }
   files.push(...(await modelFiles(join(out, 'model'))));
   return files;
@@ -88,5 +90,5 @@ export async function removeRunFiles(out: string, files: string[]): Promise<void
       throw describeFsError(err, file, 'remove');
     });
   }
-  for (const dir of ['checkpoint', 'model']) await rmdir(join(out, dir)).catch(() => undefined);
+  for (const dir of [join('checkpoint', 'fine-tune'), 'checkpoint', 'model']) await rmdir(join(out, dir)).catch(() => undefined);
 }
