@@ -60,9 +60,14 @@ export { binaryCrossentropy, categoricalCrossentropy, binaryAccuracy, categorica
 export { HeadTrainer } from './train/head-trainer.js';
 export type { HeadTrainerOptions, StepResult } from './train/head-trainer.js';
 export { fit, arrayBatchSource, trainerFingerprint } from './train/fit.js';
-export type { Batch, BatchSource, ArrayData, FitOptions, FitCallbacks, EpochLogs, TrainEnd } from './train/fit.js';
+export type { Batch, BatchSource, ArrayData, FitOptions, FitCallbacks, EpochLogs, TrainEnd, FitTrainer } from './train/fit.js';
 export { EarlyStopping, resolveEarlyStopping, MONITORS } from './train/early-stopping.js';
 export type { EarlyStoppingConfig, ResolvedEarlyStopping, EarlyStoppingState, EarlyStoppingDecision, Monitor } from './train/early-stopping.js';
+export { DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_FINE_TUNE_LEARNING_RATE } from './train/finetune/phase.js';
+export type { FineTuneConfig } from './train/finetune/phase.js';
+export { trainableSegment, trainableCounts } from './train/finetune/segment.js';
+export type { Segment, TrainableWeight } from './train/finetune/segment.js';
+export { SegmentEngine } from './train/finetune/segment-engine.js';
 export { saveCheckpoint, loadCheckpoint, configFingerprint } from './train/checkpoint.js';
 export type { Checkpoint } from './train/checkpoint.js';
 export { emptyHistory } from './train/history.js';
