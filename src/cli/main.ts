@@ -1,8 +1,10 @@
-import { Command, CommanderError } from 'commander';
-import { GraftError } from '../util/errors.js';
+import { Command } from 'commander';
+import { reportError } from './report-error.js';
 import { registerCommands } from './commands/index.js';
 import { GRAFT_VERSION } from '../version.js';
 import { useFlagNames } from '../util/option-names.js';
+
+export { reportError };
 
 /** Builds the `graft` command line: a thin shell over the library API. */
 export function buildProgram(): Command {
@@ -26,20 +28,4 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     return reportError(err);
   }
-}
-
-export function reportError(err: unknown): number {
-  if (err instanceof CommanderError) {
-    // Commander has already printed its message (or help/version, which exit 0).
-    return err.exitCode;
-  }
-  if (err instanceof GraftError) {
-    console.error(`graft: error: ${err.message}`);
-    return 1;
-  }
-  const message = err instanceof Error ? err.message : String(err);
-  console.error(`graft: internal error: ${message}`);
-  if (process.env.GRAFT_DEBUG && err instanceof Error) console.error(err.stack);
-  else console.error('(set GRAFT_DEBUG=1 for details, and please report it)');
-  return 2;
 }

@@ -1,5 +1,8 @@
 import cliProgress from 'cli-progress';
 
+/** How a progress line starts on a pipe with GRAFT_PROGRESS=json. */
+export const PROGRESS_PREFIX = 'graft-progress ';
+
 /**
  * A progress bar on a terminal (cli-progress), nothing on a pipe, where only the per-epoch or
  * summary lines are printed so logs stay readable. Keras-style by default:
@@ -7,6 +10,7 @@ import cliProgress from 'cli-progress';
  */
 export class Progbar {
   private bar: cliProgress.SingleBar | null = null;
+  private lastReport = 0;
 
   constructor(
     private readonly total: number,
@@ -20,7 +24,10 @@ export class Progbar {
 
   /** Moves the bar to `done`, with metrics shown after it. */
   update(done: number, values: Record<string, number> = {}): void {
-    if (!this.enabled) return;
+    if (!this.enabled) {
+      this.report(done, values);
+      return;
+    }
     const metrics = Object.entries(values).map(([k, v]) => ` - ${k}: ${v.toFixed(4)}`).join('');
     if (!this.bar) {
       const digits = String(this.total).length;
@@ -40,6 +47,18 @@ export class Progbar {
       this.bar.start(this.total, 0, { done: '0'.padStart(digits), metrics: '' });
     }
     this.bar.update(done, { done: String(done).padStart(String(this.total).length), metrics });
+  }
+
+  /**
+   * On a pipe with GRAFT_PROGRESS=json (graft ui's training processes), one line per quarter
+   * second: `graft-progress {"label","done","total",...metrics}`, for a page to show.
+   */
+  private report(done: number, values: Record<string, number>): void {
+    if (process.env.GRAFT_PROGRESS !== 'json') return;
+    const now = Date.now();
+    if (done < this.total && now - this.lastReport < 250) return;
+    this.lastReport = now;
+    this.stream.write(`${PROGRESS_PREFIX}${JSON.stringify({ label: this.label.trim(), done, total: this.total, ...values })}\n`);
   }
 
   /** Removes the bar, leaving the line free for what follows. */

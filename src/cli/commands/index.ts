@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
 import { registerAugmentPreview } from './augment-preview.js';
 import { registerData } from './data.js';
+import { registerExplain } from './explain.js';
 import { registerEvaluate } from './evaluate.js';
 import { registerPredict } from './predict.js';
 import { registerSummary } from './summary.js';
+import { registerUi } from './ui.js';
 import { registerWeights } from './weights.js';
 import { registerLab, registerTrain } from './train.js';
 
@@ -17,4 +19,6 @@ export function registerCommands(program: Command): void {
   registerWeights(program);
   registerData(program);
   registerAugmentPreview(program);
+  registerExplain(program);
+  registerUi(program);
 }
