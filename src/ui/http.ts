@@ -32,12 +32,14 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<Buf
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > limit) {
+    // Past the limit the rest is read and dropped, so that the client gets the answer; far past it, the connection is cut.
+    if (size > 4 * limit) {
       req.destroy();
-      throw new HttpError(413, `too large: over ${limit} bytes`);
+      break;
     }
-    chunks.push(chunk);
+    if (size <= limit) chunks.push(chunk);
   }
+  if (size > limit) throw new HttpError(413, `too large: over ${limit} bytes`);
   return Buffer.concat(chunks);
 }
 

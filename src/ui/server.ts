@@ -4,16 +4,18 @@
  * (served-folders.ts). Heavy modules (sharp, onnxruntime, the training code) load on first use,
  * so an idle server stays small.
  */
+import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { dirname, extname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { GraftError } from '../util/errors.js';
 import { packageRoot } from '../util/paths.js';
 import { HttpError, readBody, readJson, sendError, sendJson } from './http.js';
-import { TrainingQueue, type QueueOptions } from './jobs.js';
+import { TrainingQueue, type Job, type QueueOptions } from './jobs.js';
 import { listRuns, readJson as readJsonFile, readRunHistory, runSummary } from './runs.js';
 import { allowedHosts, hostAllowed, newToken, originAllowed, SECURITY_HEADERS, tokenCookie, tokenSource } from './security.js';
 import { ServedFolders } from './served-folders.js';
@@ -144,7 +146,7 @@ export async function startUiServer(opts: UiOptions = {}): Promise<UiServer> {
     ['GET', /^\/api\/train\/defaults$/, async (_q, res) => sendJson(res, await trainDefaults())],
     ['POST', /^\/api\/train\/command$/, async (req, res) => {
       const form = await readJson(req);
-      const args = ['train', ...trainArgs(form, join(opts.runsDir ?? 'runs', checkRunName(form.name)))];
+      const args = ['train', ...trainArgs(form, join(runsDir, checkRunName(form.name)))];
       sendJson(res, { args, command: commandLine(args) });
     }],
     ['POST', /^\/api\/train$/, async (req, res) => sendJson(res, await startTraining(await readJson(req), false), 202)],
@@ -267,27 +269,27 @@ async function readUpload(req: IncomingMessage, limit: number): Promise<{ name: 
   return { name, bytes };
 }
 
-/** graft train's defaults (the library's recipe), for the form. */
-async function trainDefaults(): Promise<Record<string, unknown>> {
-  const { LAB_RECIPE } = await import('../learner.js');
-  const optimizer = LAB_RECIPE.optimizer as { kind: string; learningRate?: number };
-  const head = LAB_RECIPE.head.layers
-    .map((l) => (l.kind === 'dense' ? `dense:${l.units}:${l.activation}` : l.kind === 'dropout' ? `dropout:${l.rate}` : l.kind))
-    .join(',');
-  return {
-    epochs: LAB_RECIPE.epochs,
-    batchSize: LAB_RECIPE.batchSize,
-    mode: LAB_RECIPE.mode.kind === 'views' ? `views=${LAB_RECIPE.mode.views}` : LAB_RECIPE.mode.kind,
-    head,
-    optimizer: optimizer.kind,
-    lr: optimizer.learningRate ?? 1e-4,
-    preprocess: LAB_RECIPE.preprocess,
-    inputSize: LAB_RECIPE.inputSize.join('x'),
-    orientation: 'ignore',
-    seed: 0,
-    augment: true,
-    weights: 'imagenet',
-  };
+/**
+ * graft train's defaults (the library's recipe), for the form. Read in a child process: the
+ * training code brings onnxruntime and the rest, which the idle server does without.
+ */
+let defaultsCache: Promise<Record<string, unknown>> | undefined;
+function trainDefaults(): Promise<Record<string, unknown>> {
+  return (defaultsCache ??= new Promise((ok, fail) => {
+    // The compiled library (also when this server runs from source under tsx).
+    const learner = pathToFileURL(join(packageRoot(), 'dist', 'src', 'learner.js')).href;
+    const script = `const { LAB_RECIPE: r } = await import(${JSON.stringify(learner)});
+const head = r.head.layers.map((l) => (l.kind === 'dense' ? 'dense:' + l.units + ':' + l.activation : l.kind === 'dropout' ? 'dropout:' + l.rate : l.kind)).join(',');
+process.stdout.write(JSON.stringify({ epochs: r.epochs, batchSize: r.batchSize, mode: r.mode.kind === 'views' ? 'views=' + r.mode.views : r.mode.kind, head,
+  optimizer: r.optimizer.kind === 'rmsprop' && r.optimizer.legacy ? 'rmsprop-legacy' : r.optimizer.kind, lr: r.optimizer.learningRate ?? 1e-4, preprocess: r.preprocess,
+  inputSize: r.inputSize.join('x'), orientation: 'ignore', seed: 0, augment: true, weights: 'imagenet' }));`;
+    execFile(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ORT_DISABLE_TELEMETRY: process.env.ORT_DISABLE_TELEMETRY ?? '1' } }, (err, stdout) => {
+      if (err) {
+        defaultsCache = undefined;
+        fail(new Error(`could not read graft train's defaults: ${err.message}`));
+      } else ok(JSON.parse(stdout) as Record<string, unknown>);
+    });
+  }));
 }
 
 /**
@@ -314,8 +316,9 @@ async function runEvents(req: IncomingMessage, res: ServerResponse, runsDir: str
       send('status', { status, summary });
     }
   };
-  const onJob = (job: { run: string }) => {
-    if (job.run === name) send('job', job);
+  // The job without its log: the log lines come as 'log' events.
+  const onJob = (job: Job) => {
+    if (job.run === name) send('job', { ...job, log: undefined });
   };
   const onLog = ({ id, line }: { id: number; line: string }) => {
     if (queue.get(id)?.run === name) send('log', { id, line });

@@ -73,6 +73,8 @@ export class ModelCache {
       out.heatmap = {
         classIndex: e.classIndex,
         className: e.className,
+        // The head's own forward pass in JS, on features from the model's weights: equal to the prediction's up to float rounding.
+        probabilities: e.probabilities,
         cam: Array.from(e.cam, (v) => Math.round(v * 1000) / 1000),
         camShape: e.camShape,
         png: `data:image/png;base64,${e.overlay.toString('base64')}`,
