@@ -329,7 +329,7 @@ test('try it: probabilities equal graft predict\'s, with a Grad-CAM heatmap; non
   assert.equal(text.status, 415);
   assert.match(text.json().error, /^notes\.jpg: .*not an image/);
   // Declared too large (Content-Length), and found too large while read (chunked).
-  for (const headers of [{ 'content-length': '300000' }, {}]) {
+  for (const headers of [{ 'content-length': '300000' }, {}] as Record<string, string>[]) {
     const big = await post('/api/runs/first/predict', Buffer.alloc(300_000, 1), { headers });
     assert.equal(big.status, 413);
     assert.match(big.json().error, /too large/);
