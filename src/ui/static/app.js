@@ -151,12 +151,15 @@ $('#augment-again').addEventListener('click', () => { data.seed++; showAugment()
 
 // ---- train
 const form = $('#train-form');
+let defaults = {};
+/** The form's values, leaving out those equal to graft train's defaults (the command line stays short). */
 function formValues() {
   const v = {};
   for (const input of form.elements) {
     if (!input.name) continue;
-    if (input.type === 'checkbox') v[input.name] = input.checked;
-    else if (input.value !== '') v[input.name] = input.type === 'number' ? Number(input.value) : input.value;
+    const value = input.type === 'checkbox' ? input.checked : input.value === '' ? undefined : input.type === 'number' ? Number(input.value) : input.value;
+    if (value === undefined || (input.name in defaults && String(defaults[input.name]) === String(value))) continue;
+    v[input.name] = value;
   }
   return v;
 }
@@ -188,6 +191,7 @@ form.addEventListener('submit', async (e) => {
 });
 async function loadDefaults() {
   const d = await api('/api/train/defaults');
+  defaults = d;
   for (const [k, v] of Object.entries(d)) {
     const input = form.elements[k];
     if (!input) continue;
