@@ -33,6 +33,10 @@ before(async () => {
   await mkdir(secret, { recursive: true });
   await sharp({ create: { width: 8, height: 8, channels: 3, background: '#f00' } }).png().toFile(join(secret, 'secret.png'));
   await writeFile(join(secret, 'secret.txt'), 'not for the page');
+  // A page or a script inside an opened folder would run as the page's origin: never served.
+  await mkdir(join(data, 'web'), { recursive: true });
+  await writeFile(join(data, 'web', 'evil.html'), '<script>alert(1)</script>');
+  await writeFile(join(data, 'web', 'evil.js'), 'alert(1)');
   // Links inside the opened folder: one escaping it (refused), one staying inside (served).
   await symlink(join(secret, 'secret.png'), join(data, 'escape.png'));
   await symlink(secret, join(data, 'escape-dir'));
@@ -242,6 +246,11 @@ test('traversal: no .., encoded or not, no absolute path, no escape through a li
   }
   assert.equal((await get(`/api/file?folder=${id}&path=escape.png`)).status, 403);
   assert.equal((await get(`/api/file?folder=${id}&path=${encodeURIComponent('../secret/secret.png')}`)).status, 403);
+  for (const p of ['web/evil.html', 'web/evil.js']) {
+    const r = await get(`/api/file?folder=${id}&path=${p}`);
+    assert.equal(r.status, 403, p);
+    assert.match(r.json().error, /only images/);
+  }
   assert.equal((await get(`/api/file?folder=99&path=x.png`)).status, 404);
   assert.equal((await get(`/api/file?folder=..&path=x.png`)).status, 404);
   // Run names are plain folder names.
@@ -285,8 +294,9 @@ test('train: the form as a command line; a run as its own process, watched live 
   const detail = (await get('/api/runs/first')).json();
   assert.equal(detail.history.loss.length, 2);
   assert.equal((await get('/api/runs/nope')).status, 404);
-  // The run's plots come from the runs folder.
+  // The run's plots and reports come from the runs folder.
   assert.equal((await get('/api/file?folder=runs&path=first/accuracy.png')).status, 200);
+  assert.equal((await get('/api/file?folder=runs&path=first/report.txt')).status, 200);
 
   const metrics = (await get('/api/runs/first/metrics')).json();
   assert.deepEqual(metrics.classes, ['cats', 'dogs']);

@@ -63,6 +63,8 @@ const TYPES: Record<string, string> = {
   '.txt': 'text/plain; charset=utf-8',
 };
 
+const IMAGE_TYPES = new Set(['.png', '.jpg', '.jpeg', '.gif', '.webp', '.bmp', '.avif', '.tif', '.tiff']);
+
 /** The page's own files and the chart library, from the package (works offline). */
 function staticFiles(): Map<string, string> {
   const ui = join(packageRoot(), 'src', 'ui', 'static');
@@ -135,7 +137,11 @@ export async function startUiServer(opts: UiOptions = {}): Promise<UiServer> {
       res.writeHead(200, { 'content-type': 'image/jpeg', 'cache-control': 'private, max-age=3600' }).end(jpeg);
     }],
     ['GET', /^\/api\/file$/, async (_q, res, url) => {
-      const file = await folders.resolveFile(url.searchParams.get('folder') ?? '', url.searchParams.get('path') ?? '');
+      const id = url.searchParams.get('folder') ?? '';
+      const file = await folders.resolveFile(id, url.searchParams.get('path') ?? '');
+      // Pictures only (and a run's JSON and text reports): never a page or a script, which would run as this origin.
+      const ext = extname(file).toLowerCase();
+      if (!IMAGE_TYPES.has(ext) && !(id === 'runs' && (ext === '.json' || ext === '.txt'))) throw new HttpError(403, `only images are served (not ${ext || 'files without an extension'})`);
       await sendFile(res, file);
     }],
     ['GET', /^\/api\/augment$/, async (_q, res, url) => {
@@ -302,13 +308,17 @@ async function runEvents(req: IncomingMessage, res: ServerResponse, runsDir: str
   const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   let lastMtime = -1;
   let lastStatus = '';
+  let ticks = 0;
   const poll = async () => {
     const file = join(runsDir, name, 'history.json');
     const m = (await stat(file).catch(() => null))?.mtimeMs ?? 0;
-    if (m !== lastMtime) {
+    const changed = m !== lastMtime;
+    if (changed) {
       lastMtime = m;
       send('history', await readRunHistory(runsDir, name));
     }
+    // The status (it reads the checkpoint, which lists every image) when the history moved, else every 2 s.
+    if (!changed && ++ticks % 4 !== 0) return;
     const summary = await runSummary(runsDir, name, queue);
     const status = summary?.status ?? queue.latest(name)?.state ?? 'empty';
     if (status !== lastStatus) {
