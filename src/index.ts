@@ -116,3 +116,10 @@ export type { LoadedClassifier, Prediction, ImageInput, PredictOptions } from '.
 export type { ClassifierInfo } from './model/classifier-info.js';
 export { evaluateFolder } from './evaluate/evaluate-folder.js';
 export type { FolderEvaluation } from './evaluate/evaluate-folder.js';
+export { headForward, classScoreGradient, gradCamMap } from './model/head-gradient.js';
+export type { HeadPass } from './model/head-gradient.js';
+export { loadExplainer } from './model/grad-cam.js';
+export type { Explainer, Explanation } from './model/grad-cam.js';
+export { rocCurve } from './evaluate/roc-curve.js';
+export { startUiServer } from './ui/server.js';
+export type { UiOptions, UiServer } from './ui/server.js';

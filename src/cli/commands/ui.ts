@@ -8,10 +8,10 @@ export function registerUi(program: Command): void {
     .command('ui')
     .description('A local web page for the whole loop: look at the data, train and watch, find the mistakes, try an image and see where the model looked')
     .option('--runs <dir>', 'the runs folder (created if missing)', 'runs')
-    .option('--port <n>', 'port (default: a free one)', intOption('port', 0, 65535), 0)
+    .option('--port <n>', 'port (default: a free one)', intOption('port', 0, 65535))
     .option('--host <address>', 'address to listen on (anything but 127.0.0.1 or ::1 exposes the page, token-protected, to the network)', '127.0.0.1')
     .option('--open', 'open the page in the default browser')
-    .action(async (opts: { runs: string; port: number; host: string; open?: boolean }) => {
+    .action(async (opts: { runs: string; port?: number; host: string; open?: boolean }) => {
       const { startUiServer } = await import('../../ui/server.js');
       const ui = await startUiServer({ runsDir: opts.runs, port: opts.port, host: opts.host });
       console.log(`graft ui: open ${ui.url}`);
