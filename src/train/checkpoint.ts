@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describeFsError, firstFew, GraftError } from '../util/errors.js';
 import { overwriteFile, writeFileAtomic } from '../util/atomic.js';
 import { makeFolder } from '../util/folders.js';
+import { sha256File, sha256Stream } from '../util/checksum.js';
 import { readJsonFile } from '../util/json-file.js';
 import type { DenseParams, HeadParams } from '../model/head.js';
 import type { History } from './history.js';
@@ -45,6 +46,8 @@ export interface EarlyStoppingCheckpoint {
   state: EarlyStoppingState;
   /** The best-weights binary in the checkpoint folder (saveBestWeights), if kept. */
   bestWeights?: string;
+  /** Its SHA-256 (checkpoints of earlier versions had none). */
+  bestSha256?: string;
 }
 
 /** An array saved block by block, for arrays too big to copy whole only to save them. */
@@ -133,6 +136,8 @@ interface Meta {
   generation: number;
   binary: string;
   bytes: number;
+  /** The binary's SHA-256 (checkpoints of earlier versions had none). */
+  sha256?: string;
   epoch: number;
   seed: number;
   fingerprint: string;
@@ -145,7 +150,18 @@ interface Meta {
   /** Set once the run that wrote it has finished (trained every epoch and exported). */
   finished?: boolean;
   earlyStopping?: EarlyStoppingCheckpoint;
+  /** SHA-256 of this JSON as written without this field, so damage to it shows too. */
+  checksum?: string;
 }
+
+/** checkpoint.json's text, with its own checksum. */
+function metaText(meta: Meta): string {
+  const { checksum: _, ...rest } = meta;
+  return JSON.stringify({ ...rest, checksum: createHash('sha256').update(JSON.stringify(rest, null, 1)).digest('hex') }, null, 1);
+}
+
+/** Checksums of best-weights binaries this process wrote, so a checkpoint need not read them back. */
+const bestChecksums = new Map<string, string>();
 
 /** A short stable hash of a JSON-able description of the training setup. */
 export function configFingerprint(config: unknown): string {
@@ -159,15 +175,17 @@ function arrays(ck: CheckpointToSave): (Float32Array | StreamedArray)[] {
 const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 /** The bytes of every array in order, streamed ones block by block. */
-async function* arrayBytes(data: (Float32Array | StreamedArray)[]): AsyncGenerator<Uint8Array> {
+async function* arrayBytes(data: (Float32Array | StreamedArray)[], hash?: { update(b: Uint8Array): unknown }): AsyncGenerator<Uint8Array> {
   for (const a of data) {
     if (a instanceof Float32Array) {
+      hash?.update(bytesOf(a));
       yield bytesOf(a);
       continue;
     }
     let floats = 0;
     for await (const block of a.blocks()) {
       floats += block.length;
+      hash?.update(bytesOf(block));
       yield bytesOf(block);
     }
     if (floats !== a.length) throw new Error(`a streamed checkpoint array gave ${floats} values, expected ${a.length}`);
@@ -183,7 +201,30 @@ async function readMeta(dir: string): Promise<Meta | null> {
   })) as Meta | undefined;
   if (!meta) return null;
   if (meta.format !== FORMAT) throw unusable(`${file} is not a graft head checkpoint (format ${String(meta.format)})`);
+  const { checksum, ...rest } = meta;
+  if (checksum !== undefined && createHash('sha256').update(JSON.stringify(rest, null, 1)).digest('hex') !== checksum) {
+    throw unusable(`${file} is damaged (its checksum does not match its content)`);
+  }
   return meta;
+}
+
+/** The binaries the checkpoint in `dir` names (its weights, early stopping's best), or [] when there is none. */
+export async function readCheckpointBinaries(dir: string): Promise<string[]> {
+  const meta = await readMeta(dir);
+  return meta ? [meta.binary, ...(meta.earlyStopping?.bestWeights ? [meta.earlyStopping.bestWeights] : [])] : [];
+}
+
+/**
+ * Writes a checkpoint binary in place; on a failure (a full disk) the partial file is removed,
+ * so it neither keeps the disk full nor is mistaken for a checkpoint.
+ */
+async function writeBinary(file: string, data: AsyncIterable<Uint8Array>): Promise<void> {
+  try {
+    await overwriteFile(file, data);
+  } catch (err) {
+    await rm(file, { force: true }).catch(() => {});
+    throw err;
+  }
 }
 
 export async function saveCheckpoint(dir: string, ck: CheckpointToSave): Promise<void> {
@@ -192,12 +233,19 @@ export async function saveCheckpoint(dir: string, ck: CheckpointToSave): Promise
   const generation = (previous?.generation ?? 0) + 1;
   const binary = previous?.binary === BINARIES[0] ? BINARIES[1] : BINARIES[0];
   const data = arrays(ck);
-  await overwriteFile(join(dir, binary), arrayBytes(data));
+  const hash = sha256Stream();
+  await writeBinary(join(dir, binary), arrayBytes(data, hash));
+  let earlyStopping = ck.earlyStopping;
+  if (earlyStopping?.bestWeights) {
+    const best = join(dir, earlyStopping.bestWeights);
+    earlyStopping = { ...earlyStopping, bestSha256: bestChecksums.get(best) ?? (await sha256File(best)).sha256 };
+  }
   const meta: Meta = {
     format: FORMAT,
     generation,
     binary,
     bytes: data.reduce((s, a) => s + a.length * 4, 0),
+    sha256: hash.digest('hex'),
     epoch: ck.epoch,
     seed: ck.seed,
     fingerprint: ck.fingerprint,
@@ -206,9 +254,9 @@ export async function saveCheckpoint(dir: string, ck: CheckpointToSave): Promise
     dense: ck.params.dense.map((d) => ({ inputSize: d.inputSize, units: d.units })),
     ...(ck.params.backbone && { backbone: ck.params.backbone.map((a) => a.length) }),
     optimizer: { config: ck.optimizer.config, iterations: ck.optimizer.iterations, slotsPerParam: ck.optimizer.slots[0]?.length ?? 0 },
-    ...(ck.earlyStopping && { earlyStopping: ck.earlyStopping }),
+    ...(earlyStopping && { earlyStopping }),
   };
-  await writeFileAtomic(join(dir, JSON_NAME), JSON.stringify(meta, null, 1));
+  await writeFileAtomic(join(dir, JSON_NAME), metaText(meta));
   await removeBinariesExcept(dir, [...BINARIES]);
 }
 
@@ -220,18 +268,22 @@ export async function saveCheckpoint(dir: string, ck: CheckpointToSave): Promise
 export async function saveBestWeights(dir: string, params: SavedParams, current: string | undefined): Promise<string> {
   await makeFolder(dir);
   const binary = current === BEST_BINARIES[0] ? BEST_BINARIES[1] : BEST_BINARIES[0];
-  await overwriteFile(join(dir, binary), arrayBytes(paramArrays(params)));
+  const hash = sha256Stream();
+  await writeBinary(join(dir, binary), arrayBytes(paramArrays(params), hash));
+  bestChecksums.set(join(dir, binary), hash.digest('hex'));
   return binary;
 }
 
 /** The best weights the checkpoint in `dir` names (written by saveBestWeights), shaped like `like`. */
 export async function loadBestWeights(dir: string, binary: string, like: ParamShapes): Promise<TrainedParams> {
   if (!(BEST_BINARIES as readonly string[]).includes(binary)) throw new GraftError(`${join(dir, JSON_NAME)} names an unknown best-weights file ${binary}`, { file: join(dir, JSON_NAME) });
-  return readArrays(join(dir, binary), paramsBytes(like), (take) => takeParams(like, take));
+  const meta = await readMeta(dir);
+  const expected = meta?.earlyStopping?.bestWeights === binary ? meta.earlyStopping.bestSha256 : undefined;
+  return readArrays(join(dir, binary), paramsBytes(like), expected, (take) => takeParams(like, take));
 }
 
 /** Opens `file`, checks it holds `bytes` bytes, and lets `read` take float arrays from it in order. */
-async function readArrays<T>(file: string, bytes: number, read: (take: (n: number) => Promise<Float32Array>) => Promise<T>): Promise<T> {
+async function readArrays<T>(file: string, bytes: number, sha256: string | undefined, read: (take: (n: number) => Promise<Float32Array>) => Promise<T>): Promise<T> {
   // Read straight into the arrays: a binary is as big as the head's weights (and slots).
   let handle: FileHandle;
   try {
@@ -241,7 +293,8 @@ async function readArrays<T>(file: string, bytes: number, read: (take: (n: numbe
   }
   try {
     const size = (await handle.stat()).size;
-    if (size !== bytes) throw new GraftError(`${file} holds ${size} bytes, expected ${bytes}`, { file });
+    if (size !== bytes) throw new GraftError(`${file} holds ${size} bytes, expected ${bytes}; this checkpoint cannot be used: pass ${setting('overwrite')} to start afresh`, { file });
+    const hash = sha256 ? sha256Stream() : null;
     let offset = 0;
     const take = async (n: number) => {
       const a = new Float32Array(n), view = bytesOf(a);
@@ -251,9 +304,15 @@ async function readArrays<T>(file: string, bytes: number, read: (take: (n: numbe
         done += bytesRead;
       }
       offset += n * 4;
+      hash?.update(view);
       return a;
     };
-    return await read(take);
+    const result = await read(take);
+    // Damage that keeps the size (flipped bytes) would otherwise resume training on garbage weights.
+    if (hash && hash.digest('hex') !== sha256) {
+      throw new GraftError(`${file} is damaged (its checksum differs from the one in ${JSON_NAME}); this checkpoint cannot be used: pass ${setting('overwrite')} to start afresh`, { file });
+    }
+    return result;
   } catch (err) {
     throw err instanceof GraftError ? err : describeFsError(err, file);
   } finally {
@@ -315,7 +374,7 @@ export function checkResumable(dir: string, saved: { epoch: number; setup?: RunS
 export async function markCheckpointFinished(dir: string): Promise<void> {
   const meta = await readMeta(dir);
   if (!meta) return;
-  if (!meta.finished) await writeFileAtomic(join(dir, JSON_NAME), JSON.stringify({ ...meta, finished: true }, null, 1));
+  if (!meta.finished) await writeFileAtomic(join(dir, JSON_NAME), metaText({ ...meta, finished: true }));
   // No more generations will be written: the other binaries would only take disk space.
   await removeBinariesExcept(dir, [meta.binary, ...(meta.earlyStopping?.bestWeights ? [meta.earlyStopping.bestWeights] : [])], true);
 }
@@ -324,7 +383,7 @@ export async function markCheckpointFinished(dir: string): Promise<void> {
 export async function loadCheckpoint(dir: string): Promise<Checkpoint | null> {
   const meta = await readMeta(dir);
   if (!meta) return null;
-  return readArrays(join(dir, meta.binary), meta.bytes, async (take) => {
+  return readArrays(join(dir, meta.binary), meta.bytes, meta.sha256, async (take) => {
     const params = await takeParams({ dense: meta.dense, backbone: meta.backbone }, take);
     const slots: Float32Array[][] = [];
     for (const n of [...params.dense.flatMap((d) => [d.kernel.length, d.bias.length]), ...(params.backbone ?? []).map((a) => a.length)]) {
