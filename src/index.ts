@@ -70,6 +70,9 @@ export type { Segment, TrainableWeight } from './train/finetune/segment.js';
 export { SegmentEngine } from './train/finetune/segment-engine.js';
 export { saveCheckpoint, loadCheckpoint, configFingerprint } from './train/checkpoint.js';
 export type { Checkpoint } from './train/checkpoint.js';
+// Run folders: the record of graft's files (writers claim and record theirs), the one-run lock.
+export { RunManifest, MANIFEST_NAME, type ManifestEntry } from './train/run-manifest.js';
+export { readRunLock, runningHolder, describeHolder, LOCK_NAME, type RunLockHolder } from './train/run-lock.js';
 export { emptyHistory } from './train/history.js';
 export type { History } from './train/history.js';
 export { loadTfjsLayersModel } from './backbone/weights/tfjs-layers.js';

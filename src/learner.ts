@@ -36,8 +36,8 @@ import { checkFineTune, fineTunePhase, joinHistories, resolveFineTune, tunedWeig
 import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
 import { resolveOptimizer, slotCount, type OptimizerConfig } from './train/optimizers.js';
-import { checkpointStatus, checkResumable, markCheckpointFinished, type FileSetSetting, type RunSetup } from './train/checkpoint.js';
-import { checkInputsKept, checkModelFolderFree, describeRunFiles, earlierRunFiles, removeRunFiles } from './train/run-folder.js';
+import { checkResumable, markCheckpointFinished, type FileSetSetting, type RunSetup } from './train/checkpoint.js';
+import { closeRunSession, commitResults, openRunSession, startTraining, type RunSession } from './train/run-session.js';
 import { writeFileAtomic } from './util/atomic.js';
 import { describeFsError, GraftError } from './util/errors.js';
 import { isSameOrInside, makeFolder, realPathOf } from './util/folders.js';
@@ -269,7 +269,8 @@ function checkTrainOptions(opts: TrainOptions): void {
   const split = opts.validationSplit;
   if (split !== undefined && !(typeof split === 'number' && split > 0 && split < 1)) throw bad('validationSplit must be a fraction between 0 and 1', split);
   const size = opts.inputSize;
-  if (size !== undefined && !(Array.isArray(size) && size.length === 2 && size.every((d) => Number.isInteger(d)))) throw bad('inputSize must be [height, width]', size);
+  if (size !== undefined && !(Array.isArray(size) && size.length === 2 && size.every((d) => Number.isInteger(d) && d > 0))) throw bad('inputSize must be [height, width]', size);
+  checkInputSizeFits(size ?? LAB_RECIPE.inputSize, opts.batchSize ?? LAB_RECIPE.batchSize);
   if (opts.mode !== undefined && !isFeedMode(opts.mode)) {
     throw bad(`mode must be { kind: 'faithful' }, { kind: 'cached' } or { kind: 'views', views: 1 to ${MAX_VIEWS} } (parseFeedMode reads 'views=3')`, opts.mode);
   }
@@ -330,38 +331,50 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const orientation = opts.orientation ?? 'ignore';
   const augmentation = mode.kind === 'cached' ? NO_AUGMENTATION : (opts.augmentation ?? LAB_AUGMENTATION);
 
-  // Checked before minutes of work, and in words about --out rather than about a file inside it.
-  const outStat = await stat(out).catch(() => null);
-  if (outStat && !outStat.isDirectory()) throw new GraftError(`the output folder ${out} is a file, not a folder: choose another output folder (${optionName('out')})`, { file: out });
+  // The folder is this run's alone from here: checked, locked, cleared of what a run cut short left.
+  const session = await openRunSession(out, {
+    resume: opts.resume,
+    overwrite: opts.overwrite,
+    say,
+    inputs: [
+      ...(opts.weights && opts.weights !== 'imagenet' ? [{ what: optionName('weights'), path: resolve(opts.weights) }] : []),
+      { what: optionName('data'), path: resolve(opts.data) },
+      ...(opts.validationData ? [{ what: optionName('validationData'), path: resolve(opts.validationData) }] : []),
+    ],
+  });
+  const { earlier } = session;
   const checkpointDir = join(out, 'checkpoint');
-  const earlier = opts.overwrite ? null : await checkpointStatus(checkpointDir);
-  // An earlier run's files, unless this run continues it: refused below, or cleared by --overwrite.
-  const previous = opts.resume && earlier ? [] : await earlierRunFiles(out);
-  if (!opts.overwrite) {
-    if (!opts.resume && earlier && !earlier.finished) {
-      throw new GraftError(
-        `${out} holds the checkpoint of a run that did not finish (${earlier.epoch} epoch${earlier.epoch === 1 ? '' : 's'} done): pass ${setting('resume')} to continue it, ${setting('overwrite')} to start afresh, or another output folder (${optionName('out')})`,
-        { file: checkpointDir },
-      );
-    }
-    // A new run would replace a finished one's outputs (and, stopped halfway, leave a folder mixing the two).
-    if (previous.length > 0) {
-      const further = earlier ? `, ${setting('resume')} with more ${optionName('epochs')} to train that run further` : '';
-      throw new GraftError(`${out} holds the outputs of an earlier run (${describeRunFiles(out, previous)}): pass ${setting('overwrite')} to replace them${further}, or choose another output folder (${optionName('out')})`, {
-        file: out,
-      });
-    }
-    if (opts.resume && !earlier) say(`No checkpoint in ${checkpointDir} to resume from: starting a fresh run`);
+  try {
+    return await trainInSession(opts, session, { out, checkpointDir, say, log, verbose, withProgress, stopIfInterrupted, seed, inputSize, batchSize, mode, preprocess, interpolation, orientation, augmentation, earlier });
+  } finally {
+    await closeRunSession(session);
   }
-  await checkModelFolderFree(out);
-  // What --overwrite clears as training starts; the run's own inputs must not be among it.
-  const replaced = opts.overwrite ? previous : [];
-  checkInputsKept(replaced, [
-    ...(opts.weights && opts.weights !== 'imagenet' ? [{ what: optionName('weights'), path: resolve(opts.weights) }] : []),
-    { what: optionName('data'), path: resolve(opts.data) },
-    ...(opts.validationData ? [{ what: optionName('validationData'), path: resolve(opts.validationData) }] : []),
-  ]);
+}
 
+/** The run itself, once its folder is held (trainClassifier's stages after openRunSession). */
+async function trainInSession(
+  opts: TrainOptions,
+  session: RunSession,
+  ctx: {
+    out: string;
+    checkpointDir: string;
+    say: (line: string) => void;
+    log: (line: string) => void;
+    verbose: 0 | 1 | 2;
+    withProgress: <T>(label: string, during: string, run: (onProgress: (done: number, total: number) => void) => Promise<T>) => Promise<T>;
+    stopIfInterrupted: (during: string) => void;
+    seed: number;
+    inputSize: [number, number];
+    batchSize: number;
+    mode: FeedMode;
+    preprocess: PreprocessName;
+    interpolation: Interpolation;
+    orientation: Orientation;
+    augmentation: AugmentConfig;
+    earlier: RunSession['earlier'];
+  },
+): Promise<TrainResult> {
+  const { out, checkpointDir, say, log, verbose, withProgress, stopIfInterrupted, seed, inputSize, batchSize, mode, preprocess, interpolation, orientation, augmentation, earlier } = ctx;
   const { train, validation } = await listData(opts);
   const realOut = await realPathOf(out);
   for (const [what, listing] of [['training', train], ['validation', validation]] as const) {
@@ -540,7 +553,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
 
       // Training starts now: an earlier run's outputs go (--overwrite said so), so this folder
       // never holds one run's model beside another's history.
-      await removeRunFiles(out, replaced);
+      await startTraining(session);
       let end: TrainEnd = {};
       const history = await fit(trainer, source, valUsed, {
         epochs,
@@ -551,9 +564,9 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
         log,
         checkpoint: { dir: checkpointDir, resume: opts.resume, setup },
         callbacks: {
-          onEpochEnd: async (epoch, logs, soFar) => {
-            // history.json grows epoch by epoch, so a stopped run still shows its curves.
-            await writeHistory(join(out, 'history.json'), soFar);
+          // history.json changes with the model, metrics and plots, as one set (commitResults); the
+          // epochs done so far are in the checkpoint.
+          onEpochEnd: async (epoch, logs) => {
             await opts.onEpochEnd?.(epoch, logs);
           },
           onTrainEnd: (e) => {
@@ -573,17 +586,15 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
           context: { augmentation, pre, classMode, seed }, batchSize, maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, Math.min(batchSize, trainStore.count)),
           stepsPerEpoch: opts.stepsPerEpoch, valImagesUsed, checkpointDir, resume: opts.resume, setup, earlyStopping: opts.earlyStopping, verbose,
           showMemory: opts.showMemory, signal: opts.signal, log, say, withProgress,
-          onEpochEnd: async (epoch, logs, soFar) => {
-            await writeHistory(join(out, 'history.json'), joinHistories(history, soFar));
+          // history.json changes with the model as one set (commitResults); the epochs so far are in the checkpoints.
+          onEpochEnd: async (epoch, logs) => {
             await opts.onEpochEnd?.(history.loss.length + epoch, logs);
           },
         });
         try {
           const joined = joinHistories(history, phase.history);
-          await plotHistory(joined, out);
           const evaluation = await phase.trainer.evaluate(phase.valData.features, phase.valData.labels, phase.valData.count);
           const metrics = computeMetrics(evaluation.probabilities, Array.from(valStore.labels), classes.length);
-          await writeEvaluation(out, metrics, { classes, files: [...valStore.paths] });
           const params = await phase.trainer.syncParams();
           const shift = (e: number | undefined) => (e === undefined ? undefined : history.loss.length + e);
           const tunedEnd: TrainEnd = { ...(phase.end.stoppedEpoch !== undefined && { stoppedEpoch: shift(phase.end.stoppedEpoch) }), ...(phase.end.restoredEpoch !== undefined && { restoredEpoch: shift(phase.end.restoredEpoch) }) };
@@ -592,12 +603,9 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
           await phase.dispose();
         }
       }
-      await plotHistory(history, out);
-
       const evaluation = await evaluateRows(trainer, valData);
       const trueLabels = Array.from(valStore.labels);
       const metrics = computeMetrics(evaluation.probabilities, trueLabels, classes.length);
-      await writeEvaluation(out, metrics, { classes, files: [...valStore.paths] });
       const params = await trainer!.syncParams();
       await trainer!.dispose();
       trainer = undefined;
@@ -622,7 +630,13 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       backbone: weightsSourceName(backbone.source),
       trainingMode: feedModeName(mode),
     };
-    const { modelDir, onnxFile } = await exportClassifier({ ...backbone, weights }, head, params, info, out);
+    await commitResults(session, async (staging) => {
+      await writeHistory(join(staging, 'history.json'), history);
+      await plotHistory(history, staging);
+      await writeEvaluation(staging, metrics, { classes, files: [...valStore.paths] });
+      await exportClassifier({ ...backbone!, weights }, head, params, info, staging);
+    });
+    const modelDir = join(out, 'model'), onnxFile = join(out, 'model.onnx');
     await markCheckpointFinished(checkpointDir);
     say(`Saved the classifier to ${modelDir} (TF.js) and ${onnxFile} (ONNX); plots and metrics in ${out}`);
     return { history, metrics, classes, out, modelDir, onnxFile, end };
@@ -631,8 +645,30 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     await trainer?.dispose();
     await pool?.close();
     await backbone?.dispose();
-    // A run that stopped before writing anything leaves no empty --out behind (only an empty one goes).
-    if (!outStat) await rmdir(out).catch(() => undefined);
+  }
+}
+
+/**
+ * Working memory of the backbone (InceptionV3 to mixed7) per input pixel of a batch: its
+ * activations at 150x150 sum to ~25 MB an image (~1100 bytes a pixel), not all alive at once.
+ */
+const BACKBONE_BYTES_PER_PIXEL = 1000;
+
+/**
+ * Refuses an input size whose batches would not fit in half this machine's memory, before any
+ * work (it would end in an allocation failure with no word of why).
+ */
+export function checkInputSizeFits(inputSize: [number, number], batchSize: number): void {
+  const flagsOrOption = (side: number) => (optionName('inputSize') === 'inputSize' ? `inputSize: [${side}, ${side}]` : setting('inputSize', `${side}x${side}`));
+  const [h, w] = inputSize;
+  const need = h * w * batchSize * BACKBONE_BYTES_PER_PIXEL;
+  const room = totalmem() / 2;
+  if (need > room) {
+    const side = Math.floor(Math.sqrt(room / (batchSize * BACKBONE_BYTES_PER_PIXEL)));
+    const gb = (b: number) => (b / 2 ** 30).toFixed(1);
+    throw new GraftError(
+      `an input size of ${h}x${w} in batches of ${batchSize} needs about ${gb(need)} GB for the backbone, more than half this machine's ${gb(totalmem())} GB of memory: use ${flagsOrOption(side)} or smaller, or a smaller ${optionName('batchSize')}`,
+    );
   }
 }
 

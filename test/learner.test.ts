@@ -418,14 +418,15 @@ test("a folder with an earlier run's outputs is refused; --overwrite clears graf
   let seen: string[] = [];
   await trainClassifier(options(root, 'reused', { ...quick, overwrite: true, onEpochEnd: async () => void (seen = await readdir(out)) }));
   // During training only this run's files are there, and the user's own, untouched.
-  assert.deepEqual(seen.sort(), ['checkpoint', 'history.json', 'notes.md']);
+  // (history.json comes with the model and metrics, at the end: one set; graft-run.json records graft's files.)
+  assert.deepEqual(seen.sort(), ['.graft.lock', 'checkpoint', 'graft-run.json', 'notes.md']);
   assert.equal(await readFile(join(out, 'notes.md'), 'utf8'), 'the user keeps notes here');
   assert.equal(await readFile(join(out, 'checkpoint', 'README'), 'utf8'), 'also the user\'s');
   // A model/ folder with files graft did not write is refused before any work (the export replaces that folder).
   const foreign = join(root, 'foreign');
   await mkdir(join(foreign, 'model'), { recursive: true });
   await writeFile(join(foreign, 'model', 'mine.txt'), 'x');
-  await assert.rejects(trainClassifier(options(root, 'foreign', quick)), /foreign\/model holds files graft did not write \(mine\.txt\): the trained model is exported there/);
+  await assert.rejects(trainClassifier(options(root, 'foreign', quick)), /foreign holds files graft did not write where it writes its own \(model\/mine\.txt; there is no graft-run\.json recording a run of graft's\)/);
 });
 
 test('trainClassifier refuses options of the wrong type or range at once, naming them', async () => {

@@ -5,7 +5,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { kerasToOnnx } from '../backbone/onnx/convert.js';
 import { createOrtExtractor, type FeatureExtractor } from '../backbone/engine.js';
@@ -14,6 +14,8 @@ import { BadImageError, decodeBytesInto, decodeImageInto, ORIENTATIONS } from '.
 import { defaultDecodeConcurrency, runPool } from '../data/image-store.js';
 import { preprocessParams } from '../data/preprocess.js';
 import { GraftError } from '../util/errors.js';
+import { MANIFEST_NAME, RunManifest } from '../train/run-manifest.js';
+import { runningHolder } from '../train/run-lock.js';
 import { readJsonFile } from '../util/json-file.js';
 import type { ClassifierInfo } from './classifier-info.js';
 import { summarizeModel } from './summary.js';
@@ -88,6 +90,21 @@ function locateTfjsClassifier(
   return { folder, modelDir, modelJson };
 }
 
+/**
+ * The record of the run folder holding a model at `folder` (the run folder, or its model/), to
+ * check the model's files against; null for a model outside a run folder. A set of results whose
+ * commit a run cut short is finished first, when no run holds the folder.
+ */
+async function runRecord(folder: string): Promise<RunManifest | null> {
+  for (const dir of [folder, dirname(folder)]) {
+    if (!existsSync(join(dir, MANIFEST_NAME))) continue;
+    let record = await RunManifest.open(dir);
+    if (record.committing && !(await runningHolder(dir))) record = await RunManifest.open(dir, { recover: true }).catch(() => record);
+    return record;
+  }
+  return null;
+}
+
 /** Finds and loads a classifier from a run folder, a TF.js model folder or an .onnx file. */
 export async function loadClassifier(path: string, opts: { threads?: number } = {}): Promise<LoadedClassifier> {
   const target = resolve(path);
@@ -98,14 +115,23 @@ export async function loadClassifier(path: string, opts: { threads?: number } = 
   const located = locateTfjsClassifier(path, target);
   if (located) {
     const { folder, modelDir, modelJson } = located;
-    info = await readModelJsonInfo(modelJson);
+    const record = await runRecord(folder);
     // A run folder has model.onnx beside model/; a bare TF.js folder is converted in memory.
     const onnxFile = join(folder, 'model.onnx');
     const hasOnnx = existsSync(onnxFile);
-    onnx = hasOnnx ? new Uint8Array(await readFile(onnxFile)) : await convertTfjs(modelDir, info);
+    if (hasOnnx) {
+      onnx = new Uint8Array(await readFile(onnxFile));
+      await record?.verify(relative(record.dir, onnxFile).split(sep).join('/'), onnx);
+    } else {
+      for (const rel of record?.paths().filter((p) => join(record.dir, p).startsWith(modelDir + sep)) ?? []) await record!.verify(rel);
+    }
+    info = await readModelJsonInfo(modelJson);
+    onnx = hasOnnx ? onnx! : await convertTfjs(modelDir, info);
     source = hasOnnx ? onnxFile : modelDir;
   } else {
     onnx = new Uint8Array(await readFile(target));
+    const record = await runRecord(dirname(target));
+    await record?.verify(relative(record.dir, target).split(sep).join('/'), onnx);
     info = await readOnnxInfo(target, onnx);
     source = target;
   }
@@ -240,6 +266,10 @@ export async function predictEach(model: LoadedClassifier, images: ImageInput[],
         }
         const probabilities = classProbabilities(info, out.subarray(row * width, (row + 1) * width));
         row++;
+        if (!probabilities.every(Number.isFinite)) {
+          // A damaged model (or one trained to NaN) gives no answer: never print NaN as a probability.
+          throw new GraftError(`${nameOf(image)}: the model ${model.source} gave a probability that is not a number (${probabilities.join(', ')}): the model is damaged or diverged in training`, { file: model.source });
+        }
         let best = 0;
         for (let c = 1; c < probabilities.length; c++) if (probabilities[c]! > probabilities[best]!) best = c;
         // Keras's binary rule: class 1 only when p > 0.5.

@@ -5,6 +5,17 @@ import { describeFsError, GraftError } from './errors.js';
 import { makeFolder } from './folders.js';
 
 /**
+ * For fault tests only: GRAFT_TEST_FULL_DISK=<regexp> makes every write of a file whose name
+ * matches fail once part of it is written, as on a full disk (ENOSPC).
+ */
+function checkInjectedFullDisk(file: string): void {
+  const pattern = process.env.GRAFT_TEST_FULL_DISK;
+  if (pattern && new RegExp(pattern).test(basename(file))) {
+    throw Object.assign(new Error(`ENOSPC: no space left on device, write '${file}' (injected by GRAFT_TEST_FULL_DISK)`), { code: 'ENOSPC' });
+  }
+}
+
+/**
  * Writes `data` to `file` so that readers see either the old file or the complete new one, never
  * a torn one: write a temporary file beside it, fsync, then rename over the target. `data` may be
  * chunks (a list, or produced one by one), written one after another without joining them in memory.
@@ -18,6 +29,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array | 
     try {
       if (typeof data === 'string' || data instanceof Uint8Array) await handle.writeFile(data);
       else await writeChunks(handle, data);
+      checkInjectedFullDisk(file);
       await handle.sync();
     } finally {
       await handle.close();
@@ -54,6 +66,7 @@ export async function overwriteFile(file: string, data: Iterable<Uint8Array> | A
     });
     try {
       await handle.truncate(await writeChunks(handle, data));
+      checkInjectedFullDisk(file);
       await handle.sync();
     } finally {
       await handle.close();

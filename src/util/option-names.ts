@@ -20,6 +20,8 @@ const FLAGS = {
   followSymlinks: '--follow-symlinks',
   orientation: '--orientation',
   memoryBudget: '--memory-budget',
+  inputSize: '--input-size',
+  batchSize: '--batch-size',
 } as const;
 
 export type OptionName = keyof typeof FLAGS;
