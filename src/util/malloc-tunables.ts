@@ -14,6 +14,7 @@
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
+import { removeOwnedFiles, watchForOrphaning } from './abrupt-exit.js';
 
 export const MALLOC_TUNABLES = 'glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=536870912';
 
@@ -43,8 +44,10 @@ export function relaunchWithMallocTunables(): Promise<void> {
   // the child would fight this process for its port.
   if (!isMainThread || !process.argv[1] || process.execArgv.some((a) => a.startsWith('--inspect'))) return Promise.resolve();
   const tunables = [process.env.GLIBC_TUNABLES, MALLOC_TUNABLES].filter(Boolean).join(':');
+  // The IPC channel carries nothing: it closes when this process ends, however it ends (kill -9
+  // included), and the child hears of that at once (Node has no parent-death signal).
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-    stdio: 'inherit',
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, GLIBC_TUNABLES: tunables, [LAUNCHER_PID]: String(process.pid) },
   });
   // A terminal's Ctrl-C reaches both processes; graft's CLI counts two interrupts within a moment
@@ -59,7 +62,12 @@ export function relaunchWithMallocTunables(): Promise<void> {
 }
 
 let watchingLauncher = false;
-/** In a relaunched process: stop too if the launcher is killed outright (kill -9) rather than run on unseen. */
+/**
+ * In a relaunched process: stop too, within a fraction of a second and silently, if the launcher
+ * is killed outright (kill -9) rather than run on unseen. A watchdog thread polls the parent pid
+ * (the main thread may be busy in native code for seconds); the launcher's IPC channel closing
+ * says so at once when the main thread is free.
+ */
 function exitWhenLauncherDies(): void {
   if (!isMainThread || watchingLauncher) return;
   const launcher = Number(process.env[LAUNCHER_PID]);
@@ -68,7 +76,16 @@ function exitWhenLauncherDies(): void {
   delete process.env[LAUNCHER_PID];
   if (!launcher) return;
   watchingLauncher = true;
-  setInterval(() => {
-    if (process.ppid !== launcher) process.exit(137);
-  }, 500).unref();
+  watchForOrphaning(launcher);
+  if (process.channel) {
+    // The listener first: adding it refs the channel, which must not keep this process alive.
+    process.once('disconnect', endAsOrphan);
+    process.channel.unref();
+  }
+}
+
+/** Ends this process with nobody left to report to: its locks go, then SIGKILL (silent, see watchForOrphaning). */
+function endAsOrphan(): void {
+  removeOwnedFiles();
+  process.kill(process.pid, 'SIGKILL');
 }
