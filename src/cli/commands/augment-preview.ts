@@ -8,7 +8,7 @@ import { augmentPreview } from '../../data/augment-preview.js';
 import { GraftError, describeFsError } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { realPathOf } from '../../util/folders.js';
-import { intOption } from '../options.js';
+import { intOption, MAX_SEED } from '../options.js';
 
 /**
  * FILE itself decoded, or the first readable image (in Keras's walk order, sub-folders included)
@@ -50,9 +50,9 @@ export function registerAugmentPreview(program: Command): void {
     .description("Shows the lab's augmentation: an image, then n randomly augmented versions, as a PNG grid")
     .argument('<path>', 'an image file, or a folder (its first readable image is used)')
     .requiredOption('--out <file>', 'the PNG to write')
-    .option('--n <count>', 'augmented versions to show', intOption('n', 1), 8)
-    .option('--seed <seed>', 'random seed', intOption('seed', 0), 0)
-    .option('--size <pixels>', 'image size (square)', intOption('size', 1), 150)
+    .option('--n <count>', 'augmented versions to show', intOption('n', 1, 64), 8)
+    .option('--seed <seed>', 'random seed', intOption('seed', 0, MAX_SEED), 0)
+    .option('--size <pixels>', 'image size (square)', intOption('size', 1, 2048), 150)
     .action(async (path: string, opts: { out: string; n: number; seed: number; size: number }) => {
       const { file, image } = await pickImage(path, opts.size, opts.out);
       await checkOut(opts.out, file);

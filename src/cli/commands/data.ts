@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { GraftError } from '../../util/errors.js';
-import { choiceOption, fractionOption, intOption } from '../options.js';
+import { choiceOption, fractionOption, intOption, MAX_SEED } from '../options.js';
 import { formatDatasetReport, inspectDataset } from '../../data/inspect.js';
 
 /** `graft data DIR`: what graft sees in a dataset folder, decoding every image to find bad ones. */
@@ -12,7 +12,7 @@ export function registerData(program: Command): void {
     .option('--json', 'print one JSON object')
     .option('--validation-split <f>', 'hold out this fraction of each class (between 0 and 1, e.g. 0.2; single class-folder root)', fractionOption('validation-split'))
     .option('--split-order <order>', "'keras' (first fraction of each class, like Keras) or 'shuffled'", choiceOption('split-order', ['keras', 'shuffled'] as const), 'keras')
-    .option('--seed <n>', 'seed of a shuffled split', intOption('seed', 0), 0)
+    .option('--seed <n>', 'seed of a shuffled split', intOption('seed', 0, MAX_SEED), 0)
     .option('--headers-only', 'read image headers only (fast; misses corrupt pixel data)')
     .option('--follow-symlinks', 'descend into linked folders')
     .option('--on-bad-image <what>', "'skip' (list bad files) or 'error' (fail on the first one, as training would)", choiceOption('on-bad-image', ['skip', 'error'] as const), 'skip')

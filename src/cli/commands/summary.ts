@@ -33,7 +33,7 @@ export function registerSummary(program: Command): void {
     .option('--cut <layer>', 'backbone layer whose output feeds the head', DEFAULT_CUT)
     .addOption(new Option('--input-size <HxW>', 'input size, e.g. 150 or 150x150').argParser(sizeOption).default([150, 150], '"150x150"'))
     .option('--head <spec>', 'head layers, e.g. flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid (default: the Keras lab head)')
-    .option('--classes <n>', 'number of classes: 2 -> Dense(1, sigmoid), more -> Dense(n, softmax), as graft train fits the output layer (default: the head\'s own sigmoid/softmax output, else 2)', intOption('classes', 2))
+    .option('--classes <n>', 'number of classes: 2 -> Dense(1, sigmoid), more -> Dense(n, softmax), as graft train fits the output layer (default: the head\'s own sigmoid/softmax output, else 2)', intOption('classes', 2, 100_000))
     .option('--fine-tune <layer>', 'count parameters as graft train --fine-tune <layer> trains them: the backbone layers after <layer> trainable too')
     .action(async (opts: SummaryOptions) => {
       if (opts.model && opts.fineTune) throw new GraftError('--fine-tune applies to the architecture summary, not to --model');

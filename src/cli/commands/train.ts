@@ -6,7 +6,7 @@ import { NO_AUGMENTATION } from '../../data/augment.js';
 import { PREPROCESS_NAMES, type PreprocessName } from '../../data/preprocess.js';
 import { INTERPOLATIONS, ORIENTATIONS, type Interpolation, type Orientation } from '../../data/decode.js';
 import { resolveLabDataset } from '../../data/lab-dataset.js';
-import { bytesOption, choiceOption, floatOption, fractionOption, interruptSignal, intOption, sizeOption } from '../options.js';
+import { bytesOption, choiceOption, floatOption, fractionOption, interruptSignal, intOption, MAX_SEED, sizeOption } from '../options.js';
 import { GraftError } from '../../util/errors.js';
 import { MONITORS, type Monitor } from '../../train/early-stopping.js';
 
@@ -62,8 +62,8 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--optimizer <name>', 'rmsprop (Keras 3 / TF >= 2.11), rmsprop-legacy (tf.keras.optimizers.legacy.RMSprop), adam or sgd', choiceOption('optimizer', OPTIMIZER_NAMES), 'rmsprop')
     .option('--lr <rate>', 'learning rate', floatOption('lr', 0, 10, { aboveMin: true }), 1e-4)
     .option('--momentum <m>', 'SGD momentum', floatOption('momentum', 0, 1))
-    .option('--epochs <n>', 'epochs', intOption('epochs', 1), LAB_RECIPE.epochs)
-    .option('--early-stopping <patience>', 'stop once --monitor has not improved for <patience> epochs (Keras EarlyStopping; off by default, as in the lab)', intOption('early-stopping', 0))
+    .option('--epochs <n>', 'epochs', intOption('epochs', 1, 100_000), LAB_RECIPE.epochs)
+    .option('--early-stopping <patience>', 'stop once --monitor has not improved for <patience> epochs (Keras EarlyStopping; off by default, as in the lab)', intOption('early-stopping', 0, 100_000))
     .option('--monitor <figure>', `what early stopping watches: ${MONITORS.join(', ')} (default: val_loss)`, choiceOption('monitor', MONITORS))
     .option('--min-delta <d>', 'smallest change of --monitor that counts as an improvement (default: 0)', floatOption('min-delta', 0, Number.MAX_VALUE))
     .option('--restore-best-weights', "with --early-stopping: evaluate and export the best epoch's weights, not the last's")
@@ -72,14 +72,14 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--fine-tune-lr <rate>', 'learning rate of the --fine-tune phase (default: 1e-5, as Keras\'s transfer-learning guide)', floatOption('fine-tune-lr', 0, 10, { aboveMin: true }))
     .option('--batch-size <n>', 'batch size', intOption('batch-size', 1, 256), LAB_RECIPE.batchSize)
     // Commander appends "(default: N)" when there is a default; say "one pass"/"all" only when there is none.
-    .option('--steps <n>', `batches per epoch (Keras steps_per_epoch${defaults.steps === undefined ? '; default: one pass' : ''})`, intOption('steps', 1), defaults.steps)
-    .option('--validation-steps <n>', `validation batches per epoch${defaults.validationSteps === undefined ? ' (default: all)' : ''}`, intOption('validation-steps', 1), defaults.validationSteps)
+    .option('--steps <n>', `batches per epoch (Keras steps_per_epoch${defaults.steps === undefined ? '; default: one pass' : ''})`, intOption('steps', 1, 1e9), defaults.steps)
+    .option('--validation-steps <n>', `validation batches per epoch${defaults.validationSteps === undefined ? ' (default: all)' : ''}`, intOption('validation-steps', 1, 1e9), defaults.validationSteps)
     .option('--mode <mode>', 'faithful (fresh augmentation every step), cached (no augmentation, features once) or views=K', 'faithful')
     .option('--no-augment', "train without the lab's augmentation")
     .option('--preprocess <name>', `pixel scaling: ${PREPROCESS_NAMES.join(' (x/255, the lab) or ')} (x/127.5-1, InceptionV3's own)`, choiceOption('preprocess', PREPROCESS_NAMES), LAB_RECIPE.preprocess)
     .option('--interpolation <name>', 'resize filter (nearest like Keras load_img)', choiceOption('interpolation', INTERPOLATIONS), LAB_RECIPE.interpolation)
     .option('--orientation <how>', "EXIF orientation: 'ignore' (pixels as stored, like Keras) or 'exif' (photos turned upright, as browsers show them; saved with the model for predict)", choiceOption('orientation', ORIENTATIONS), 'ignore')
-    .option('--seed <n>', 'random seed', intOption('seed', 0), 0)
+    .option('--seed <n>', 'random seed', intOption('seed', 0, MAX_SEED), 0)
     .option('--memory-budget <size>', 'memory for decoded images and features, all together (e.g. 512M, 4G; default 1G): what does not fit stays on disk (features in --out/features/, reused by --resume and later runs on the same images)', bytesOption('memory-budget'))
     .option('--resume', 'continue from the checkpoint in --out')
     .option('--overwrite', 'start afresh even if --out holds an earlier run (finished or not); its outputs are removed as training starts')
@@ -105,9 +105,6 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
   if (mode.kind === 'views' && !flags.augment) {
     throw new GraftError(`--mode views=${mode.views} with --no-augment: the views would all be the same image; use --mode cached`);
   }
-  const { signal, release } = interruptSignal((received) =>
-    process.stderr.write(`\nstopping at the next step${received === 'SIGINT' ? ' (Ctrl-C again to quit at once)' : ''}; checkpoints already written stay intact\n`),
-  );
   const options: TrainOptions = {
     data,
     validationData: flags.val,
@@ -144,8 +141,12 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
     onBadImage: flags.onBadImage,
     verbose: flags.quiet ? 2 : 1,
     showMemory: flags.verbose,
-    signal,
   };
+  // Listening for Ctrl-C only once every flag is read (a bad one throws above, leaving no listener behind).
+  const { signal, release } = interruptSignal((received) =>
+    process.stderr.write(`\nstopping at the next step${received === 'SIGINT' ? ' (Ctrl-C again to quit at once)' : ''}; checkpoints already written stay intact\n`),
+  );
+  options.signal = signal;
   try {
     const result = await trainClassifier(options);
     const { history, end } = result;
