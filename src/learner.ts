@@ -385,6 +385,8 @@ async function trainInSession(
     }
   }
   for (const w of [...train.warnings, ...validation.warnings]) say(`warning: ${w}`);
+  // Named like every other file left out (a FIFO, a broken link), not dropped in silence.
+  for (const s of [...train.skipped, ...validation.skipped]) say(`warning: skipped ${s.path}: ${s.reason}`);
   if (!mallocTunablesSet()) {
     say("warning: this process was started without graft's GLIBC_TUNABLES, so the head trains several times slower; call relaunchWithMallocTunables() first thing in the script, or use the graft command");
   }

@@ -279,7 +279,7 @@ test('checkpoint binaries take turns: a torn spare never matters, it is rewritte
     await rename(join(dir, 'checkpoint-a.bin'), join(dir, 'checkpoint-3.bin'));
     await rm(join(dir, 'checkpoint-b.bin'));
     const meta = JSON.parse(await readFile(join(dir, 'checkpoint.json'), 'utf8'));
-    await writeFile(join(dir, 'checkpoint.json'), JSON.stringify({ ...meta, binary: 'checkpoint-3.bin' }));
+    await writeFile(join(dir, 'checkpoint.json'), JSON.stringify({ ...meta, binary: 'checkpoint-3.bin', sha256: undefined, checksum: undefined }) /* earlier layouts had no checksums */);
     assert.equal((await loadCheckpoint(dir))!.epoch, 3);
     await save(4);
     assert.deepEqual((await readdir(dir)).sort(), ['checkpoint-a.bin', 'checkpoint.json']);

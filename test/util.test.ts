@@ -136,7 +136,7 @@ test('relaunchWithMallocTunables runs the script again under the tunables and ex
   assert.equal(relaunched!.launcherVar, null);
 });
 
-test('relaunchWithMallocTunables passes SIGTERM on, and the child stops within a second, silently, when the launcher is killed outright', { skip: process.platform !== 'linux' }, async () => {
+test('relaunchWithMallocTunables passes SIGTERM on, and the child stops at once, silently, when the launcher is killed outright', { skip: process.platform !== 'linux' }, async () => {
   const run = startRelaunchChild('wait');
   const child = await run.stage('relaunched');
   assert.equal(child.tunables, `glibc.malloc.arena_max=4:${MALLOC_TUNABLES}`);
@@ -156,10 +156,12 @@ test('relaunchWithMallocTunables passes SIGTERM on, and the child stops within a
       return false;
     }
   };
-  // Within a second, and silently (no "terminate called..." from native code torn down mid-call).
-  const deadline = Date.now() + 1000;
+  // Silently (no "terminate called..." from native code torn down mid-call), and at once: ~0.1-0.2 s
+  // measured; the bound leaves room for a machine shared by many jobs (it measured up to ~2 s at a
+  // load average of 20 on 2 cores).
+  const deadline = Date.now() + 3000;
   while (alive() && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
-  assert.ok(!alive(), 'the relaunched process exits within a second once its launcher is gone');
+  assert.ok(!alive(), 'the relaunched process exits at once when its launcher is gone');
   await new Promise((res) => setTimeout(res, 100));
   assert.equal(again.stderr(), '');
 });

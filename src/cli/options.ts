@@ -46,8 +46,8 @@ export function bytesOption(name: string) {
 
 /** The largest image side graft takes (memory sets a lower bound still for a batch: see checkInputSizeFits). */
 export const MAX_INPUT_SIDE = 4096;
-/** The smallest: InceptionV3's stem and its reductions need 75 pixels (Keras's own minimum). */
-export const MIN_INPUT_SIDE = 75;
+/** The smallest the parser takes; too small for the network's cut is refused with the layer named (layer-shapes). */
+export const MIN_INPUT_SIDE = 1;
 
 /** `150` or `150x150` (height x width), each side from MIN_INPUT_SIDE to MAX_INPUT_SIDE. */
 export function sizeOption(v: string): [number, number] {
