@@ -6,6 +6,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TrainingQueue } from './jobs.js';
+import { runningHolder } from '../train/run-lock.js';
 
 export type RunStatus = 'queued' | 'running' | 'finished' | 'stopped' | 'failed' | 'empty';
 
@@ -40,9 +41,6 @@ async function readJson<T>(file: string): Promise<T | null> {
 
 const mtime = async (file: string) => (await stat(file).catch(() => null))?.mtimeMs ?? 0;
 
-/** A run started elsewhere counts as running while its files changed within this long. */
-const RECENT_MS = 3 * 60_000;
-
 /** Settings worth showing from the checkpoint's setup (the image lists are left out). */
 function recipeOf(setup: Record<string, unknown> | undefined): Record<string, unknown> | null {
   if (!setup) return null;
@@ -61,7 +59,7 @@ export async function runSummary(runsDir: string, name: string, queue: TrainingQ
   const checkpoint = await readJson<{ epoch?: number; finished?: boolean; setup?: Record<string, unknown>; history?: History }>(join(dir, 'checkpoint', 'checkpoint.json'));
   const metrics = await readJson<{ accuracy: number; loss: number; auc: number | null; classes: string[] }>(join(dir, 'metrics.json'));
   const model = await readJson<{ userDefinedMetadata?: { graft?: { classes?: string[] } } }>(join(dir, 'model', 'model.json'));
-  const hist = history ?? checkpoint?.history ?? null;
+  const hist = longerHistory(history, checkpoint?.history);
   const epochs = hist?.loss?.length ?? checkpoint?.epoch ?? 0;
   const modified = Math.max(await mtime(join(dir, 'history.json')), await mtime(join(dir, 'checkpoint', 'checkpoint.json')), await mtime(dir));
   const job = queue.latest(name);
@@ -71,7 +69,8 @@ export async function runSummary(runsDir: string, name: string, queue: TrainingQ
   else if (checkpoint?.finished || (!checkpoint && model)) status = 'finished';
   else if (job) status = job.state;
   else if (checkpoint) {
-    external = Date.now() - modified < RECENT_MS;
+    // The run's lock names a live process while it trains (started here or from a terminal).
+    external = (await runningHolder(dir)) !== null;
     status = external ? 'running' : 'stopped';
   } else status = 'empty';
   const va = hist?.val_accuracy ?? [];
@@ -112,10 +111,21 @@ export async function listRuns(runsDir: string, queue: TrainingQueue): Promise<R
   return out.sort((a, b) => b.modified - a.modified || a.name.localeCompare(b.name));
 }
 
-/** A run's history: history.json, else the checkpoint's, else empty. */
+/**
+ * A run's history: history.json or the checkpoint's, whichever has more epochs (history.json is
+ * written with the model when a run ends; during a run the epochs done are in the checkpoint).
+ */
 export async function readRunHistory(runsDir: string, name: string): Promise<History> {
   const dir = join(runsDir, name);
-  return (await readJson<History>(join(dir, 'history.json'))) ?? (await readJson<{ history?: History }>(join(dir, 'checkpoint', 'checkpoint.json')))?.history ?? {};
+  const saved = await readJson<History>(join(dir, 'history.json'));
+  const checkpoint = await readJson<{ history?: History }>(join(dir, 'checkpoint', 'checkpoint.json'));
+  return longerHistory(saved, checkpoint?.history) ?? {};
+}
+
+function longerHistory(a: History | null | undefined, b: History | null | undefined): History | null {
+  if (!a) return b ?? null;
+  if (!b) return a;
+  return (b.loss?.length ?? 0) > (a.loss?.length ?? 0) ? b : a;
 }
 
 export { readJson };

@@ -299,8 +299,8 @@ process.stdout.write(JSON.stringify({ epochs: r.epochs, batchSize: r.batchSize, 
 }
 
 /**
- * Server-Sent Events for one run: 'history' whenever history.json changes (polled; it grows
- * epoch by epoch), 'job' when the page's process for it changes (progress, state), 'log' for its
+ * Server-Sent Events for one run: 'history' whenever the run's history changes (polled: the
+ * checkpoint's grows epoch by epoch, history.json comes at the end), 'job' when the page's process for it changes (progress, state), 'log' for its
  * output lines.
  */
 async function runEvents(req: IncomingMessage, res: ServerResponse, runsDir: string, name: string, queue: TrainingQueue): Promise<void> {
@@ -310,8 +310,9 @@ async function runEvents(req: IncomingMessage, res: ServerResponse, runsDir: str
   let lastStatus = '';
   let ticks = 0;
   const poll = async () => {
-    const file = join(runsDir, name, 'history.json');
-    const m = (await stat(file).catch(() => null))?.mtimeMs ?? 0;
+    // history.json comes with the model at the end; the epochs so far come with each checkpoint.
+    const mtimeOf = async (file: string) => (await stat(join(runsDir, name, file)).catch(() => null))?.mtimeMs ?? 0;
+    const m = Math.max(await mtimeOf('history.json'), await mtimeOf(join('checkpoint', 'checkpoint.json')));
     const changed = m !== lastMtime;
     if (changed) {
       lastMtime = m;
