@@ -92,6 +92,8 @@ async function trainSmall(work: string): Promise<string> {
   const result = await trainClassifier({
     data: join(work, 'data'),
     out: join(work, 'run'),
+    // The README's snippet resizes as Keras load_img does (nearest), the lab's way.
+    recipe: 'lab',
     weights: sharedInceptionWeightsDir('fp32'),
     head: parseHeadSpec('gap,dense:16:relu'),
     mode: { kind: 'cached' },

@@ -86,7 +86,7 @@ export { loadBackbone, checkInputSize, DEFAULT_CUT, DEFAULT_INPUT_SIZE } from '.
 export type { Backbone, BackboneOptions } from './backbone/backbone.js';
 export { summarizeModel, countParams } from './model/summary.js';
 export type { ParamCounts, TrainableFrom } from './model/summary.js';
-export { parseHeadSpec } from './model/head-spec-parse.js';
+export { parseHeadSpec, formatHeadSpec } from './model/head-spec-parse.js';
 export { inceptionV3Graph } from './backbone/architectures/inception-v3.js';
 export type { InceptionV3Options } from './backbone/architectures/inception-v3.js';
 export { kerasLayerOrder } from './backbone/keras-layer-order.js';
@@ -112,6 +112,8 @@ export type { LabDatasetOptions } from './data/lab-dataset.js';
 export type { DownloadOptions, DownloadProgress } from './util/download.js';
 export { trainClassifier, exportClassifier, LAB_RECIPE, LAB_STEPS } from './learner.js';
 export type { TrainOptions, TrainResult } from './learner.js';
+export { DEFAULT_RECIPE, RECIPES, RECIPE_NAMES, RECIPE_TITLES, RECIPE_FIELDS, recipeByName, isRecipeName, resolveRecipe, describeRecipe, describeSettings } from './train/recipes.js';
+export type { RecipeName, RecipeSettings, ResolvedRecipe } from './train/recipes.js';
 export { parseFeedMode, feedModeName, faithfulSource, viewsSource, cachedFeatures, computeFeatures } from './train/feature-sources.js';
 export type { FeedMode, FeedContext } from './train/feature-sources.js';
 export { loadClassifier, predictFiles, predictImages, classProbabilities, summarizeClassifier } from './model/saved-classifier.js';

@@ -11,7 +11,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { loadBackbone, type Backbone } from './backbone/backbone.js';
 import { kerasToOnnx } from './backbone/onnx/convert.js';
 import { AugmentPool } from './data/augment-pool.js';
-import { LAB_AUGMENTATION, NO_AUGMENTATION, type AugmentConfig } from './data/augment.js';
+import { NO_AUGMENTATION, type AugmentConfig } from './data/augment.js';
 import type { ClassMode } from './data/batches.js';
 import { INTERPOLATIONS, ORIENTATIONS, type Interpolation, type Orientation } from './data/decode.js';
 import { buildImageStore, DEFAULT_MEMORY_BUDGET, type ImageStore } from './data/image-store.js';
@@ -24,7 +24,7 @@ import { writeHistory } from './export/history-io.js';
 import { writeTfjsLayersModel } from './export/tfjs-layers.js';
 import { buildClassifierGraph, headLayerNames } from './model/classifier-graph.js';
 import { backbonePooling, denseShapes, headForClasses, headToWeightMap, initHead, outputLayerNote } from './model/head.js';
-import { LAB_HEAD, type HeadSpec } from './model/head-spec.js';
+import type { HeadSpec } from './model/head-spec.js';
 import { weightsSourceName, type ClassifierInfo } from './model/classifier-info.js';
 import { cachedRows, faithfulSource, feedModeName, isFeedMode, MAX_VIEWS, viewsSource, type FeatureStorage, type FeedContext, type FeedMode } from './train/feature-sources.js';
 import { featureFingerprint } from './train/feature-fingerprint.js';
@@ -36,6 +36,7 @@ import { checkFineTune, fineTunePhase, joinHistories, resolveFineTune, tunedWeig
 import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
 import { resolveOptimizer, slotCount, type OptimizerConfig } from './train/optimizers.js';
+import { describeRecipe, isRecipeName, RECIPE_NAMES, RECIPES, resolveRecipe, type RecipeName } from './train/recipes.js';
 import { checkResumable, markCheckpointFinished, type FileSetSetting, type RunSetup } from './train/checkpoint.js';
 import { closeRunSession, commitResults, openRunSession, startTraining, type RunSession } from './train/run-session.js';
 import { writeFileAtomic } from './util/atomic.js';
@@ -45,7 +46,14 @@ import { mallocTunablesSet } from './util/malloc-tunables.js';
 import { MemoryBudget } from './util/memory-budget.js';
 import { optionName, setting } from './util/option-names.js';
 
+export { LAB_RECIPE, DEFAULT_RECIPE, RECIPES, RECIPE_NAMES } from './train/recipes.js';
+
 export interface TrainOptions {
+  /**
+   * The settings every field below left unset takes: 'default' (graft's best measured recipe,
+   * DEFAULT_RECIPE; see docs/recipes.md) or 'lab' (the Keras lab's, LAB_RECIPE, as `graft lab`).
+   */
+  recipe?: RecipeName;
   /** A lab-layout root (train/ + validation/) or a folder of class folders. */
   data: string;
   /** Validation class folders, when not inside `data`. */
@@ -63,18 +71,18 @@ export interface TrainOptions {
    * layers-model folder.
    */
   weights?: string;
-  /** The backbone layer the head sits on (default 'mixed7', the lab's). */
+  /** The backbone layer the head sits on (default: the recipe's, mixed7 in both). */
   cut?: string;
-  /** Image [height, width] (default [150, 150]). */
+  /** Image [height, width] (default: the recipe's; 299x299, the lab's 150x150). */
   inputSize?: [number, number];
   /**
-   * The head (parseHeadSpec, default the lab's Flatten-Dense(1024)-Dropout(0.2)); its output layer
-   * is fitted to the number of classes (see headForClasses).
+   * The head (parseHeadSpec; default the recipe's: GAP-Dense(1024)-Dropout(0.2), the lab's
+   * Flatten-Dense(1024)-Dropout(0.2)); its output layer is fitted to the number of classes (see headForClasses).
    */
   head?: HeadSpec;
-  /** Default RMSprop, learning rate 1e-4 (the lab's), with Keras's other defaults. */
+  /** Default the recipe's: RMSprop, learning rate 1e-4 in both, with Keras's other defaults. */
   optimizer?: OptimizerConfig;
-  /** Default 20. */
+  /** Default the recipe's: 10 (the lab's 20). */
   epochs?: number;
   /**
    * Keras's EarlyStopping (default: none, as in the lab): stop once `monitor` (default val_loss)
@@ -82,22 +90,23 @@ export interface TrainOptions {
    * evaluation and the exported model use the best epoch's weights.
    */
   earlyStopping?: EarlyStoppingConfig;
-  /** Default 20. */
+  /** Default the recipe's: 20 in both. */
   batchSize?: number;
   /** Batches per epoch (Keras steps_per_epoch); default: one pass over the training images. */
   stepsPerEpoch?: number;
   /** Validation batches per epoch (Keras validation_steps); default: all validation images. */
   validationSteps?: number;
   /**
-   * How the head is fed (default faithful: fresh augmentation through the backbone every step;
-   * cached: features once, no augmentation; views: K augmented views computed once).
+   * How the head is fed (default the recipe's: cached, the lab's faithful. faithful: fresh
+   * augmentation through the backbone every step; cached: features once, no augmentation; views:
+   * K augmented views computed once).
    */
   mode?: FeedMode;
-  /** ImageDataGenerator-style augmentation of training images (default the lab's; none in cached mode). */
+  /** ImageDataGenerator-style augmentation of training images (default the lab's in both recipes; none in cached mode). */
   augmentation?: AugmentConfig;
-  /** Pixel scaling: 'rescale' (x/255, the lab's, default) or 'inception' (x/127.5 - 1). */
+  /** Pixel scaling: 'rescale' (x/255, the lab's) or 'inception' (x/127.5 - 1, the default recipe's). */
   preprocess?: PreprocessName;
-  /** Resize filter (default 'nearest', as Keras load_img). */
+  /** Resize filter (default the recipe's: 'bilinear'; the lab's 'nearest', as Keras load_img). */
   interpolation?: Interpolation;
   /**
    * The EXIF Orientation tag: 'ignore' (Keras's way, default) or 'exif' (photos turned upright,
@@ -141,24 +150,6 @@ export interface TrainOptions {
    */
   fineTune?: FineTuneConfig;
 }
-
-/**
- * The Keras lab's recipe, usable on any dataset: what `graft lab` trains. (The lab's
- * steps_per_epoch=100 and validation_steps=50 are one pass over its 2000 and 1000 images,
- * which is the default anyway; see LAB_STEPS.)
- */
-export const LAB_RECIPE = {
-  cut: 'mixed7',
-  inputSize: [150, 150] as [number, number],
-  head: LAB_HEAD,
-  optimizer: { kind: 'rmsprop', learningRate: 1e-4 } as OptimizerConfig,
-  epochs: 20,
-  batchSize: 20,
-  mode: { kind: 'faithful' } as FeedMode,
-  augmentation: LAB_AUGMENTATION,
-  preprocess: 'rescale' as PreprocessName,
-  interpolation: 'nearest' as Interpolation,
-} satisfies Partial<TrainOptions>;
 
 /** The folder of a run's feature store files (features over the memory budget). */
 export const FEATURES_FOLDER = 'features';
@@ -270,10 +261,12 @@ function checkTrainOptions(opts: TrainOptions): void {
   if (split !== undefined && !(typeof split === 'number' && split > 0 && split < 1)) throw bad('validationSplit must be a fraction between 0 and 1', split);
   const size = opts.inputSize;
   if (size !== undefined && !(Array.isArray(size) && size.length === 2 && size.every((d) => Number.isInteger(d) && d > 0))) throw bad('inputSize must be [height, width]', size);
-  checkInputSizeFits(size ?? LAB_RECIPE.inputSize, opts.batchSize ?? LAB_RECIPE.batchSize);
   if (opts.mode !== undefined && !isFeedMode(opts.mode)) {
     throw bad(`mode must be { kind: 'faithful' }, { kind: 'cached' } or { kind: 'views', views: 1 to ${MAX_VIEWS} } (parseFeedMode reads 'views=3')`, opts.mode);
   }
+  if (opts.recipe !== undefined && !isRecipeName(opts.recipe)) throw bad(`recipe must be one of ${RECIPE_NAMES.map((n) => `'${n}'`).join(', ')}`, opts.recipe);
+  const named = RECIPES[opts.recipe ?? 'default'];
+  checkInputSizeFits(size ?? named.inputSize, opts.batchSize ?? named.batchSize);
   if (opts.preprocess !== undefined && !PREPROCESS_NAMES.includes(opts.preprocess)) throw bad(`preprocess must be one of ${PREPROCESS_NAMES.join(', ')}`, opts.preprocess);
   if (opts.interpolation !== undefined && !INTERPOLATIONS.includes(opts.interpolation)) throw bad(`interpolation must be one of ${INTERPOLATIONS.join(', ')}`, opts.interpolation);
   if (opts.orientation !== undefined && !ORIENTATIONS.includes(opts.orientation)) throw bad(`orientation must be one of ${ORIENTATIONS.join(', ')}`, opts.orientation);
@@ -323,13 +316,11 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     }
   };
   const seed = opts.seed ?? 0;
-  const inputSize = opts.inputSize ?? LAB_RECIPE.inputSize;
-  const batchSize = opts.batchSize ?? LAB_RECIPE.batchSize;
-  const mode = opts.mode ?? LAB_RECIPE.mode;
-  const preprocess = opts.preprocess ?? LAB_RECIPE.preprocess;
-  const interpolation = opts.interpolation ?? LAB_RECIPE.interpolation;
+  // The recipe's settings, each one the caller set in its place.
+  const recipe = resolveRecipe(opts);
+  const { mode } = recipe.settings;
   const orientation = opts.orientation ?? 'ignore';
-  const augmentation = mode.kind === 'cached' ? NO_AUGMENTATION : (opts.augmentation ?? LAB_AUGMENTATION);
+  const augmentation = mode.kind === 'cached' ? NO_AUGMENTATION : recipe.settings.augmentation;
 
   // The folder is this run's alone from here: checked, locked, cleared of what a run cut short left.
   const session = await openRunSession(out, {
@@ -345,7 +336,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const { earlier } = session;
   const checkpointDir = join(out, 'checkpoint');
   try {
-    return await trainInSession(opts, session, { out, checkpointDir, say, log, verbose, withProgress, stopIfInterrupted, seed, inputSize, batchSize, mode, preprocess, interpolation, orientation, augmentation, earlier });
+    return await trainInSession(opts, session, { out, checkpointDir, say, log, verbose, withProgress, stopIfInterrupted, seed, recipe, orientation, augmentation, earlier });
   } finally {
     await closeRunSession(session);
   }
@@ -364,17 +355,15 @@ async function trainInSession(
     withProgress: <T>(label: string, during: string, run: (onProgress: (done: number, total: number) => void) => Promise<T>) => Promise<T>;
     stopIfInterrupted: (during: string) => void;
     seed: number;
-    inputSize: [number, number];
-    batchSize: number;
-    mode: FeedMode;
-    preprocess: PreprocessName;
-    interpolation: Interpolation;
+    recipe: ReturnType<typeof resolveRecipe>;
     orientation: Orientation;
     augmentation: AugmentConfig;
     earlier: RunSession['earlier'];
   },
 ): Promise<TrainResult> {
-  const { out, checkpointDir, say, log, verbose, withProgress, stopIfInterrupted, seed, inputSize, batchSize, mode, preprocess, interpolation, orientation, augmentation, earlier } = ctx;
+  const { out, checkpointDir, say, log, verbose, withProgress, stopIfInterrupted, seed, recipe, orientation, augmentation, earlier } = ctx;
+  const { inputSize, batchSize, mode, preprocess, interpolation, cut, optimizer, epochs } = recipe.settings;
+  say(describeRecipe(recipe));
   const { train, validation } = await listData(opts);
   const realOut = await realPathOf(out);
   for (const [what, listing] of [['training', train], ['validation', validation]] as const) {
@@ -393,19 +382,18 @@ async function trainInSession(
   const classes = train.classes;
   const classMode: ClassMode = classes.length === 2 ? 'binary' : 'categorical';
   // The head is checked before minutes of decoding and feature computation.
-  const head = headForClasses(classes.length, opts.head ?? LAB_RECIPE.head);
+  const head = headForClasses(classes.length, recipe.settings.head);
   HeadTrainer.checkSpec(head);
   // Only about a head the caller wrote: the lab's default simply gets the output its classes need.
   const headNote = opts.head ? outputLayerNote(opts.head, head) : null;
   if (headNote) say(headNote);
-  const epochs = opts.epochs ?? LAB_RECIPE.epochs;
   const fineTune = opts.fineTune === undefined ? undefined : resolveFineTune(opts.fineTune);
   // What makes this run this run, for --resume; the images and step counts follow after decoding.
   const settings: RunSetup = {
     classes,
     // A path as an absolute one: the same file named from another folder is the same run.
     weights: !opts.weights || opts.weights === 'imagenet' ? 'imagenet' : resolve(opts.weights),
-    cut: opts.cut ?? LAB_RECIPE.cut,
+    cut,
     'input size': inputSize.join('x'),
     interpolation,
     orientation,
@@ -414,7 +402,7 @@ async function trainInSession(
     augmentation,
     'batch size': batchSize,
     head,
-    optimizer: resolveOptimizer(opts.optimizer ?? LAB_RECIPE.optimizer),
+    optimizer: resolveOptimizer(optimizer),
     'early stopping': opts.earlyStopping ? resolveEarlyStopping(opts.earlyStopping) : 'off',
     'fine-tune': fineTune ?? 'off',
     seed,
@@ -444,11 +432,11 @@ async function trainInSession(
   try {
     // The backbone first: a weights problem shows before minutes of decoding.
     // A head that starts by pooling has the backbone pool: features are 768 floats an image, not 7x7x768.
-    backbone = await loadBackbone({ weights: opts.weights, cut: opts.cut ?? LAB_RECIPE.cut, inputSize, pool: backbonePooling(head) });
+    backbone = await loadBackbone({ weights: opts.weights, cut, inputSize, pool: backbonePooling(head) });
     stopIfInterrupted('loading the backbone');
     const pooledNote = backbone.pooling ? `, pooled in the backbone to (None, ${backbone.featureShape.join(', ')})` : '';
     say(`Backbone: ${backbone.source}, cut at ${backbone.graph.outputs[0]} -> (None, ${backbone.outputShape.join(', ')})${pooledNote}`);
-    checkHeadFits(head, backbone.outputShape, opts.optimizer ?? LAB_RECIPE.optimizer);
+    checkHeadFits(head, backbone.outputShape, optimizer);
     // One budget for decoded images and features together, taken in the order they are made.
     const budget = new MemoryBudget(opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET);
     if (fineTune) checkFineTune(backbone, fineTune);
@@ -508,7 +496,7 @@ async function trainInSession(
       // The trainer first: created after the features, it measured ~190 MB higher peak memory in a
       // cached lab run (memory the backbone's engine freed is not all handed back to the system).
       try {
-        trainer = await HeadTrainer.create(head, initHead(head, featureShape, seed), opts.optimizer ?? LAB_RECIPE.optimizer, {
+        trainer = await HeadTrainer.create(head, initHead(head, featureShape, seed), optimizer, {
           seed,
           featureShape,
           pooledFeatures: backbone!.pooling !== null,
@@ -584,7 +572,7 @@ async function trainInSession(
         await pool!.close();
         await backbone!.extractor.dispose();
         const phase = await fineTunePhase({
-          config: fineTune, backbone: backbone!, head, headParams, optimizer: opts.optimizer ?? LAB_RECIPE.optimizer, mode, trainStore, valStore,
+          config: fineTune, backbone: backbone!, head, headParams, optimizer, mode, trainStore, valStore,
           context: { augmentation, pre, classMode, seed }, batchSize, maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, Math.min(batchSize, trainStore.count)),
           stepsPerEpoch: opts.stepsPerEpoch, valImagesUsed, checkpointDir, resume: opts.resume, setup, earlyStopping: opts.earlyStopping, verbose,
           showMemory: opts.showMemory, signal: opts.signal, log, say, withProgress,

@@ -32,7 +32,7 @@ test.after(() => rm(root, { recursive: true, force: true }));
 
 function graft(args: string[]): { child: ChildProcess; done: Promise<{ code: number | null; out: string; err: string }> } {
   const child = spawn(process.execPath, [bin, 'train', '--data', join(root, 'data'), '--weights', sharedInceptionWeightsDir('fp32'),
-    '--head', 'flatten,dense:4:relu', '--batch-size', '4', '--seed', '3', '--quiet', ...args], {
+    '--recipe', 'lab', '--head', 'flatten,dense:4:relu', '--batch-size', '4', '--seed', '3', '--quiet', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     // The tunables up front, so the launcher runs training itself and kill -9 hits the training process.
     env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },

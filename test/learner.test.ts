@@ -49,6 +49,8 @@ function options(root: string, out: string, extra: Partial<TrainOptions> = {}): 
   return {
     data: join(root, 'data'),
     out: join(root, out),
+    // These tests were written to the lab's settings (150x150, faithful, augmented).
+    recipe: 'lab',
     weights: sharedInceptionWeightsDir('fp32'),
     head: parseHeadSpec('flatten,dense:8:relu,dropout:0.2,dense:1:sigmoid'),
     batchSize: 4,

@@ -44,3 +44,10 @@ export function parseHeadSpec(text: string): HeadSpec {
   }
   return { layers };
 }
+
+/** The text form of a head, as parseHeadSpec reads it (e.g. `gap,dense:1024:relu,dropout:0.2`). */
+export function formatHeadSpec(spec: HeadSpec): string {
+  return spec.layers
+    .map((l) => (l.kind === 'dense' ? `dense:${l.units}:${l.activation}` : l.kind === 'dropout' ? `dropout:${l.rate}` : l.kind))
+    .join(',');
+}

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { parseHeadSpec } from '../../model/head-spec-parse.js';
 import { LAB_RECIPE, LAB_STEPS, trainClassifier, type TrainOptions } from '../../learner.js';
-import { parseFeedMode } from '../../train/feature-sources.js';
+import { describeRecipes, RECIPE_NAMES, recipeByName, type RecipeName, type RecipeSettings } from '../../train/recipes.js';
+import type { OptimizerConfig } from '../../train/optimizers.js';
+import { feedModeName, parseFeedMode } from '../../train/feature-sources.js';
 import { NO_AUGMENTATION } from '../../data/augment.js';
 import { PREPROCESS_NAMES, type PreprocessName } from '../../data/preprocess.js';
 import { INTERPOLATIONS, ORIENTATIONS, type Interpolation, type Orientation } from '../../data/decode.js';
@@ -17,14 +19,16 @@ interface TrainFlags {
   splitOrder?: 'keras' | 'shuffled';
   followSymlinks?: boolean;
   out: string;
+  recipe?: RecipeName;
   weights?: string;
-  cut: string;
-  inputSize: string;
+  // The recipe's settings: unset (train) takes the recipe's; graft lab sets them to the lab's.
+  cut?: string;
+  inputSize?: string;
   head?: string;
-  optimizer: (typeof OPTIMIZER_NAMES)[number];
-  lr: number;
+  optimizer?: (typeof OPTIMIZER_NAMES)[number];
+  lr?: number;
   momentum?: number;
-  epochs: number;
+  epochs?: number;
   earlyStopping?: number;
   monitor?: Monitor;
   minDelta?: number;
@@ -32,13 +36,13 @@ interface TrainFlags {
   fineTune?: string;
   fineTuneEpochs?: number;
   fineTuneLr?: number;
-  batchSize: number;
+  batchSize?: number;
   steps?: number;
   validationSteps?: number;
-  mode: string;
+  mode?: string;
   augment: boolean;
-  preprocess: PreprocessName;
-  interpolation: Interpolation;
+  preprocess?: PreprocessName;
+  interpolation?: Interpolation;
   orientation: Orientation;
   seed: number;
   memoryBudget?: number;
@@ -51,18 +55,23 @@ interface TrainFlags {
 
 const OPTIMIZER_NAMES = ['rmsprop', 'rmsprop-legacy', 'adam', 'sgd'] as const;
 
-/** The knobs `graft train` and `graft lab` share, with the lab's values as defaults. */
-function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: number; validationSteps?: number }): Command {
+/**
+ * The knobs `graft train` and `graft lab` share. With `recipe` (graft lab), the recipe's values
+ * are the flags' defaults; without (graft train), unset flags take the --recipe's.
+ */
+function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: number; validationSteps?: number; recipe?: RecipeSettings }): Command {
+  const r = defaults.recipe;
+  const fromRecipe = r ? '' : " (default: the recipe's)";
   return cmd
     .option('--out <dir>', 'where results, checkpoints and the model go', defaults.out)
     .option('--weights <spec>', "backbone weights: 'imagenet', a Keras .h5 / .weights.h5 / .keras file or a TF.js model folder", 'imagenet')
-    .option('--cut <layer>', 'backbone layer the head sits on', LAB_RECIPE.cut)
-    .option('--input-size <HxW>', 'image size, e.g. 150 or 150x150', '150x150')
-    .option('--head <spec>', "head layers, e.g. 'flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid' or 'gap,dense:256:relu'; the output layer (dense:1:sigmoid for 2 classes, dense:K:softmax for K) is added or fitted to the number of classes")
-    .option('--optimizer <name>', 'rmsprop (Keras 3 / TF >= 2.11), rmsprop-legacy (tf.keras.optimizers.legacy.RMSprop), adam or sgd', choiceOption('optimizer', OPTIMIZER_NAMES), 'rmsprop')
-    .option('--lr <rate>', 'learning rate', floatOption('lr', 0, 10, { aboveMin: true }), 1e-4)
+    .option('--cut <layer>', `backbone layer the head sits on${fromRecipe}`, r?.cut)
+    .option('--input-size <HxW>', `image size, e.g. 150 or 150x150${fromRecipe}`, r && r.inputSize.join('x'))
+    .option('--head <spec>', `head layers, e.g. 'flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid' or 'gap,dense:256:relu'; the output layer (dense:1:sigmoid for 2 classes, dense:K:softmax for K) is added or fitted to the number of classes${fromRecipe}`)
+    .option('--optimizer <name>', `rmsprop (Keras 3 / TF >= 2.11), rmsprop-legacy (tf.keras.optimizers.legacy.RMSprop), adam or sgd${fromRecipe}`, choiceOption('optimizer', OPTIMIZER_NAMES), r && optimizerName(r.optimizer))
+    .option('--lr <rate>', `learning rate${fromRecipe}`, floatOption('lr', 0, 10, { aboveMin: true }), r?.optimizer.learningRate)
     .option('--momentum <m>', 'SGD momentum', floatOption('momentum', 0, 1))
-    .option('--epochs <n>', 'epochs', intOption('epochs', 1, 100_000), LAB_RECIPE.epochs)
+    .option('--epochs <n>', `epochs${fromRecipe}`, intOption('epochs', 1, 100_000), r?.epochs)
     .option('--early-stopping <patience>', 'stop once --monitor has not improved for <patience> epochs (Keras EarlyStopping; off by default, as in the lab)', intOption('early-stopping', 0, 100_000))
     .option('--monitor <figure>', `what early stopping watches: ${MONITORS.join(', ')} (default: val_loss)`, choiceOption('monitor', MONITORS))
     .option('--min-delta <d>', 'smallest change of --monitor that counts as an improvement (default: 0)', floatOption('min-delta', 0, Number.MAX_VALUE))
@@ -70,14 +79,14 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--fine-tune <layer>', 'after the head, a second phase training the backbone layers after <layer> (e.g. mixed6) up to the cut with it (BatchNormalization kept frozen, as Keras)')
     .option('--fine-tune-epochs <n>', 'epochs of the --fine-tune phase (default: 10)', intOption('fine-tune-epochs', 1))
     .option('--fine-tune-lr <rate>', 'learning rate of the --fine-tune phase (default: 1e-5, as Keras\'s transfer-learning guide)', floatOption('fine-tune-lr', 0, 10, { aboveMin: true }))
-    .option('--batch-size <n>', 'batch size', intOption('batch-size', 1, 256), LAB_RECIPE.batchSize)
+    .option('--batch-size <n>', `batch size${fromRecipe}`, intOption('batch-size', 1, 256), r?.batchSize)
     // Commander appends "(default: N)" when there is a default; say "one pass"/"all" only when there is none.
     .option('--steps <n>', `batches per epoch (Keras steps_per_epoch${defaults.steps === undefined ? '; default: one pass' : ''})`, intOption('steps', 1, 1e9), defaults.steps)
     .option('--validation-steps <n>', `validation batches per epoch${defaults.validationSteps === undefined ? ' (default: all)' : ''}`, intOption('validation-steps', 1, 1e9), defaults.validationSteps)
-    .option('--mode <mode>', 'faithful (fresh augmentation every step), cached (no augmentation, features once) or views=K', 'faithful')
+    .option('--mode <mode>', `faithful (fresh augmentation every step), cached (no augmentation, features once) or views=K${fromRecipe}`, r && feedModeName(r.mode))
     .option('--no-augment', "train without the lab's augmentation")
-    .option('--preprocess <name>', `pixel scaling: ${PREPROCESS_NAMES.join(' (x/255, the lab) or ')} (x/127.5-1, InceptionV3's own)`, choiceOption('preprocess', PREPROCESS_NAMES), LAB_RECIPE.preprocess)
-    .option('--interpolation <name>', 'resize filter (nearest like Keras load_img)', choiceOption('interpolation', INTERPOLATIONS), LAB_RECIPE.interpolation)
+    .option('--preprocess <name>', `pixel scaling: ${PREPROCESS_NAMES.join(' (x/255, the lab) or ')} (x/127.5-1, InceptionV3's own)${fromRecipe}`, choiceOption('preprocess', PREPROCESS_NAMES), r?.preprocess)
+    .option('--interpolation <name>', `resize filter (nearest like Keras load_img)${fromRecipe}`, choiceOption('interpolation', INTERPOLATIONS), r?.interpolation)
     .option('--orientation <how>', "EXIF orientation: 'ignore' (pixels as stored, like Keras) or 'exif' (photos turned upright, as browsers show them; saved with the model for predict)", choiceOption('orientation', ORIENTATIONS), 'ignore')
     .option('--seed <n>', 'random seed', intOption('seed', 0, MAX_SEED), 0)
     .option('--memory-budget <size>', 'memory for decoded images and features, all together (e.g. 512M, 4G; default 1G): what does not fit stays on disk (features in --out/features/, reused by --resume and later runs on the same images)', bytesOption('memory-budget'))
@@ -88,10 +97,26 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--quiet', 'no progress bars (epoch lines, warnings and notes only)');
 }
 
-async function runTraining(flags: TrainFlags, data: string): Promise<void> {
+function optimizerName(cfg: OptimizerConfig): (typeof OPTIMIZER_NAMES)[number] {
+  return cfg.kind === 'rmsprop' && cfg.legacy ? 'rmsprop-legacy' : cfg.kind;
+}
+
+/** The optimiser the flags ask for: the recipe's, with --optimizer and --lr in its place; unset if neither is given. */
+function optimizerFromFlags(flags: TrainFlags, recipe: RecipeSettings): OptimizerConfig | undefined {
+  if (flags.optimizer === undefined && flags.lr === undefined) return undefined;
+  const kind = flags.optimizer ?? optimizerName(recipe.optimizer);
+  const lr = flags.lr ?? recipe.optimizer.learningRate ?? 1e-4;
+  return kind === 'sgd' ? { kind: 'sgd', learningRate: lr, momentum: flags.momentum ?? 0 }
+    : kind === 'adam' ? { kind: 'adam', learningRate: lr }
+    : { kind: 'rmsprop', learningRate: lr, legacy: kind === 'rmsprop-legacy' };
+}
+
+async function runTraining(flags: TrainFlags, data: string, recipeName: RecipeName): Promise<void> {
+  const recipe = recipeByName(recipeName);
   if (flags.splitOrder !== undefined && flags.validationSplit === undefined) throw new GraftError('--split-order applies to --validation-split only');
-  if (flags.momentum !== undefined && flags.optimizer !== 'sgd') {
-    throw new GraftError(`--momentum applies to --optimizer sgd only (this run uses ${flags.optimizer})`);
+  const optimizer = flags.optimizer ?? optimizerName(recipe.optimizer);
+  if (flags.momentum !== undefined && optimizer !== 'sgd') {
+    throw new GraftError(`--momentum applies to --optimizer sgd only (this run uses ${optimizer})`);
   }
   const stoppingFlags = [flags.monitor !== undefined && '--monitor', flags.minDelta !== undefined && '--min-delta', flags.restoreBestWeights && '--restore-best-weights'].filter(Boolean);
   if (flags.earlyStopping === undefined && stoppingFlags.length > 0) {
@@ -101,9 +126,9 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
   if (flags.fineTune === undefined && tuneFlags.length > 0) {
     throw new GraftError(`${tuneFlags.join(' and ')} ${tuneFlags.length === 1 ? 'applies' : 'apply'} to --fine-tune only (e.g. --fine-tune mixed6)`);
   }
-  const mode = parseFeedMode(flags.mode);
-  if (mode.kind === 'views' && !flags.augment) {
-    throw new GraftError(`--mode views=${mode.views} with --no-augment: the views would all be the same image; use --mode cached`);
+  const mode = flags.mode === undefined ? undefined : parseFeedMode(flags.mode);
+  if ((mode ?? recipe.mode).kind === 'views' && !flags.augment) {
+    throw new GraftError(`--mode ${feedModeName(mode ?? recipe.mode)} with --no-augment: the views would all be the same image; use --mode cached`);
   }
   const options: TrainOptions = {
     data,
@@ -112,14 +137,12 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
     splitOrder: flags.splitOrder,
     followSymlinks: flags.followSymlinks,
     out: flags.out,
+    recipe: recipeName,
     weights: flags.weights,
     cut: flags.cut,
-    inputSize: sizeOption(flags.inputSize),
+    inputSize: flags.inputSize === undefined ? undefined : sizeOption(flags.inputSize),
     head: flags.head ? parseHeadSpec(flags.head) : undefined,
-    optimizer:
-      flags.optimizer === 'sgd' ? { kind: 'sgd', learningRate: flags.lr, momentum: flags.momentum ?? 0 }
-      : flags.optimizer === 'adam' ? { kind: 'adam', learningRate: flags.lr }
-      : { kind: 'rmsprop', learningRate: flags.lr, legacy: flags.optimizer === 'rmsprop-legacy' },
+    optimizer: optimizerFromFlags(flags, recipe),
     epochs: flags.epochs,
     earlyStopping:
       flags.earlyStopping === undefined
@@ -167,8 +190,11 @@ export function registerTrain(program: Command): void {
     .option('--val <dir>', 'validation class folders')
     .option('--validation-split <f>', 'hold out this fraction of each class for validation (between 0 and 1, e.g. 0.2)', fractionOption('validation-split'))
     .option('--split-order <order>', "which images --validation-split holds out: 'keras' (the first of each class, like Keras) or 'shuffled' (drawn with --seed)", choiceOption('split-order', ['keras', 'shuffled'] as const))
-    .option('--follow-symlinks', 'descend into linked folders (Keras follow_links)');
-  addTrainingOptions(cmd, { out: 'runs/train' }).action((flags: TrainFlags) => runTraining(flags, flags.data!));
+    .option('--follow-symlinks', 'descend into linked folders (Keras follow_links)')
+    .option('--recipe <name>', `the settings every flag below left unset takes: ${RECIPE_NAMES.join(' or ')} (listed below)`, choiceOption('recipe', RECIPE_NAMES), 'default');
+  addTrainingOptions(cmd, { out: 'runs/train' })
+    .addHelpText('after', ['', 'Recipes (--recipe; each flag given overrides that setting; the measurements: docs/recipes.md):', ...describeRecipes().map((l) => `  ${l}`)].join('\n'))
+    .action((flags: TrainFlags) => runTraining(flags, flags.data!, flags.recipe ?? 'default'));
 }
 
 export function registerLab(program: Command): void {
@@ -176,7 +202,7 @@ export function registerLab(program: Command): void {
     .command('lab')
     .description("Reproduce the Keras transfer-learning lab: InceptionV3 cut at mixed7, Flatten-1024-Dropout-sigmoid head, cats vs dogs")
     .option('--data <dir>', 'the lab dataset (a folder with train/ and validation/); default $GRAFT_LAB_DATA, else the lab zip, downloaded once into the cache');
-  addTrainingOptions(cmd, { out: 'runs/lab', steps: LAB_STEPS.stepsPerEpoch, validationSteps: LAB_STEPS.validationSteps }).action(async (flags: TrainFlags) =>
-    runTraining(flags, await resolveLabDataset({ data: flags.data })),
+  addTrainingOptions(cmd, { out: 'runs/lab', steps: LAB_STEPS.stepsPerEpoch, validationSteps: LAB_STEPS.validationSteps, recipe: LAB_RECIPE }).action(async (flags: TrainFlags) =>
+    runTraining(flags, await resolveLabDataset({ data: flags.data }), 'lab'),
   );
 }
