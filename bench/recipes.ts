@@ -16,6 +16,7 @@
  *   --datasets a,b     which sets (default all four: cats_and_dogs,eurosat,beans,sign_language)
  *   --candidates a,b   which candidates (default all)
  *   --seeds N          seeds 0..N-1 (default 3)
+ *   --seeds-of A=2     fewer (or more) seeds for named candidates
  *   --epochs N         epochs (default 10)
  *   --data-root DIR    where the sets lie (default $GRAFT_SHARED/datasets, ../shared/datasets)
  *   --table            only print the table from the results file
@@ -137,6 +138,9 @@ function arg(name: string): string | undefined {
 const resultsFile = resolve(arg('results') ?? '/tmp/graft-recipes.json');
 const dataRoot = resolve(arg('data-root') ?? join(sharedRoot(), 'datasets'));
 const seeds = Number(arg('seeds') ?? 3);
+/** Fewer seeds for some candidates, e.g. `--seeds-of A=2` (the lab's 38.5M-weight head takes minutes a seed). */
+const seedsOf = new Map((arg('seeds-of') ?? '').split(',').filter(Boolean).map((kv) => [kv.split('=')[0]!, Number(kv.split('=')[1])] as const));
+const seedsFor = (candidate: string) => seedsOf.get(candidate) ?? seeds;
 const epochs = Number(arg('epochs') ?? 10);
 const datasetIds = (arg('datasets') ?? Object.keys(DATASETS).join(',')).split(',');
 const candidateIds = (arg('candidates') ?? CANDIDATES.map((c) => c.id).join(',')).split(',');
@@ -202,7 +206,7 @@ async function measure(): Promise<void> {
     const classMode: ClassMode = train.classes.length === 2 ? 'binary' : 'categorical';
     for (const pass of PASSES) {
       const candidates = CANDIDATES.filter((c) => c.pass === pass.id && candidateIds.includes(c.id));
-      const todo = candidates.filter((c) => Array.from({ length: seeds }, (_, s) => s).some((s) => !done(datasetId, c.id, s)));
+      const todo = candidates.filter((c) => Array.from({ length: seedsFor(c.id) }, (_, s) => s).some((s) => !done(datasetId, c.id, s)));
       if (todo.length === 0) continue;
       console.error(`# ${datasetId} ${pass.id}: features for ${todo.map((c) => c.id).join(', ')}`);
       const t0 = performance.now();
@@ -225,12 +229,16 @@ async function measure(): Promise<void> {
         const va = headData(valFeats, cand.input, shape, valLabels, stores[1]!.count);
         const head = headForClasses(train.classes.length, parseHeadSpec(cand.head));
         const headParams = denseShapes(head, tr.featureShape).reduce((a, { inputSize, units }) => a + inputSize * units + units, 0);
-        for (let seed = 0; seed < seeds; seed++) {
+        for (let seed = 0; seed < seedsFor(cand.id); seed++) {
           if (done(datasetId, cand.id, seed)) continue;
           const t1 = performance.now();
           const trainer = await HeadTrainer.create(head, initHead(head, tr.featureShape, seed), cand.optimizer, { seed, featureShape: tr.featureShape, maxBatch: HeadTrainer.DEFAULT_MAX_BATCH });
           try {
-            const history = await fit(trainer, arrayBatchSource(tr.data, cand.batchSize, { shuffle: true, seed }), va.data, { epochs: cand.epochs ?? epochs, verbose: 0 });
+            const history = await fit(trainer, arrayBatchSource(tr.data, cand.batchSize, { shuffle: true, seed }), va.data, {
+              epochs: cand.epochs ?? epochs,
+              verbose: 2,
+              log: (line) => console.error(`#     ${cand.id} seed ${seed}: ${line}`),
+            });
             const trainSeconds = (performance.now() - t1) / 1000;
             const r: Result = {
               dataset: datasetId,
@@ -258,34 +266,57 @@ async function measure(): Promise<void> {
   }
 }
 
-/** Mean over seeds of the mean of the last 5 epochs' val_accuracy, with the spread (min-max over seeds). */
+/** Sample standard deviation (0 for one value). */
+function sd(xs: number[]): number {
+  if (xs.length < 2) return 0;
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1));
+}
+
+/**
+ * Three markdown tables: the candidates' settings and model size; per dataset the mean over seeds
+ * of each run's mean val_accuracy over its last 5 epochs, ± the standard deviation over seeds
+ * (n seeds); and the wall time (decoding + features once, then training the head).
+ */
 function printTable(results: Result[]): void {
   const cands = CANDIDATES.filter((c) => results.some((r) => r.candidate === c.id));
   const sets = Object.keys(DATASETS).filter((d) => results.some((r) => r.dataset === d));
-  console.log(`| candidate | input | interpolation | preprocessing | head | optimiser | ${sets.join(' | ')} | mean | model |`);
-  console.log(`|---|---|---|---|---|---|${sets.map(() => '---|').join('')}---|---|`);
+  const runs = (c: string, d: string) => results.filter((r) => r.candidate === c && r.dataset === d);
+  console.log('| candidate | input | interpolation | preprocessing | head | optimiser | epochs | feed | head weights (2 classes) | exported model |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const c of cands) {
     const pass = PASSES.find((p) => p.id === c.pass)!;
-    const head = c.input === 'avgmax' ? c.head.replace('gap', 'concatpool') : c.head;
-    const opt = `${c.optimizer.kind} ${c.optimizer.learningRate}`;
-    const cells: string[] = [];
+    const head = c.input === 'avgmax' ? c.head.replace('gap', 'concatpool (avg+max)') : c.head;
+    // Weights of the whole classifier for two classes (the export's size in float32).
+    const featureShape = c.input === 'full' ? [7, 7, 768] : [1, 1, c.input === 'avgmax' ? 1536 : 768];
+    const params2 = denseShapes(headForClasses(2, parseHeadSpec(c.head)), featureShape).reduce((a, { inputSize, units }) => a + inputSize * units + units, 0);
+    const backboneParams = results.find((x) => x.candidate === c.id)!.backboneParams;
+    const size = `${(((backboneParams + params2) * 4) / 1e6).toFixed(0)} MB`;
+    console.log(`| ${c.id} | ${pass.size}x${pass.size} | ${pass.interpolation} | ${pass.preprocess} | ${head} | ${c.optimizer.kind} ${c.optimizer.learningRate} | ${c.epochs ?? epochs} | cached, batch ${c.batchSize} | ${(params2 / 1e6).toFixed(2)}M | ${size} |`);
+  }
+  console.log('');
+  console.log(`| candidate | ${sets.join(' | ')} | mean over sets |`);
+  console.log(`|---|${sets.map(() => '---|').join('')}---|`);
+  for (const c of cands) {
     const means: number[] = [];
-    let size = '';
-    for (const d of sets) {
-      const rs = results.filter((r) => r.candidate === c.id && r.dataset === d);
-      if (rs.length === 0) {
-        cells.push('');
-        continue;
-      }
+    const cells = sets.map((d) => {
+      const rs = runs(c.id, d);
+      if (rs.length === 0) return '';
       const last5 = rs.map((r) => mean(r.valAccuracy.slice(-5)));
-      const m = mean(last5);
-      means.push(m);
-      const wall = rs[0]!.featureSeconds + mean(rs.map((r) => r.trainSeconds));
-      cells.push(`${m.toFixed(4)} ±${((Math.max(...last5) - Math.min(...last5)) / 2).toFixed(4)} (n=${rs.length}, ${wall.toFixed(0)} s)`);
-      size = `${(((rs[0]!.backboneParams + rs[0]!.headParams) * 4) / 1e6).toFixed(0)} MB`;
-    }
-    const overall = means.length === sets.length ? mean(means).toFixed(4) : '';
-    console.log(`| ${c.id} | ${pass.size} | ${pass.interpolation} | ${pass.preprocess} | ${head} | ${opt} | ${cells.join(' | ')} | ${overall} | ${size} |`);
+      means.push(mean(last5));
+      return `${mean(last5).toFixed(4)} ±${sd(last5).toFixed(4)} (${rs.length})`;
+    });
+    console.log(`| ${c.id} | ${cells.join(' | ')} | ${means.length === sets.length ? mean(means).toFixed(4) : ''} |`);
+  }
+  console.log('');
+  console.log(`| candidate | ${sets.map((d) => `${d} features + head`).join(' | ')} |`);
+  console.log(`|---|${sets.map(() => '---|').join('')}`);
+  for (const c of cands) {
+    const cells = sets.map((d) => {
+      const rs = runs(c.id, d);
+      return rs.length === 0 ? '' : `${rs[0]!.featureSeconds.toFixed(0)} + ${mean(rs.map((r) => r.trainSeconds)).toFixed(0)} s`;
+    });
+    console.log(`| ${c.id} | ${cells.join(' | ')} |`);
   }
 }
 
