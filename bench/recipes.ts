@@ -18,6 +18,7 @@
  *   --seeds N          seeds 0..N-1 (default 3)
  *   --seeds-of A=2     fewer (or more) seeds for named candidates
  *   --epochs N         epochs (default 10)
+ *   --threads N        threads of the backbone and the head (default: the cores)
  *   --data-root DIR    where the sets lie (default $GRAFT_SHARED/datasets, ../shared/datasets)
  *   --table            only print the table from the results file
  */
@@ -198,7 +199,8 @@ function headData(feats: { full?: Float32Array; pooled?: Float32Array }, input: 
 async function measure(): Promise<void> {
   const results = await loadResults();
   const done = (dataset: string, candidate: string, seed: number) => results.some((r) => r.dataset === dataset && r.candidate === candidate && r.seed === seed && r.epochs === epochs);
-  const threads = availableParallelism();
+  // On a machine other jobs keep busy, one thread each measured steadier than a pool waiting on its slowest.
+  const threads = Number(arg('threads') ?? availableParallelism());
   for (const datasetId of datasetIds) {
     const def = DATASETS[datasetId]!;
     const train = await listImageFolder(join(dataRoot, def.train));
@@ -210,7 +212,7 @@ async function measure(): Promise<void> {
       if (todo.length === 0) continue;
       console.error(`# ${datasetId} ${pass.id}: features for ${todo.map((c) => c.id).join(', ')}`);
       const t0 = performance.now();
-      const backbone = await loadBackbone({ inputSize: [pass.size, pass.size] });
+      const backbone = await loadBackbone({ inputSize: [pass.size, pass.size], threads });
       const backboneParams = [...backbone.weights.values()].reduce((a, w) => a + w.data.length, 0);
       const pool = AugmentPool.create({ threads: Math.min(2, threads) });
       const storeOpts = { width: pass.size, height: pass.size, interpolation: pass.interpolation };
@@ -232,7 +234,7 @@ async function measure(): Promise<void> {
         for (let seed = 0; seed < seedsFor(cand.id); seed++) {
           if (done(datasetId, cand.id, seed)) continue;
           const t1 = performance.now();
-          const trainer = await HeadTrainer.create(head, initHead(head, tr.featureShape, seed), cand.optimizer, { seed, featureShape: tr.featureShape, maxBatch: HeadTrainer.DEFAULT_MAX_BATCH });
+          const trainer = await HeadTrainer.create(head, initHead(head, tr.featureShape, seed), cand.optimizer, { seed, featureShape: tr.featureShape, maxBatch: HeadTrainer.DEFAULT_MAX_BATCH, threads });
           try {
             const history = await fit(trainer, arrayBatchSource(tr.data, cand.batchSize, { shuffle: true, seed }), va.data, {
               epochs: cand.epochs ?? epochs,

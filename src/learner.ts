@@ -80,7 +80,7 @@ export interface TrainOptions {
    * Flatten-Dense(1024)-Dropout(0.2)); its output layer is fitted to the number of classes (see headForClasses).
    */
   head?: HeadSpec;
-  /** Default the recipe's: RMSprop, learning rate 1e-4 in both, with Keras's other defaults. */
+  /** Default the recipe's: Adam 1e-3 (the lab's RMSprop 1e-4), with Keras's other defaults. */
   optimizer?: OptimizerConfig;
   /** Default the recipe's: 10 (the lab's 20). */
   epochs?: number;

@@ -104,7 +104,7 @@ test("graft train's first line names the recipe and its settings; graft lab's an
     const changed = await run('train', '--recipe', 'lab', '--epochs', '3', '--optimizer', 'adam', '--input-size', '160', '--mode', 'cached');
     assert.match(changed, /^Recipe: lab .*; changed: 160x160 \(recipe: 150x150\), adam lr 0\.0001 \(recipe: rmsprop lr 0\.0001\), 3 epochs \(recipe: 20 epochs\), mode cached \(features once, no augmentation\) \(recipe: mode faithful \(the lab's augmentation\)\)$/);
     // --lr alone keeps the recipe's optimiser.
-    assert.match(await run('train', '--lr', '0.001'), /; changed: rmsprop lr 0\.001 \(recipe: rmsprop lr 0\.0001\)$/);
+    assert.match(await run('train', '--lr', '0.0001'), /; changed: adam lr 0\.0001 \(recipe: adam lr 0\.001\)$/);
 
     const bad = await graft(['train', '--data', root, '--recipe', 'best']);
     assert.equal(bad.code, 1);
