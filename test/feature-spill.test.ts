@@ -27,6 +27,8 @@ function options(out: string, extra: Partial<TrainOptions> = {}): TrainOptions &
   return {
     data: join(root, 'data'),
     out: join(root, out),
+    // Written to the lab's settings (rescale preprocessing, nearest resize).
+    recipe: 'lab',
     weights: sharedInceptionWeightsDir('fp32'),
     inputSize: [100, 100],
     head: parseHeadSpec('gap,dense:8:relu,dropout:0.2'),
