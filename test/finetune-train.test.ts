@@ -41,6 +41,8 @@ function options(out: string, extra: Partial<TrainOptions> = {}): TrainOptions {
   return {
     data: join(root, 'data'),
     out: join(root, out),
+    // Written to the lab's settings (150x150, rescale, nearest).
+    recipe: 'lab',
     weights: sharedInceptionWeightsDir('fp32'),
     head: parseHeadSpec('flatten,dense:8:relu,dropout:0.2,dense:1:sigmoid'),
     batchSize: 4,

@@ -261,8 +261,10 @@ test('traversal: no .., encoded or not, no absolute path, no escape through a li
 
 test('train: the form as a command line; a run as its own process, watched live (SSE) to the end; runs, metrics, evaluation', async () => {
   const defaults = (await get('/api/train/defaults')).json();
-  assert.equal(defaults.epochs, 20);
-  assert.equal(defaults.head, 'flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid');
+  // graft train's default recipe.
+  assert.equal(defaults.epochs, 10);
+  assert.equal(defaults.head, 'gap,dense:1024:relu,dropout:0.2');
+  assert.equal(defaults.inputSize, '299x299');
   const cmd = (await post('/api/train/command', { data: '/my photos', name: 'mine', epochs: 3, augment: false })).json();
   assert.equal(cmd.command, `graft train --data '/my photos' --out ${join(runs, 'mine')} --epochs 3 --no-augment`);
   assert.equal((await post('/api/train/command', { data: '/x', name: 'mine', epochs: 'three' })).status, 400);
