@@ -33,6 +33,7 @@ import { fit, evaluateRows, rowsBatchSource, type BatchSource, type EpochLogs, t
 import { resolveEarlyStopping, type EarlyStoppingConfig } from './train/early-stopping.js';
 import { HeadTrainer } from './train/head-trainer.js';
 import { checkFineTune, fineTunePhase, joinHistories, resolveFineTune, tunedWeights, type FineTuneConfig } from './train/finetune/phase.js';
+import { planClassBalance, resolveClassWeights, type ClassWeightSetting } from './train/class-weights.js';
 import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
 import { resolveOptimizer, slotCount, type OptimizerConfig } from './train/optimizers.js';
@@ -82,6 +83,11 @@ export interface TrainOptions {
    * evaluation and the exported model use the best epoch's weights.
    */
   earlyStopping?: EarlyStoppingConfig;
+  /**
+   * Keras's class_weight for unbalanced classes: 'balanced' (n_samples / (n_classes * count)) or a
+   * weight per class name (others 1). Scales each training sample's loss and gradient. Default none.
+   */
+  classWeight?: ClassWeightSetting;
   /** Default 20. */
   batchSize?: number;
   /** Batches per epoch (Keras steps_per_epoch); default: one pass over the training images. */
@@ -376,6 +382,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     say("warning: this process was started without graft's GLIBC_TUNABLES, so the head trains several times slower; call relaunchWithMallocTunables() first thing in the script, or use the graft command");
   }
   const classes = train.classes;
+  // Weights naming no class are refused now, not after minutes of decoding.
+  if (opts.classWeight !== undefined) resolveClassWeights(opts.classWeight, classes, classes.map(() => 1));
   const classMode: ClassMode = classes.length === 2 ? 'binary' : 'categorical';
   // The head is checked before minutes of decoding and feature computation.
   const head = headForClasses(classes.length, opts.head ?? LAB_RECIPE.head);
@@ -402,6 +410,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     optimizer: resolveOptimizer(opts.optimizer ?? LAB_RECIPE.optimizer),
     'early stopping': opts.earlyStopping ? resolveEarlyStopping(opts.earlyStopping) : 'off',
     'fine-tune': fineTune ?? 'off',
+    ...(opts.classWeight !== undefined && { 'class weight': opts.classWeight }),
     seed,
   };
   // A resume must be the same run: refused here, before minutes of work, if a setting changed.
@@ -462,6 +471,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     const listedForValidation = classCounts(validation);
     const unmeasured = classes.filter((_, c) => listedForValidation[c]! > 0 && !valStore.labels.includes(c));
     if (unmeasured.length > 0) say(`warning: no readable validation images of ${unmeasured.join(', ')}: validation does not measure ${unmeasured.length === 1 ? 'that class' : 'those classes'}`);
+    const balance = planClassBalance(classes, perClass, classes.map((_, c) => valStore.labels.filter((l) => l === c).length), opts.classWeight);
+    for (const note of balance.notes) say(note);
     const trainBatches = Math.ceil(trainStore.count / batchSize);
     if (opts.stepsPerEpoch !== undefined && opts.stepsPerEpoch > trainBatches) {
       throw tooManySteps(opts.stepsPerEpoch, trainBatches, `${trainStore.count} readable training images`, batchSize);
@@ -499,6 +510,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
           pooledFeatures: backbone!.pooling !== null,
           // Sized to the batches that can occur: no bigger than the training set.
           maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, Math.min(batchSize, trainStore.count)),
+          classWeights: balance.weights,
         });
       } catch (err) {
         // Memory capped below the machine's (ulimit, a container): say what did not fit.
@@ -550,6 +562,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
         signal: opts.signal,
         log,
         checkpoint: { dir: checkpointDir, resume: opts.resume, setup },
+        ...(balance.showRecall && { classRecall: classes }),
         callbacks: {
           onEpochEnd: async (epoch, logs, soFar) => {
             // history.json grows epoch by epoch, so a stopped run still shows its curves.
@@ -597,7 +610,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       const evaluation = await evaluateRows(trainer, valData);
       const trueLabels = Array.from(valStore.labels);
       const metrics = computeMetrics(evaluation.probabilities, trueLabels, classes.length);
-      await writeEvaluation(out, metrics, { classes, files: [...valStore.paths] });
+      await writeEvaluation(out, metrics, { classes, files: [...valStore.paths], trainingCounts: perClass });
       const params = await trainer!.syncParams();
       await trainer!.dispose();
       trainer = undefined;

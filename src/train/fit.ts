@@ -9,6 +9,7 @@ import { Progbar } from './progbar.js';
 import { deriveSeed, STREAM_SHUFFLE } from './seeds.js';
 import { setting } from '../util/option-names.js';
 import type { FeatureRows } from './feature-store.js';
+import { classRecalls } from './class-weights.js';
 
 /** One batch of cached features [size, ...featureShape] and labels [size] or one-hot [size, k]. */
 export interface Batch {
@@ -87,6 +88,12 @@ export interface FitOptions {
   earlyStopping?: EarlyStoppingConfig;
   /** Where epoch lines go (default stdout). */
   log?: (line: string) => void;
+  /**
+   * Class names: the epoch line then adds the validation set's balanced accuracy and each class's
+   * recall, and history val_balanced_accuracy (for unbalanced classes, where accuracy misleads).
+   * Validation held in memory (ArrayData) only.
+   */
+  classRecall?: string[];
 }
 
 /**
@@ -267,6 +274,13 @@ export async function fit(trainer: FitTrainer, train: BatchSource, validation: A
     history.accuracy.push(acc / seen);
     history.val_loss.push(val.loss);
     history.val_accuracy.push(val.accuracy);
+    let recallText = '';
+    if (opts.classRecall && 'probabilities' in val && !('stepsPerEpoch' in validation)) {
+      const r = classRecalls(val.probabilities as Float32Array, validation.labels, validation.count, trainer.outputUnits);
+      (history.val_balanced_accuracy ??= []).push(r.balancedAccuracy);
+      const recalls = r.recall.map((x, c) => `${opts.classRecall![c] ?? c} ${Number.isNaN(x) ? 'n/a' : x.toFixed(4)}`).join(', ');
+      recallText = ` - val_balanced_accuracy: ${r.balancedAccuracy.toFixed(4)} - val_recall: ${recalls}`;
+    }
     const decision = stopping?.onEpochEnd(epoch, { loss: loss / seen, accuracy: acc / seen, val_loss: val.loss, val_accuracy: val.accuracy });
     if (decision?.keepWeights) {
       if (dir) bestFile = await saveBestWeights(dir, trainer.paramsToSave(), bestFile);
@@ -284,7 +298,7 @@ export async function fit(trainer: FitTrainer, train: BatchSource, validation: A
     const logs: EpochLogs = { loss: loss / seen, accuracy: acc / seen, val_loss: val.loss, val_accuracy: val.accuracy, seconds, rss };
     if (verbose > 0) {
       const f = (x: number) => x.toFixed(4);
-      log(`Epoch ${epoch + 1}/${opts.epochs} - ${Math.round(seconds)}s - loss: ${f(logs.loss)} - accuracy: ${f(logs.accuracy)} - val_loss: ${f(logs.val_loss)} - val_accuracy: ${f(logs.val_accuracy)}${opts.showMemory ? ` - rss: ${Math.round(rss / 2 ** 20)} MB` : ''}`);
+      log(`Epoch ${epoch + 1}/${opts.epochs} - ${Math.round(seconds)}s - loss: ${f(logs.loss)} - accuracy: ${f(logs.accuracy)} - val_loss: ${f(logs.val_loss)} - val_accuracy: ${f(logs.val_accuracy)}${recallText}${opts.showMemory ? ` - rss: ${Math.round(rss / 2 ** 20)} MB` : ''}`);
     }
     await opts.callbacks?.onEpochEnd?.(epoch, logs, history);
     if (decision?.stop && verbose > 0) log(`Epoch ${epoch + 1}: early stopping`);

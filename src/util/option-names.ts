@@ -20,6 +20,10 @@ const FLAGS = {
   followSymlinks: '--follow-symlinks',
   orientation: '--orientation',
   memoryBudget: '--memory-budget',
+  classWeight: '--class-weight',
+  labels: '--labels',
+  validationLabels: '--val-labels',
+  lrSchedule: '--lr-schedule',
 } as const;
 
 export type OptionName = keyof typeof FLAGS;

@@ -9,6 +9,7 @@ import { resolveLabDataset } from '../../data/lab-dataset.js';
 import { bytesOption, choiceOption, floatOption, fractionOption, interruptSignal, intOption, sizeOption } from '../options.js';
 import { GraftError } from '../../util/errors.js';
 import { MONITORS, type Monitor } from '../../train/early-stopping.js';
+import { parseClassWeight, type ClassWeightSetting } from '../../train/class-weights.js';
 
 interface TrainFlags {
   data?: string;
@@ -26,6 +27,7 @@ interface TrainFlags {
   momentum?: number;
   epochs: number;
   earlyStopping?: number;
+  classWeight?: ClassWeightSetting;
   monitor?: Monitor;
   minDelta?: number;
   restoreBestWeights?: boolean;
@@ -70,6 +72,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--fine-tune <layer>', 'after the head, a second phase training the backbone layers after <layer> (e.g. mixed6) up to the cut with it (BatchNormalization kept frozen, as Keras)')
     .option('--fine-tune-epochs <n>', 'epochs of the --fine-tune phase (default: 10)', intOption('fine-tune-epochs', 1))
     .option('--fine-tune-lr <rate>', 'learning rate of the --fine-tune phase (default: 1e-5, as Keras\'s transfer-learning guide)', floatOption('fine-tune-lr', 0, 10, { aboveMin: true }))
+    .option('--class-weight <w>', "weigh each class's loss for unbalanced classes: 'balanced' (n_samples / (n_classes * count), as scikit-learn and Keras users compute it) or NAME=WEIGHT pairs, e.g. 'cats=4,dogs=1' (others 1)", parseClassWeight)
     .option('--batch-size <n>', 'batch size', intOption('batch-size', 1, 256), LAB_RECIPE.batchSize)
     // Commander appends "(default: N)" when there is a default; say "one pass"/"all" only when there is none.
     .option('--steps <n>', `batches per epoch (Keras steps_per_epoch${defaults.steps === undefined ? '; default: one pass' : ''})`, intOption('steps', 1), defaults.steps)
@@ -129,6 +132,7 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
         ? undefined
         : { patience: flags.earlyStopping, monitor: flags.monitor, minDelta: flags.minDelta, restoreBestWeights: flags.restoreBestWeights === true },
     fineTune: flags.fineTune === undefined ? undefined : { from: flags.fineTune, epochs: flags.fineTuneEpochs, learningRate: flags.fineTuneLr },
+    classWeight: flags.classWeight,
     batchSize: flags.batchSize,
     stepsPerEpoch: flags.steps,
     validationSteps: flags.validationSteps,
