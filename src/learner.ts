@@ -15,6 +15,7 @@ import { LAB_AUGMENTATION, NO_AUGMENTATION, type AugmentConfig } from './data/au
 import type { ClassMode } from './data/batches.js';
 import { INTERPOLATIONS, ORIENTATIONS, type Interpolation, type Orientation } from './data/decode.js';
 import { buildImageStore, DEFAULT_MEMORY_BUDGET, type ImageStore } from './data/image-store.js';
+import { listTables } from './data/label-table.js';
 import { classCounts, emptyValidationProblem, listValidationFolder, resolveDataset, type DatasetListing } from './data/listing.js';
 import { PREPROCESS_NAMES, preprocessParams, type PreprocessName } from './data/preprocess.js';
 import { computeMetrics, type EvaluationMetrics } from './evaluate/metrics.js';
@@ -49,8 +50,18 @@ import { optionName, setting } from './util/option-names.js';
 export interface TrainOptions {
   /** A lab-layout root (train/ + validation/) or a folder of class folders. */
   data: string;
-  /** Validation class folders, when not inside `data`. */
+  /** Validation class folders, when not inside `data` (with `validationLabels`: the folder its paths are relative to). */
   validationData?: string;
+  /**
+   * Labels from a table (Keras flow_from_dataframe): a CSV, TSV or JSON-lines file whose file
+   * column (`fileColumn`, default 'filename') names images relative to `data` and whose label
+   * column (`labelColumn`, default 'class') names their class.
+   */
+  labels?: string;
+  /** A validation table like `labels` (paths relative to `validationData`, else `data`). */
+  validationLabels?: string;
+  fileColumn?: string;
+  labelColumn?: string;
   /** Hold out this fraction of each class of `data` for validation (Keras validation_split). */
   validationSplit?: number;
   /** Which images a validation split holds out: 'keras' (the first of each class, default) or 'shuffled' (drawn with `seed`). */
@@ -186,6 +197,7 @@ export interface TrainResult {
 
 /** Validation data as loaded: from a lab layout, a separate folder or a split. */
 async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; validation: DatasetListing }> {
+  if (opts.labels !== undefined) return listTables({ ...opts, labels: opts.labels });
   const resolved = await resolveDataset(opts.data, { validationSplit: opts.validationSplit, splitOrder: opts.splitOrder, seed: opts.seed, followSymlinks: opts.followSymlinks });
   let validation = resolved.validation;
   if (opts.validationData) {

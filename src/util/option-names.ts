@@ -24,6 +24,8 @@ const FLAGS = {
   labels: '--labels',
   validationLabels: '--val-labels',
   lrSchedule: '--lr-schedule',
+  fileColumn: '--file-column',
+  labelColumn: '--label-column',
 } as const;
 
 export type OptionName = keyof typeof FLAGS;

@@ -14,6 +14,10 @@ import { parseClassWeight, type ClassWeightSetting } from '../../train/class-wei
 interface TrainFlags {
   data?: string;
   val?: string;
+  labels?: string;
+  valLabels?: string;
+  fileColumn?: string;
+  labelColumn?: string;
   validationSplit?: number;
   splitOrder?: 'keras' | 'shuffled';
   followSymlinks?: boolean;
@@ -92,6 +96,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
 }
 
 async function runTraining(flags: TrainFlags, data: string): Promise<void> {
+  if (!flags.labels && (flags.valLabels || flags.fileColumn || flags.labelColumn)) throw new GraftError('--val-labels, --file-column and --label-column apply to --labels only');
   if (flags.splitOrder !== undefined && flags.validationSplit === undefined) throw new GraftError('--split-order applies to --validation-split only');
   if (flags.momentum !== undefined && flags.optimizer !== 'sgd') {
     throw new GraftError(`--momentum applies to --optimizer sgd only (this run uses ${flags.optimizer})`);
@@ -114,6 +119,10 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
   const options: TrainOptions = {
     data,
     validationData: flags.val,
+    labels: flags.labels,
+    validationLabels: flags.valLabels,
+    fileColumn: flags.fileColumn,
+    labelColumn: flags.labelColumn,
     validationSplit: flags.validationSplit,
     splitOrder: flags.splitOrder,
     followSymlinks: flags.followSymlinks,
@@ -167,7 +176,11 @@ export function registerTrain(program: Command): void {
     .command('train')
     .description('Train a classifier on any folder of labelled images (one sub-folder per class)')
     .requiredOption('--data <dir>', 'class folders, or a folder with train/ and validation/')
-    .option('--val <dir>', 'validation class folders')
+    .option('--val <dir>', 'validation class folders (with --val-labels: the folder its paths are relative to)')
+    .option('--labels <file>', "labels from a table instead of class folders (Keras flow_from_dataframe): a .csv, .tsv or .jsonl file whose 'filename' column names images relative to --data and whose 'class' column names their class")
+    .option('--val-labels <file>', 'validation labels from a table like --labels')
+    .option('--file-column <name>', 'the table column of image paths (default: filename)')
+    .option('--label-column <name>', 'the table column of class names (default: class)')
     .option('--validation-split <f>', 'hold out this fraction of each class for validation (between 0 and 1, e.g. 0.2)', fractionOption('validation-split'))
     .option('--split-order <order>', "which images --validation-split holds out: 'keras' (the first of each class, like Keras) or 'shuffled' (drawn with --seed)", choiceOption('split-order', ['keras', 'shuffled'] as const))
     .option('--follow-symlinks', 'descend into linked folders (Keras follow_links)');
