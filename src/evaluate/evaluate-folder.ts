@@ -49,6 +49,7 @@ export async function evaluateFolder(model: LoadedClassifier, root: string, opts
   const predictions = await predictFiles(model, listing.files.map((f) => f.path), {
     onBadImage: (path, reason) => skipped.push({ path, reason }),
     onProgress: opts.onProgress,
+    tta: opts.tta,
   });
   if (predictions.length === 0) {
     const bad = firstFew(skipped.map((s) => `${s.path}: ${s.reason}`), '; ');
