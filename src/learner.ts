@@ -34,6 +34,7 @@ import { fit, evaluateRows, rowsBatchSource, type BatchSource, type EpochLogs, t
 import { resolveEarlyStopping, type EarlyStoppingConfig } from './train/early-stopping.js';
 import { HeadTrainer } from './train/head-trainer.js';
 import { checkFineTune, fineTunePhase, joinHistories, resolveFineTune, tunedWeights, type FineTuneConfig } from './train/finetune/phase.js';
+import { resolveLrSchedule, type LrScheduleConfig } from './train/lr-schedule.js';
 import { planClassBalance, resolveClassWeights, type ClassWeightSetting } from './train/class-weights.js';
 import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
@@ -99,6 +100,11 @@ export interface TrainOptions {
    * weight per class name (others 1). Scales each training sample's loss and gradient. Default none.
    */
   classWeight?: ClassWeightSetting;
+  /**
+   * The learning rate epoch by epoch (default constant, as the lab): 'cosine' down to minLr, or
+   * 'plateau' (Keras ReduceLROnPlateau: factor, patience, minLr...). Each epoch's rate is history's `learning_rate`.
+   */
+  lrSchedule?: LrScheduleConfig;
   /** Default 20. */
   batchSize?: number;
   /** Batches per epoch (Keras steps_per_epoch); default: one pass over the training images. */
@@ -423,6 +429,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     'early stopping': opts.earlyStopping ? resolveEarlyStopping(opts.earlyStopping) : 'off',
     'fine-tune': fineTune ?? 'off',
     ...(opts.classWeight !== undefined && { 'class weight': opts.classWeight }),
+    ...(opts.lrSchedule !== undefined && { 'learning-rate schedule': resolveLrSchedule(opts.lrSchedule) }),
     seed,
   };
   // A resume must be the same run: refused here, before minutes of work, if a setting changed.
@@ -575,6 +582,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
         log,
         checkpoint: { dir: checkpointDir, resume: opts.resume, setup },
         ...(balance.showRecall && { classRecall: classes }),
+        lrSchedule: opts.lrSchedule,
         callbacks: {
           onEpochEnd: async (epoch, logs, soFar) => {
             // history.json grows epoch by epoch, so a stopped run still shows its curves.

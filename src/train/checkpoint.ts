@@ -9,6 +9,7 @@ import type { DenseParams, HeadParams } from '../model/head.js';
 import type { History } from './history.js';
 import type { OptimizerState } from './optimizers.js';
 import type { EarlyStoppingState } from './early-stopping.js';
+import type { LrScheduleState } from './lr-schedule.js';
 import { setting } from '../util/option-names.js';
 
 /**
@@ -39,6 +40,8 @@ export interface Checkpoint {
   optimizer: OptimizerState;
   /** Early stopping's state, and the file of the best weights kept (restoreBestWeights). */
   earlyStopping?: EarlyStoppingCheckpoint;
+  /** The learning-rate schedule's state (the next epoch's rate, plateau's counters). */
+  lrSchedule?: LrScheduleState;
 }
 
 export interface EarlyStoppingCheckpoint {
@@ -145,6 +148,7 @@ interface Meta {
   /** Set once the run that wrote it has finished (trained every epoch and exported). */
   finished?: boolean;
   earlyStopping?: EarlyStoppingCheckpoint;
+  lrSchedule?: LrScheduleState;
 }
 
 /** A short stable hash of a JSON-able description of the training setup. */
@@ -207,6 +211,7 @@ export async function saveCheckpoint(dir: string, ck: CheckpointToSave): Promise
     ...(ck.params.backbone && { backbone: ck.params.backbone.map((a) => a.length) }),
     optimizer: { config: ck.optimizer.config, iterations: ck.optimizer.iterations, slotsPerParam: ck.optimizer.slots[0]?.length ?? 0 },
     ...(ck.earlyStopping && { earlyStopping: ck.earlyStopping }),
+    ...(ck.lrSchedule && { lrSchedule: ck.lrSchedule }),
   };
   await writeFileAtomic(join(dir, JSON_NAME), JSON.stringify(meta, null, 1));
   await removeBinariesExcept(dir, [...BINARIES]);
@@ -341,6 +346,7 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint | null> {
       params,
       optimizer: { config: meta.optimizer.config, iterations: meta.optimizer.iterations, slots },
       ...(meta.earlyStopping && { earlyStopping: meta.earlyStopping }),
+      ...(meta.lrSchedule && { lrSchedule: meta.lrSchedule }),
     };
   });
 }

@@ -98,6 +98,8 @@ export class HeadTrainer {
   /** Per-class weights of training samples (null: all 1) and the batch's sample weights. */
   private readonly classWeights: readonly number[] | null;
   private readonly weights: Float32Array;
+  /** The rate updates use now: the optimiser's, unless a schedule set another (setLearningRate). */
+  private lr: number;
   private pending: Promise<unknown> = Promise.resolve();
   /** Rows of the first kernel or its slots on their way to a checkpoint (one block at a time). */
   private streamBlock: Float32Array | null = null;
@@ -150,6 +152,18 @@ export class HeadTrainer {
     this.probs = new Float32Array(maxBatch * this.outputUnits);
     this.classWeights = classWeights ? [...classWeights] : null;
     this.weights = new Float32Array(maxBatch);
+    this.lr = this.opt.learningRate;
+  }
+
+  /** The learning rate of the next steps. */
+  get learningRate(): number {
+    return this.lr;
+  }
+
+  /** Trains the next steps at another rate (a schedule's); the optimiser's slots are unchanged. */
+  setLearningRate(rate: number): void {
+    if (!(rate > 0 && Number.isFinite(rate))) throw new GraftError(`learning rate must be a positive number, got ${rate}`);
+    this.lr = rate;
   }
 
   /** Refuses heads the trainer cannot train (checked before any weights or features exist). */
@@ -241,7 +255,7 @@ export class HeadTrainer {
       const result = this.trainingMetrics(probs, labels, n);
       this.backward(labels, n);
       const step = this.iterations + 1;
-      const big = Promise.all(this.shards.map((s) => call(s.worker, { op: 'backward', n, step, inputGradient: inputGradient !== undefined })));
+      const big = Promise.all(this.shards.map((s) => call(s.worker, { op: 'backward', n, step, inputGradient: inputGradient !== undefined, learningRate: this.lr })));
       this.updateSmall(step);
       await big;
       if (inputGradient) this.featureGradient(inputGradient, n);
@@ -543,9 +557,10 @@ export class HeadTrainer {
   }
 
   private updateSmall(step: number): void {
+    const opt = this.lr === this.opt.learningRate ? this.opt : { ...this.opt, learningRate: this.lr };
     this.params.dense.forEach((p, i) => {
-      if (i > 0) applyUpdate(this.opt, step, p.kernel, this.grads[i]!.kernel, this.slots[2 * i]!);
-      applyUpdate(this.opt, step, p.bias, this.grads[i]!.bias, this.slots[2 * i + 1]!);
+      if (i > 0) applyUpdate(opt, step, p.kernel, this.grads[i]!.kernel, this.slots[2 * i]!);
+      applyUpdate(opt, step, p.bias, this.grads[i]!.bias, this.slots[2 * i + 1]!);
     });
   }
 

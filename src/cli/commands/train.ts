@@ -9,6 +9,7 @@ import { resolveLabDataset } from '../../data/lab-dataset.js';
 import { bytesOption, choiceOption, floatOption, fractionOption, interruptSignal, intOption, sizeOption } from '../options.js';
 import { GraftError } from '../../util/errors.js';
 import { MONITORS, type Monitor } from '../../train/early-stopping.js';
+import { LR_SCHEDULES, type LrScheduleConfig } from '../../train/lr-schedule.js';
 import { parseClassWeight, type ClassWeightSetting } from '../../train/class-weights.js';
 
 interface TrainFlags {
@@ -32,6 +33,10 @@ interface TrainFlags {
   epochs: number;
   earlyStopping?: number;
   classWeight?: ClassWeightSetting;
+  lrSchedule?: (typeof LR_SCHEDULES)[number];
+  lrFactor?: number;
+  lrPatience?: number;
+  minLr?: number;
   monitor?: Monitor;
   minDelta?: number;
   restoreBestWeights?: boolean;
@@ -76,6 +81,10 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--fine-tune <layer>', 'after the head, a second phase training the backbone layers after <layer> (e.g. mixed6) up to the cut with it (BatchNormalization kept frozen, as Keras)')
     .option('--fine-tune-epochs <n>', 'epochs of the --fine-tune phase (default: 10)', intOption('fine-tune-epochs', 1))
     .option('--fine-tune-lr <rate>', 'learning rate of the --fine-tune phase (default: 1e-5, as Keras\'s transfer-learning guide)', floatOption('fine-tune-lr', 0, 10, { aboveMin: true }))
+    .option('--lr-schedule <name>', "the learning rate epoch by epoch: constant (the lab's), cosine (half a cosine down to --min-lr over the epochs) or plateau (Keras ReduceLROnPlateau on --monitor: times --lr-factor after --lr-patience epochs without improvement)", choiceOption('lr-schedule', LR_SCHEDULES))
+    .option('--lr-factor <f>', 'plateau: factor the rate is multiplied by (default: 0.1, as Keras)', floatOption('lr-factor', 0, 1, { aboveMin: true }))
+    .option('--lr-patience <n>', 'plateau: epochs without improvement before the rate falls (default: 10, as Keras)', intOption('lr-patience', 0))
+    .option('--min-lr <rate>', 'cosine and plateau: the lowest rate (default: 0)', floatOption('min-lr', 0, 10))
     .option('--class-weight <w>', "weigh each class's loss for unbalanced classes: 'balanced' (n_samples / (n_classes * count), as scikit-learn and Keras users compute it) or NAME=WEIGHT pairs, e.g. 'cats=4,dogs=1' (others 1)", parseClassWeight)
     .option('--batch-size <n>', 'batch size', intOption('batch-size', 1, 256), LAB_RECIPE.batchSize)
     // Commander appends "(default: N)" when there is a default; say "one pass"/"all" only when there is none.
@@ -93,6 +102,23 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--on-bad-image <what>', 'skip (warn and leave out) or error', choiceOption('on-bad-image', ['skip', 'error'] as const), 'skip')
     .option('--verbose', 'also print memory use per epoch')
     .option('--quiet', 'no progress bars (epoch lines, warnings and notes only)');
+}
+
+function lrScheduleOf(flags: TrainFlags): LrScheduleConfig | undefined {
+  const plateauOnly = [flags.lrFactor !== undefined && '--lr-factor', flags.lrPatience !== undefined && '--lr-patience'].filter(Boolean);
+  if (plateauOnly.length > 0 && flags.lrSchedule !== 'plateau') throw new GraftError(`${plateauOnly.join(' and ')} apply to --lr-schedule plateau only`);
+  if (flags.minLr !== undefined && flags.lrSchedule !== 'plateau' && flags.lrSchedule !== 'cosine') throw new GraftError('--min-lr applies to --lr-schedule cosine or plateau only');
+  switch (flags.lrSchedule) {
+    case undefined:
+      return undefined;
+    case 'plateau':
+      // Its monitor is early stopping's when given (--monitor), else val_loss, as Keras's default.
+      return { kind: 'plateau', monitor: flags.monitor, factor: flags.lrFactor, patience: flags.lrPatience, minLr: flags.minLr };
+    case 'cosine':
+      return { kind: 'cosine', minLr: flags.minLr };
+    default:
+      return { kind: 'constant' };
+  }
 }
 
 async function runTraining(flags: TrainFlags, data: string): Promise<void> {
@@ -142,6 +168,7 @@ async function runTraining(flags: TrainFlags, data: string): Promise<void> {
         : { patience: flags.earlyStopping, monitor: flags.monitor, minDelta: flags.minDelta, restoreBestWeights: flags.restoreBestWeights === true },
     fineTune: flags.fineTune === undefined ? undefined : { from: flags.fineTune, epochs: flags.fineTuneEpochs, learningRate: flags.fineTuneLr },
     classWeight: flags.classWeight,
+    lrSchedule: lrScheduleOf(flags),
     batchSize: flags.batchSize,
     stepsPerEpoch: flags.steps,
     validationSteps: flags.validationSteps,
