@@ -119,5 +119,12 @@ test('train and evaluate read labels from tables', async () => {
   } finally {
     await model.dispose();
   }
+  // A table for training, class folders for validation.
+  const valDirs = join(root, 'val-folders');
+  await mkdir(join(valDirs, 'dog'), { recursive: true });
+  await copyFile(join(images, 'dogs-5.jpg'), join(valDirs, 'dog', 'd.jpg'));
+  const folders = await resolveTableDataset({ labels: train, data: images, validationData: valDirs });
+  assert.deepEqual(folders.validation!.files, [{ path: join(valDirs, 'dog', 'd.jpg'), label: 1 }]);
+  assert.match(folders.validation!.warnings.join(), /lacks classes of training: cat/);
   await assert.rejects(trainClassifier({ data: images, labels: train, out: join(root, 'run2') }), /no validation data for .*train\.csv: give validationLabels: 'FILE' or validationSplit: 0\.2/);
 });

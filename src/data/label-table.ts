@@ -12,7 +12,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { extname, isAbsolute, resolve } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { describeFsError, firstFew, GraftError } from '../util/errors.js';
-import { emptyValidationProblem, isImageFileName, pythonSorted, splitListing, type DatasetListing, type LabelledFile, type SkippedFile } from './listing.js';
+import { emptyValidationProblem, isImageFileName, listValidationFolder, pythonSorted, splitListing, type DatasetListing, type LabelledFile, type SkippedFile } from './listing.js';
 import { optionName, setting } from '../util/option-names.js';
 
 export interface LabelTableOptions {
@@ -178,8 +178,8 @@ export interface TableDataOptions {
 
 /**
  * Training and validation listings from tables: a validation table (paths relative to
- * validationData, else data) or a per-class validation split of the training table, as
- * graft splits class folders. Neither: no validation listing.
+ * validationData, else data), class folders (validationData alone), or a per-class validation
+ * split of the training table, as graft splits class folders. None: no validation listing.
  */
 export async function resolveTableDataset(opts: TableDataOptions): Promise<{ train: DatasetListing; validation?: DatasetListing }> {
   const columns = { fileColumn: opts.fileColumn, labelColumn: opts.labelColumn, onBadImage: opts.onBadImage };
@@ -190,6 +190,11 @@ export async function resolveTableDataset(opts: TableDataOptions): Promise<{ tra
   if (opts.validationLabels) {
     const validation = await listLabelTable(opts.validationLabels, opts.validationData ?? opts.data, { ...columns, classes: all.classes });
     return { train: all, validation };
+  }
+  if (opts.validationData !== undefined) {
+    if (opts.validationSplit !== undefined) throw new GraftError(`${optionName('validationData')} and ${optionName('validationSplit')} both give validation data: use one of them`);
+    // Class folders named like the table's classes.
+    return { train: all, validation: await listValidationFolder(opts.validationData, all.classes) };
   }
   if (opts.validationSplit !== undefined) {
     const parts = splitListing(all, opts.validationSplit, opts.splitOrder ?? 'keras', opts.seed ?? 0);
