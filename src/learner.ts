@@ -428,8 +428,9 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     optimizer: resolveOptimizer(opts.optimizer ?? LAB_RECIPE.optimizer),
     'early stopping': opts.earlyStopping ? resolveEarlyStopping(opts.earlyStopping) : 'off',
     'fine-tune': fineTune ?? 'off',
-    ...(opts.classWeight !== undefined && { 'class weight': opts.classWeight }),
-    ...(opts.lrSchedule !== undefined && { 'learning-rate schedule': resolveLrSchedule(opts.lrSchedule) }),
+    'class weight': opts.classWeight ?? 'none',
+    // 'constant' and no schedule train alike (history gains learning_rate with one).
+    'learning-rate schedule': opts.lrSchedule === undefined || resolveLrSchedule(opts.lrSchedule).kind === 'constant' ? 'constant' : resolveLrSchedule(opts.lrSchedule),
     seed,
   };
   // A resume must be the same run: refused here, before minutes of work, if a setting changed.

@@ -73,3 +73,11 @@ test('a schedule resumed mid-run gives the same rates, weights and history as th
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a resume with another schedule or other class weights is refused by name; older checkpoints compare as constant and unweighted', async () => {
+  const { checkResumable } = await import('../src/train/checkpoint.js');
+  const older = { epoch: 1, setup: { seed: 0 } };
+  checkResumable('run', older, { seed: 0, 'class weight': 'none', 'learning-rate schedule': 'constant' }, 3);
+  assert.throws(() => checkResumable('run', older, { seed: 0, 'learning-rate schedule': { kind: 'cosine', minLr: 0 } }, 3), /learning-rate schedule constant, now \{"kind":"cosine","minLr":0\}/);
+  assert.throws(() => checkResumable('run', { epoch: 1, setup: { 'class weight': 'balanced' } }, { 'class weight': 'none' }, 3), /class weight balanced, now none/);
+});
