@@ -68,6 +68,18 @@ export type { FineTuneConfig } from './train/finetune/phase.js';
 export { trainableSegment, trainableCounts } from './train/finetune/segment.js';
 export type { Segment, TrainableWeight } from './train/finetune/segment.js';
 export { SegmentEngine } from './train/finetune/segment-engine.js';
+export { resolveClassWeights, parseClassWeight, sampleWeights, classRecalls, imbalanceRatio } from './train/class-weights.js';
+export type { ClassWeightSetting } from './train/class-weights.js';
+export { LrSchedule, resolveLrSchedule, LR_SCHEDULES } from './train/lr-schedule.js';
+export type { LrScheduleConfig, ResolvedLrSchedule, LrScheduleState } from './train/lr-schedule.js';
+export { lrRangeTest, valleyIndex } from './train/lr-range-test.js';
+export type { RangeTestOptions, RangeTestResult } from './train/lr-range-test.js';
+export { findLearningRate } from './lr-finder.js';
+export type { LrFindOptions, LrFindResult } from './lr-finder.js';
+export { listLabelTable, readLabelTable, resolveTableDataset } from './data/label-table.js';
+export type { LabelTableOptions, TableDataOptions } from './data/label-table.js';
+export { answer, UNKNOWN } from './model/answers.js';
+export type { Answer, AnswerOptions } from './model/answers.js';
 export { saveCheckpoint, loadCheckpoint, configFingerprint } from './train/checkpoint.js';
 export type { Checkpoint } from './train/checkpoint.js';
 // Run folders: the record of graft's files (writers claim and record theirs), the one-run lock.
@@ -116,7 +128,7 @@ export { DEFAULT_RECIPE, RECIPES, RECIPE_NAMES, RECIPE_TITLES, RECIPE_FIELDS, re
 export type { RecipeName, RecipeSettings, ResolvedRecipe } from './train/recipes.js';
 export { parseFeedMode, feedModeName, faithfulSource, viewsSource, cachedFeatures, computeFeatures } from './train/feature-sources.js';
 export type { FeedMode, FeedContext } from './train/feature-sources.js';
-export { loadClassifier, predictFiles, predictImages, classProbabilities, summarizeClassifier } from './model/saved-classifier.js';
+export { loadClassifier, predictFiles, predictImages, classProbabilities, summarizeClassifier, mirrorImages } from './model/saved-classifier.js';
 export type { LoadedClassifier, Prediction, ImageInput, PredictOptions } from './model/saved-classifier.js';
 export type { ClassifierInfo } from './model/classifier-info.js';
 export { evaluateFolder } from './evaluate/evaluate-folder.js';

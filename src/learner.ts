@@ -15,6 +15,7 @@ import { NO_AUGMENTATION, type AugmentConfig } from './data/augment.js';
 import type { ClassMode } from './data/batches.js';
 import { INTERPOLATIONS, ORIENTATIONS, type Interpolation, type Orientation } from './data/decode.js';
 import { buildImageStore, DEFAULT_MEMORY_BUDGET, type ImageStore } from './data/image-store.js';
+import { listTables } from './data/label-table.js';
 import { classCounts, emptyValidationProblem, listValidationFolder, resolveDataset, type DatasetListing } from './data/listing.js';
 import { PREPROCESS_NAMES, preprocessParams, type PreprocessName } from './data/preprocess.js';
 import { computeMetrics, type EvaluationMetrics } from './evaluate/metrics.js';
@@ -33,6 +34,8 @@ import { fit, evaluateRows, rowsBatchSource, type BatchSource, type EpochLogs, t
 import { resolveEarlyStopping, type EarlyStoppingConfig } from './train/early-stopping.js';
 import { HeadTrainer } from './train/head-trainer.js';
 import { checkFineTune, fineTunePhase, joinHistories, resolveFineTune, tunedWeights, type FineTuneConfig } from './train/finetune/phase.js';
+import { resolveLrSchedule, type LrScheduleConfig } from './train/lr-schedule.js';
+import { planClassBalance, resolveClassWeights, type ClassWeightSetting } from './train/class-weights.js';
 import { Progbar } from './train/progbar.js';
 import type { History } from './train/history.js';
 import { resolveOptimizer, slotCount, type OptimizerConfig } from './train/optimizers.js';
@@ -56,8 +59,18 @@ export interface TrainOptions {
   recipe?: RecipeName;
   /** A lab-layout root (train/ + validation/) or a folder of class folders. */
   data: string;
-  /** Validation class folders, when not inside `data`. */
+  /** Validation class folders, when not inside `data` (with `validationLabels`: the folder its paths are relative to). */
   validationData?: string;
+  /**
+   * Labels from a table (Keras flow_from_dataframe): a CSV, TSV or JSON-lines file whose file
+   * column (`fileColumn`, default 'filename') names images relative to `data` and whose label
+   * column (`labelColumn`, default 'class') names their class.
+   */
+  labels?: string;
+  /** A validation table like `labels` (paths relative to `validationData`, else `data`). */
+  validationLabels?: string;
+  fileColumn?: string;
+  labelColumn?: string;
   /** Hold out this fraction of each class of `data` for validation (Keras validation_split). */
   validationSplit?: number;
   /** Which images a validation split holds out: 'keras' (the first of each class, default) or 'shuffled' (drawn with `seed`). */
@@ -90,6 +103,16 @@ export interface TrainOptions {
    * evaluation and the exported model use the best epoch's weights.
    */
   earlyStopping?: EarlyStoppingConfig;
+  /**
+   * Keras's class_weight for unbalanced classes: 'balanced' (n_samples / (n_classes * count)) or a
+   * weight per class name (others 1). Scales each training sample's loss and gradient. Default none.
+   */
+  classWeight?: ClassWeightSetting;
+  /**
+   * The learning rate epoch by epoch (default constant, as the lab): 'cosine' down to minLr, or
+   * 'plateau' (Keras ReduceLROnPlateau: factor, patience, minLr...). Each epoch's rate is history's `learning_rate`.
+   */
+  lrSchedule?: LrScheduleConfig;
   /** Default the recipe's: 20 in both. */
   batchSize?: number;
   /** Batches per epoch (Keras steps_per_epoch); default: one pass over the training images. */
@@ -171,6 +194,7 @@ export interface TrainResult {
 
 /** Validation data as loaded: from a lab layout, a separate folder or a split. */
 async function listData(opts: TrainOptions): Promise<{ train: DatasetListing; validation: DatasetListing }> {
+  if (opts.labels !== undefined) return listTables({ ...opts, labels: opts.labels });
   const resolved = await resolveDataset(opts.data, { validationSplit: opts.validationSplit, splitOrder: opts.splitOrder, seed: opts.seed, followSymlinks: opts.followSymlinks });
   let validation = resolved.validation;
   if (opts.validationData) {
@@ -380,6 +404,8 @@ async function trainInSession(
     say("warning: this process was started without graft's GLIBC_TUNABLES, so the head trains several times slower; call relaunchWithMallocTunables() first thing in the script, or use the graft command");
   }
   const classes = train.classes;
+  // Weights naming no class are refused now, not after minutes of decoding.
+  if (opts.classWeight !== undefined) resolveClassWeights(opts.classWeight, classes, classes.map(() => 1));
   const classMode: ClassMode = classes.length === 2 ? 'binary' : 'categorical';
   // The head is checked before minutes of decoding and feature computation.
   const head = headForClasses(classes.length, recipe.settings.head);
@@ -405,6 +431,9 @@ async function trainInSession(
     optimizer: resolveOptimizer(optimizer),
     'early stopping': opts.earlyStopping ? resolveEarlyStopping(opts.earlyStopping) : 'off',
     'fine-tune': fineTune ?? 'off',
+    'class weight': opts.classWeight ?? 'none',
+    // 'constant' and no schedule train alike (history gains learning_rate with one).
+    'learning-rate schedule': opts.lrSchedule === undefined || resolveLrSchedule(opts.lrSchedule).kind === 'constant' ? 'constant' : resolveLrSchedule(opts.lrSchedule),
     seed,
   };
   // A resume must be the same run: refused here, before minutes of work, if a setting changed.
@@ -465,6 +494,8 @@ async function trainInSession(
     const listedForValidation = classCounts(validation);
     const unmeasured = classes.filter((_, c) => listedForValidation[c]! > 0 && !valStore.labels.includes(c));
     if (unmeasured.length > 0) say(`warning: no readable validation images of ${unmeasured.join(', ')}: validation does not measure ${unmeasured.length === 1 ? 'that class' : 'those classes'}`);
+    const balance = planClassBalance(classes, perClass, classes.map((_, c) => valStore.labels.filter((l) => l === c).length), opts.classWeight);
+    for (const note of balance.notes) say(note);
     const trainBatches = Math.ceil(trainStore.count / batchSize);
     if (opts.stepsPerEpoch !== undefined && opts.stepsPerEpoch > trainBatches) {
       throw tooManySteps(opts.stepsPerEpoch, trainBatches, `${trainStore.count} readable training images`, batchSize);
@@ -502,6 +533,7 @@ async function trainInSession(
           pooledFeatures: backbone!.pooling !== null,
           // Sized to the batches that can occur: no bigger than the training set.
           maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, Math.min(batchSize, trainStore.count)),
+          classWeights: balance.weights,
         });
       } catch (err) {
         // Memory capped below the machine's (ulimit, a container): say what did not fit.
@@ -553,6 +585,8 @@ async function trainInSession(
         signal: opts.signal,
         log,
         checkpoint: { dir: checkpointDir, resume: opts.resume, setup },
+        ...(balance.showRecall && { classRecall: classes }),
+        lrSchedule: opts.lrSchedule,
         callbacks: {
           // history.json changes with the model, metrics and plots, as one set (commitResults); the
           // epochs done so far are in the checkpoint.
@@ -623,7 +657,7 @@ async function trainInSession(
     await commitResults(session, async (staging) => {
       await writeHistory(join(staging, 'history.json'), history);
       await plotHistory(history, staging);
-      await writeEvaluation(staging, metrics, { classes, files: [...valStore.paths] });
+      await writeEvaluation(staging, metrics, { classes, files: [...valStore.paths], trainingCounts: perClass });
       await exportClassifier({ ...backbone!, weights }, head, params, info, staging);
     });
     const modelDir = join(out, 'model'), onnxFile = join(out, 'model.onnx');

@@ -6,6 +6,8 @@
 import { DEFAULT_MAX_PIXELS, BadImageError, decodeFullRgb, readImageFile, readImageSize, readOrientation, sniffFormat } from './decode.js';
 import { setting } from '../util/option-names.js';
 import { runPool, defaultDecodeConcurrency } from './image-store.js';
+import { resolveTableDataset } from './label-table.js';
+import { imbalanceRatio, WARN_RATIO } from '../train/class-weights.js';
 import { classCounts, countLooseImages, emptyValidationProblem, IMAGE_EXTENSIONS, resolveDataset, type DatasetListing, type ResolveOptions } from './listing.js';
 
 export interface SizeStats {
@@ -26,7 +28,9 @@ export interface SplitReport {
 
 export interface DatasetReport {
   root: string;
-  layout: 'lab' | 'classes';
+  /** The labels table, when the layout is 'table'. */
+  labels?: string;
+  layout: 'lab' | 'classes' | 'table';
   classes: string[];
   splits: SplitReport[];
   /** Over all decodable images; null when there are none. */
@@ -48,6 +52,11 @@ export interface DatasetReport {
 }
 
 export interface InspectOptions extends Pick<ResolveOptions, 'validationSplit' | 'splitOrder' | 'seed' | 'followSymlinks'> {
+  /** Labels from a table (paths relative to the folder given), as `graft train --labels` reads them. */
+  labels?: string;
+  validationLabels?: string;
+  fileColumn?: string;
+  labelColumn?: string;
   decode?: boolean;
   maxPixels?: number;
   concurrency?: number;
@@ -62,13 +71,15 @@ function stats(values: number[]): SizeStats | null {
 }
 
 export async function inspectDataset(root: string, opts: InspectOptions = {}): Promise<DatasetReport> {
-  const resolved = await resolveDataset(root, {
-    validationSplit: opts.validationSplit,
-    splitOrder: opts.splitOrder,
-    seed: opts.seed,
-    followSymlinks: opts.followSymlinks,
-    minClasses: 0,
-  });
+  const resolved = opts.labels
+    ? { ...(await resolveTableDataset({ ...opts, labels: opts.labels, data: root })), layout: 'table' as const }
+    : await resolveDataset(root, {
+        validationSplit: opts.validationSplit,
+        splitOrder: opts.splitOrder,
+        seed: opts.seed,
+        followSymlinks: opts.followSymlinks,
+        minClasses: 0,
+      });
   const parts: [SplitReport['name'], DatasetListing][] = [['train', resolved.train]];
   if (resolved.validation) parts.push(['validation', resolved.validation]);
 
@@ -124,6 +135,16 @@ export async function inspectDataset(root: string, opts: InspectOptions = {}): P
     const lost = classes.filter((c) => sp.counts[c]! > 0 && sp.usable[c] === 0);
     if (lost.length > 0) warnings.push(`no readable ${sp.name === 'train' ? 'training' : 'validation'} images of ${lost.join(', ')} in ${sp.root}`);
   }
+  const trainUsable0 = classes.map((c) => splits[0]!.usable[c]!);
+  const ratio = imbalanceRatio(trainUsable0);
+  if (ratio > WARN_RATIO) {
+    const present = trainUsable0.filter((n) => n > 0);
+    const big = trainUsable0.indexOf(Math.max(...present)), small = trainUsable0.indexOf(Math.min(...present));
+    warnings.push(
+      `unbalanced classes: ${classes[big]} has ${trainUsable0[big]} training images, ${classes[small]} ${trainUsable0[small]} (${ratio.toFixed(1)}x): ` +
+        `train with ${setting('classWeight', 'balanced')} and read balanced accuracy and each class's recall, not accuracy`,
+    );
+  }
   const problems: string[] = [];
   const validation = parts.find(([name]) => name === 'validation')?.[1];
   const emptyValidation = validation && emptyValidationProblem(validation, opts.validationSplit);
@@ -138,6 +159,7 @@ export async function inspectDataset(root: string, opts: InspectOptions = {}): P
   }
   return {
     root: resolved.layout === 'lab' ? resolved.train.root.replace(/[/\\]train$/, '') : resolved.train.root,
+    ...(opts.labels && { labels: opts.labels }),
     layout: resolved.layout,
     classes,
     splits,
@@ -159,7 +181,7 @@ export function formatDatasetReport(r: DatasetReport): string {
   const lines: string[] = [];
   const trainRoot = r.splits.find((s) => s.name === 'train')?.root;
   const validationFolder = r.splits.some((s) => s.name !== 'train' && s.root !== trainRoot);
-  lines.push(`dataset ${r.root} (${r.layout === 'lab' ? `train/${validationFolder ? ' + validation/' : ''} layout` : 'one folder per class'})`);
+  lines.push(`dataset ${r.root} (${r.layout === 'table' ? `labels from ${r.labels}` : r.layout === 'lab' ? `train/${validationFolder ? ' + validation/' : ''} layout` : 'one folder per class'})`);
   lines.push(`classes: ${r.classes.map((c, i) => `${i}=${c}`).join(', ') || '(none)'}`);
   for (const s of r.splits) {
     const per = r.classes.map((c) => `${c} ${s.usable[c]}${s.usable[c] !== s.counts[c] ? ` of ${s.counts[c]}` : ''}`).join(', ');

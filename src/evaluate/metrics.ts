@@ -26,6 +26,11 @@ export interface EvaluationMetrics {
   count: number;
   numClasses: number;
   accuracy: number;
+  /**
+   * The mean of the recalls of the classes that have items (scikit-learn's balanced_accuracy_score):
+   * what accuracy would be with classes of equal size; the figure to read when they are not.
+   */
+  balancedAccuracy: number;
   /** Mean binary (2 classes, one probability) or categorical cross-entropy, as Keras computes it. */
   loss: number;
   /** confusion[true][predicted] counts. */
@@ -151,6 +156,8 @@ export function computeMetrics(probabilities: Probabilities, labels: ArrayLike<n
     if (support > 0 || predictedAs > 0) present.push(perClass[c]!);
   }
   const mean = (f: (m: ClassMetrics) => number) => present.reduce((a, m) => a + f(m), 0) / present.length;
+  const supported = perClass.filter((m) => m.support > 0);
+  const balancedAccuracy = supported.reduce((a, m) => a + m.recall, 0) / supported.length;
   let auc: number | null;
   if (k === 2) {
     auc = rocAuc(rows.map((r) => r[1]!), Array.from(labels, (y) => y === 1));
@@ -162,6 +169,7 @@ export function computeMetrics(probabilities: Probabilities, labels: ArrayLike<n
     count: n,
     numClasses: k,
     accuracy: correct / n,
+    balancedAccuracy,
     loss: lossSum / n,
     confusion,
     perClass,

@@ -2,12 +2,37 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import { GraftError } from '../util/errors.js';
 import type { EvaluationMetrics } from './metrics.js';
+import { imbalanceRatio, UNBALANCED_RATIO } from '../train/class-weights.js';
 
 export interface EvaluationContext {
   /** Class names, in class-index order. */
   classes: string[];
   /** The evaluated files, in the order of the metrics' items (for naming misclassified ones). */
   files?: string[];
+  /** Training images per class, when known: the report then says how unbalanced training was. */
+  trainingCounts?: number[];
+}
+
+/**
+ * Which of accuracy and balanced accuracy to read, in a sentence or two: accuracy when the
+ * evaluated classes are about the same size, balanced accuracy (and each class's recall) when not.
+ */
+export function howToReadAccuracy(metrics: EvaluationMetrics, ctx: EvaluationContext): string[] {
+  const support = metrics.perClass.map((m) => m.support);
+  const lines: string[] = [];
+  if (imbalanceRatio(support) > UNBALANCED_RATIO) {
+    const big = support.indexOf(Math.max(...support));
+    lines.push(
+      `The evaluated classes are unbalanced (${support.map((n, c) => `${ctx.classes[c]} ${n}`).join(', ')}): read balanced accuracy (the mean of the classes' recalls), not accuracy;` +
+        ` a model that always answered ${ctx.classes[big]} would score accuracy ${fixed(support[big]! / metrics.count)} but balanced accuracy ${fixed(1 / support.filter((n) => n > 0).length)}.`,
+    );
+  } else {
+    lines.push('The evaluated classes are about the same size: accuracy and balanced accuracy read alike.');
+  }
+  if (ctx.trainingCounts && imbalanceRatio(ctx.trainingCounts) > UNBALANCED_RATIO) {
+    lines.push(`Training was unbalanced (${ctx.trainingCounts.map((n, c) => `${ctx.classes[c]} ${n}`).join(', ')}): a class the model learned too little shows as low recall below.`);
+  }
+  return lines;
 }
 
 /** How many misclassified items report.txt and the console list. */
@@ -36,11 +61,11 @@ export function formatEvaluation(metrics: EvaluationMetrics, ctx: EvaluationCont
   const { classes } = ctx;
   const lines: string[] = [];
   lines.push(`Evaluated ${metrics.count} images in ${metrics.numClasses} classes (${classes.join(', ')})`);
-  const summary = [['accuracy', fixed(metrics.accuracy)], ['loss', fixed(metrics.loss)]];
+  const summary = [['accuracy', fixed(metrics.accuracy)], ['balanced accuracy', fixed(metrics.balancedAccuracy)], ['loss', fixed(metrics.loss)]];
   const aucName = metrics.numClasses === 2 ? 'ROC AUC' : 'ROC AUC (one-vs-rest, macro)';
   if (metrics.auc !== null) summary.push([aucName, fixed(metrics.auc)]);
   else summary.push([aucName, metrics.numClasses === 2 ? 'n/a (needs images of both classes)' : 'n/a (needs a class with images of it and of others)']);
-  lines.push(...table(summary, ''), '');
+  lines.push(...table(summary, ''), ...howToReadAccuracy(metrics, ctx), '');
 
   lines.push('Confusion matrix (rows: true class, columns: predicted class)');
   const right = (rows: string[][]) => {
@@ -82,6 +107,7 @@ export function evaluationJson(metrics: EvaluationMetrics, ctx: EvaluationContex
   return {
     classes: ctx.classes,
     ...metrics,
+    ...(ctx.trainingCounts && { trainingCounts: ctx.trainingCounts }),
     perClass: metrics.perClass.map((m, i) => ({ class: ctx.classes[i], ...m })),
     // In file order (report.txt lists the most confident first), with class names beside the indices.
     misclassified: metrics.misclassified.map((m) => ({

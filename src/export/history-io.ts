@@ -1,4 +1,4 @@
-import type { History } from '../train/history.js';
+import { EXTRA_HISTORY_KEYS, type History } from '../train/history.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { GraftError } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
@@ -15,6 +15,7 @@ export async function writeHistory(file: string, history: History): Promise<void
   const out: Record<string, (number | null)[]> = {};
   for (const key of KEYS) out[key] = history[key].map((v) => (Number.isFinite(v) ? v : null));
   if (history.phase) out.phase = history.phase;
+  for (const key of EXTRA_HISTORY_KEYS) if (history[key]) out[key] = history[key].map((v) => (Number.isFinite(v) ? v : null));
   await writeFileAtomic(file, JSON.stringify(out, null, 2) + '\n');
 }
 
@@ -31,7 +32,7 @@ export async function readHistory(file: string): Promise<History> {
       history.phase = value as number[];
       continue;
     }
-    const key = (KEYS as readonly string[]).includes(name) ? (name as (typeof KEYS)[number]) : OLD_NAMES[name];
+    const key: keyof History | undefined = ([...KEYS, ...EXTRA_HISTORY_KEYS] as string[]).includes(name) ? (name as keyof History) : OLD_NAMES[name];
     if (!key) continue; // other metrics (lr, auc, ...) are not part of History
     if (!Array.isArray(value) || value.some((v) => v !== null && typeof v !== 'number')) {
       throw new GraftError(`${file}: "${name}" must be a list of numbers, one per epoch`, { file });

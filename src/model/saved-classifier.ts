@@ -183,6 +183,28 @@ export interface PredictOptions {
   onBadImage?: (file: string, reason: string) => void;
   /** Hears how many of the images are done (read or found unreadable), after each batch. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Test-time augmentation: each image's probabilities are the mean of the image's and its
+   * left-right mirror's (the flip the lab's augmentation trains with). Twice the network's work.
+   */
+  tta?: boolean;
+}
+
+/** Mirrors n NHWC images left to right, in place. */
+export function mirrorImages(input: Float32Array, n: number, h: number, w: number): void {
+  for (let b = 0; b < n; b++) {
+    for (let y = 0; y < h; y++) {
+      const row = (b * h + y) * w * 3;
+      for (let x = 0, x2 = w - 1; x < x2; x++, x2--) {
+        for (let c = 0; c < 3; c++) {
+          const i = row + x * 3 + c, j = row + x2 * 3 + c;
+          const t = input[i]!;
+          input[i] = input[j]!;
+          input[j] = t;
+        }
+      }
+    }
+  }
 }
 
 /**
@@ -254,7 +276,15 @@ export async function predictEach(model: LoadedClassifier, images: ImageInput[],
         const from = i * size, to = rows++ * size;
         for (let j = 0; j < size; j++) input[to + j] = decoded[from + j]! * scale + offset;
       }
-      const out = rows > 0 ? await model.run(input.subarray(0, rows * size), rows) : new Float32Array(0);
+      let out = rows > 0 ? await model.run(input.subarray(0, rows * size), rows) : new Float32Array(0);
+      if (opts.tta && rows > 0) {
+        // A copy: the session may hand back the same output buffer on the next run.
+        const plain = out.slice(0, rows * width);
+        mirrorImages(input.subarray(0, rows * size), rows, h, w);
+        const mirrored = await model.run(input.subarray(0, rows * size), rows);
+        for (let i = 0; i < plain.length; i++) plain[i] = (plain[i]! + mirrored[i]!) / 2;
+        out = plain;
+      }
       // Results and bad images in input order.
       let row = 0;
       for (const [i, image] of slice.entries()) {

@@ -10,6 +10,7 @@ import type { DenseParams, HeadParams } from '../model/head.js';
 import type { History } from './history.js';
 import type { OptimizerState } from './optimizers.js';
 import type { EarlyStoppingState } from './early-stopping.js';
+import type { LrScheduleState } from './lr-schedule.js';
 import { setting } from '../util/option-names.js';
 
 /**
@@ -40,6 +41,8 @@ export interface Checkpoint {
   optimizer: OptimizerState;
   /** Early stopping's state, and the file of the best weights kept (restoreBestWeights). */
   earlyStopping?: EarlyStoppingCheckpoint;
+  /** The learning-rate schedule's state (the next epoch's rate, plateau's counters). */
+  lrSchedule?: LrScheduleState;
 }
 
 export interface EarlyStoppingCheckpoint {
@@ -152,6 +155,7 @@ interface Meta {
   earlyStopping?: EarlyStoppingCheckpoint;
   /** SHA-256 of this JSON as written without this field, so damage to it shows too. */
   checksum?: string;
+  lrSchedule?: LrScheduleState;
 }
 
 /** checkpoint.json's text, with its own checksum. */
@@ -255,6 +259,7 @@ export async function saveCheckpoint(dir: string, ck: CheckpointToSave): Promise
     ...(ck.params.backbone && { backbone: ck.params.backbone.map((a) => a.length) }),
     optimizer: { config: ck.optimizer.config, iterations: ck.optimizer.iterations, slotsPerParam: ck.optimizer.slots[0]?.length ?? 0 },
     ...(earlyStopping && { earlyStopping }),
+    ...(ck.lrSchedule && { lrSchedule: ck.lrSchedule }),
   };
   await writeFileAtomic(join(dir, JSON_NAME), metaText(meta));
   await removeBinariesExcept(dir, [...BINARIES]);
@@ -339,7 +344,7 @@ export async function checkpointStatus(dir: string): Promise<{ epoch: number; fi
  * Settings added to RunSetup after checkpoints were first written, with the value every run had
  * before they existed: an older checkpoint is compared as if it had recorded that value.
  */
-const SETTINGS_ADDED_LATER: RunSetup = { orientation: 'ignore', 'early stopping': 'off', 'fine-tune': 'off' };
+const SETTINGS_ADDED_LATER: RunSetup = { orientation: 'ignore', 'early stopping': 'off', 'fine-tune': 'off', 'class weight': 'none', 'learning-rate schedule': 'constant' };
 
 /**
  * Refuses to resume the run in `dir` (its folder or its checkpoint's; saved: the checkpoint's
@@ -400,6 +405,7 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint | null> {
       params,
       optimizer: { config: meta.optimizer.config, iterations: meta.optimizer.iterations, slots },
       ...(meta.earlyStopping && { earlyStopping: meta.earlyStopping }),
+      ...(meta.lrSchedule && { lrSchedule: meta.lrSchedule }),
     };
   });
 }

@@ -34,8 +34,8 @@ export interface ShardInit {
 
 export type ShardRequest =
   | { op: 'forward'; n: number }
-  /** With inputGradient, first writes this shard's dX (from the weights before the update) into dx. */
-  | { op: 'backward'; n: number; step: number; inputGradient?: boolean }
+  /** With inputGradient, first writes this shard's dX (from the weights before the update) into dx; learningRate: this step's rate (a schedule changes it between epochs). */
+  | { op: 'backward'; n: number; step: number; inputGradient?: boolean; learningRate: number }
   | { op: 'gradient'; n: number }
   /**
    * Writes this shard's columns of rows [row0, row0 + rows) of the kernel (or of optimiser slot
@@ -113,14 +113,15 @@ async function inputGradient(n: number): Promise<void> {
   dxShared.set(dx.subarray(0, n * K));
 }
 
-async function backward(n: number, step: number, withInputGradient: boolean): Promise<void> {
+async function backward(n: number, step: number, withInputGradient: boolean, learningRate: number): Promise<void> {
   if (withInputGradient) await inputGradient(n);
+  const opt = learningRate === optimizer.learningRate ? optimizer : { ...optimizer, learningRate };
   await gradientBlocks(n, (r0, rows, g) => {
     const lo = r0 * C, hi = (r0 + rows) * C;
-    if (rmsprop && optimizer.kind === 'rmsprop') {
-      rmsprop(kernel.subarray(lo, hi), slots[0]!.subarray(lo, hi), g, optimizer.learningRate, optimizer.rho, optimizer.epsilon);
+    if (rmsprop && opt.kind === 'rmsprop') {
+      rmsprop(kernel.subarray(lo, hi), slots[0]!.subarray(lo, hi), g, opt.learningRate, opt.rho, opt.epsilon);
     } else {
-      applyUpdate(optimizer, step, kernel, g, slots, lo, hi, 0);
+      applyUpdate(opt, step, kernel, g, slots, lo, hi, 0);
     }
   });
 }
@@ -138,7 +139,7 @@ parentPort!.on('message', (req: ShardRequest) => {
         }
         case 'backward': {
           const t0 = performance.now();
-          await backward(req.n, req.step, req.inputGradient === true);
+          await backward(req.n, req.step, req.inputGradient === true, req.learningRate);
           if (process.env.GRAFT_HEAD_PROFILE) console.error(`shard ${col0}: backward ${(performance.now() - t0).toFixed(1)} ms (matmul ${tMat.toFixed(1)}, update ${tUpd.toFixed(1)}, transpose ${tT.toFixed(1)}), faults so far ${process.resourceUsage().minorPageFault}`);
           tMat = tUpd = tT = 0;
           parentPort!.postMessage({ ok: true });

@@ -9,6 +9,8 @@ import { Progbar } from './progbar.js';
 import { deriveSeed, STREAM_SHUFFLE } from './seeds.js';
 import { setting } from '../util/option-names.js';
 import type { FeatureRows } from './feature-store.js';
+import { classRecalls } from './class-weights.js';
+import { LrSchedule, type LrScheduleConfig } from './lr-schedule.js';
 
 /** One batch of cached features [size, ...featureShape] and labels [size] or one-hot [size, k]. */
 export interface Batch {
@@ -87,6 +89,17 @@ export interface FitOptions {
   earlyStopping?: EarlyStoppingConfig;
   /** Where epoch lines go (default stdout). */
   log?: (line: string) => void;
+  /**
+   * Class names: the epoch line then adds the validation set's balanced accuracy and each class's
+   * recall, and history val_balanced_accuracy (for unbalanced classes, where accuracy misleads).
+   * Validation held in memory (ArrayData) only.
+   */
+  classRecall?: string[];
+  /**
+   * A learning-rate schedule (constant, cosine or Keras's ReduceLROnPlateau) from the trainer's
+   * rate: each epoch's rate goes into history's `learning_rate`, its state into the checkpoint.
+   */
+  lrSchedule?: LrScheduleConfig;
 }
 
 /**
@@ -177,6 +190,9 @@ export interface FitTrainer {
   score: HeadTrainer['score'];
   readonly batchLimit: number;
   readonly outputUnits: number;
+  /** The rate of the next steps, and setting it: what a learning-rate schedule needs (HeadTrainer has both). */
+  readonly learningRate?: number;
+  setLearningRate?(rate: number): void;
 }
 
 /** The fingerprint fit stores in checkpoints: resuming with another head, optimiser or seed is refused. */
@@ -212,6 +228,8 @@ export async function fit(trainer: FitTrainer, train: BatchSource, validation: A
   /** The best weights kept for early stopping: a file in the checkpoint folder, or (without one) a copy in memory. */
   let bestFile: string | undefined;
   let bestInMemory: TrainedParams | null = null;
+  if (opts.lrSchedule && (trainer.learningRate === undefined || !trainer.setLearningRate)) throw new GraftError('this trainer cannot follow a learning-rate schedule');
+  let schedule = opts.lrSchedule ? new LrSchedule(opts.lrSchedule, trainer.learningRate!, opts.epochs) : null;
   if (dir && opts.checkpoint?.resume) {
     const ck = await loadCheckpoint(dir);
     if (ck) {
@@ -223,6 +241,7 @@ export async function fit(trainer: FitTrainer, train: BatchSource, validation: A
       await trainer.setOptimizerState(ck.optimizer);
       history = ck.history;
       start = ck.epoch;
+      if (schedule && ck.lrSchedule) schedule = new LrSchedule(opts.lrSchedule!, schedule.baseRate, opts.epochs, ck.lrSchedule);
       if (stopping && ck.earlyStopping) {
         stopping = new EarlyStopping(stopping.config, ck.earlyStopping.state);
         bestFile = ck.earlyStopping.bestWeights;
@@ -238,6 +257,7 @@ export async function fit(trainer: FitTrainer, train: BatchSource, validation: A
   for (let epoch = start; epoch < opts.epochs && !stopping?.stopped; epoch++) {
     const t0 = performance.now();
     trainer.beginEpoch(epoch);
+    if (schedule) trainer.setLearningRate!(schedule.rateFor(epoch));
     const bar = verbose === 1 ? new Progbar(train.stepsPerEpoch) : null;
     let loss = 0, acc = 0, seen = 0, step = 0;
     for await (const b of train.batches(epoch)) {
@@ -267,7 +287,20 @@ export async function fit(trainer: FitTrainer, train: BatchSource, validation: A
     history.accuracy.push(acc / seen);
     history.val_loss.push(val.loss);
     history.val_accuracy.push(val.accuracy);
-    const decision = stopping?.onEpochEnd(epoch, { loss: loss / seen, accuracy: acc / seen, val_loss: val.loss, val_accuracy: val.accuracy });
+    let recallText = '';
+    if (opts.classRecall && 'probabilities' in val && !('stepsPerEpoch' in validation)) {
+      const r = classRecalls(val.probabilities as Float32Array, validation.labels, validation.count, trainer.outputUnits);
+      (history.val_balanced_accuracy ??= []).push(r.balancedAccuracy);
+      const recalls = r.recall.map((x, c) => `${opts.classRecall![c] ?? c} ${Number.isNaN(x) ? 'n/a' : x.toFixed(4)}`).join(', ');
+      recallText = ` - val_balanced_accuracy: ${r.balancedAccuracy.toFixed(4)} - val_recall: ${recalls}`;
+    }
+    const epochLogs = { loss: loss / seen, accuracy: acc / seen, val_loss: val.loss, val_accuracy: val.accuracy };
+    const decision = stopping?.onEpochEnd(epoch, epochLogs);
+    let reduced: number | null = null;
+    if (schedule) {
+      (history.learning_rate ??= []).push(trainer.learningRate!);
+      reduced = schedule.onEpochEnd(epochLogs);
+    }
     if (decision?.keepWeights) {
       if (dir) bestFile = await saveBestWeights(dir, trainer.paramsToSave(), bestFile);
       else bestInMemory = copyParams(await trainer.syncParams());
@@ -276,7 +309,7 @@ export async function fit(trainer: FitTrainer, train: BatchSource, validation: A
       const params = trainer.paramsToSave();
       const optimizer = trainer.optimizerStateToSave();
       const earlyStopping = stopping ? { state: stopping.state, ...(bestFile && { bestWeights: bestFile }) } : undefined;
-      await saveCheckpoint(dir, { epoch: epoch + 1, seed: trainer.describe().seed, fingerprint, setup: opts.checkpoint?.setup, history, params, optimizer, earlyStopping });
+      await saveCheckpoint(dir, { epoch: epoch + 1, seed: trainer.describe().seed, fingerprint, setup: opts.checkpoint?.setup, history, params, optimizer, earlyStopping, ...(schedule && { lrSchedule: schedule.state }) });
       lastSaved = epoch + 1;
     }
     const seconds = (performance.now() - t0) / 1000;
@@ -284,10 +317,11 @@ export async function fit(trainer: FitTrainer, train: BatchSource, validation: A
     const logs: EpochLogs = { loss: loss / seen, accuracy: acc / seen, val_loss: val.loss, val_accuracy: val.accuracy, seconds, rss };
     if (verbose > 0) {
       const f = (x: number) => x.toFixed(4);
-      log(`Epoch ${epoch + 1}/${opts.epochs} - ${Math.round(seconds)}s - loss: ${f(logs.loss)} - accuracy: ${f(logs.accuracy)} - val_loss: ${f(logs.val_loss)} - val_accuracy: ${f(logs.val_accuracy)}${opts.showMemory ? ` - rss: ${Math.round(rss / 2 ** 20)} MB` : ''}`);
+      log(`Epoch ${epoch + 1}/${opts.epochs} - ${Math.round(seconds)}s - loss: ${f(logs.loss)} - accuracy: ${f(logs.accuracy)} - val_loss: ${f(logs.val_loss)} - val_accuracy: ${f(logs.val_accuracy)}${recallText}${schedule ? ` - learning_rate: ${trainer.learningRate!.toExponential(4)}` : ''}${opts.showMemory ? ` - rss: ${Math.round(rss / 2 ** 20)} MB` : ''}`);
     }
     await opts.callbacks?.onEpochEnd?.(epoch, logs, history);
     if (decision?.stop && verbose > 0) log(`Epoch ${epoch + 1}: early stopping`);
+    if (reduced !== null && verbose > 0) log(`Epoch ${epoch + 1}: ReduceLROnPlateau reducing learning rate to ${reduced.toExponential(4)}.`);
   }
   const end: TrainEnd = stopping?.stopped ? { stoppedEpoch: stopping.state.stoppedEpoch } : {};
   const bestEpoch = stopping?.state.bestEpoch ?? -1;

@@ -11,6 +11,7 @@ import { denseShapes } from '../model/head.js';
 import type { Activation, HeadSpec } from '../model/head-spec.js';
 import { applyUpdate, resolveOptimizer, slotCount, type OptimizerConfig, type OptimizerState, type ResolvedOptimizer } from './optimizers.js';
 import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from './losses.js';
+import { sampleWeights } from './class-weights.js';
 import { deriveSeed, STREAM_DROPOUT } from './seeds.js';
 import type { ShardInit, ShardRequest } from './dense-shard-worker.js';
 import type { SavedOptimizerState, SavedParams, StreamedArray } from './checkpoint.js';
@@ -44,6 +45,11 @@ export interface HeadTrainerOptions {
   checkpointBlockFloats?: number;
   /** trainStep can also give dL/d(features), for fine-tuning the backbone beneath (default false). */
   inputGradient?: boolean;
+  /**
+   * Keras's class_weight, one weight per class (resolveClassWeights): scales each training sample's
+   * loss and gradient; the training loss is then sum(w * loss) / n, as Keras reports it. Evaluation is unweighted.
+   */
+  classWeights?: readonly number[];
 }
 
 export interface StepResult {
@@ -89,6 +95,11 @@ export class HeadTrainer {
   private readonly masks: (Float32Array | null)[];
   private readonly grads: { kernel: Float32Array; bias: Float32Array }[];
   private readonly probs: Float32Array;
+  /** Per-class weights of training samples (null: all 1) and the batch's sample weights. */
+  private readonly classWeights: readonly number[] | null;
+  private readonly weights: Float32Array;
+  /** The rate updates use now: the optimiser's, unless a schedule set another (setLearningRate). */
+  private lr: number;
   private pending: Promise<unknown> = Promise.resolve();
   /** Rows of the first kernel or its slots on their way to a checkpoint (one block at a time). */
   private streamBlock: Float32Array | null = null;
@@ -110,6 +121,7 @@ export class HeadTrainer {
     maxBatch: number,
     private readonly checkpointBlockFloats: number,
     pooledFeatures: boolean,
+    classWeights: readonly number[] | undefined,
   ) {
     this.opt = resolveOptimizer(optimizer);
     this.inputSize = params.dense[0]!.inputSize;
@@ -138,6 +150,20 @@ export class HeadTrainer {
     this.masks = this.steps.map((s, i) => (s.kind === 'dropout' ? new Float32Array(maxBatch * this.widthBefore(i)) : null));
     this.grads = params.dense.map((p, i) => ({ kernel: new Float32Array(i === 0 ? 0 : p.kernel.length), bias: new Float32Array(p.bias.length) }));
     this.probs = new Float32Array(maxBatch * this.outputUnits);
+    this.classWeights = classWeights ? [...classWeights] : null;
+    this.weights = new Float32Array(maxBatch);
+    this.lr = this.opt.learningRate;
+  }
+
+  /** The learning rate of the next steps. */
+  get learningRate(): number {
+    return this.lr;
+  }
+
+  /** Trains the next steps at another rate (a schedule's); the optimiser's slots are unchanged. */
+  setLearningRate(rate: number): void {
+    if (!(rate > 0 && Number.isFinite(rate))) throw new GraftError(`learning rate must be a positive number, got ${rate}`);
+    this.lr = rate;
   }
 
   /** Refuses heads the trainer cannot train (checked before any weights or features exist). */
@@ -162,6 +188,11 @@ export class HeadTrainer {
       }
     });
     if (params.dense.length !== shapes.length) throw new GraftError('head weights do not match the head: wrong number of Dense layers');
+    const classes = shapes.at(-1)!.units === 1 ? 2 : shapes.at(-1)!.units;
+    const cw = options.classWeights;
+    if (cw && !(cw.length === classes && cw.every((w) => Number.isFinite(w) && w >= 0))) {
+      throw new GraftError(`class weights must be ${classes} numbers from 0 (one per class), got ${JSON.stringify(cw)}`);
+    }
     const opt = resolveOptimizer(optimizer);
     const maxBatch = options.maxBatch ?? HeadTrainer.DEFAULT_MAX_BATCH;
     const { inputSize: K, units: N } = shapes[0]!;
@@ -190,12 +221,13 @@ export class HeadTrainer {
       throw err;
     }
     const held: HeadParams = { dense: params.dense.map((p, i) => (i === 0 ? { ...p, kernel: new Float32Array(0) } : p)) };
-    return new HeadTrainer(spec, held, optimizer, options.seed, shards, shared, featureShape, maxBatch, options.checkpointBlockFloats ?? 1 << 20, options.pooledFeatures ?? false);
+    return new HeadTrainer(spec, held, optimizer, options.seed, shards, shared, featureShape, maxBatch, options.checkpointBlockFloats ?? 1 << 20, options.pooledFeatures ?? false, cw);
   }
 
   /** What identifies this training setup (for checkpoint fingerprints). */
-  describe(): { spec: HeadSpec; featureShape: number[]; optimizer: ResolvedOptimizer; seed: number } {
-    return { spec: this.spec, featureShape: this.featureShape, optimizer: this.opt, seed: this.seed };
+  describe(): { spec: HeadSpec; featureShape: number[]; optimizer: ResolvedOptimizer; seed: number; classWeights?: number[] } {
+    // Class weights only when set: checkpoints of unweighted runs keep their fingerprint.
+    return { spec: this.spec, featureShape: this.featureShape, optimizer: this.opt, seed: this.seed, ...(this.classWeights && { classWeights: [...this.classWeights] }) };
   }
 
   /** Shapes of the weights, as checkpoints read them back. */
@@ -220,10 +252,10 @@ export class HeadTrainer {
         throw new GraftError(`an input gradient needs a trainer created with inputGradient and ${n * this.featureSize} values`);
       }
       const probs = await this.forward(features, n, true);
-      const result = this.metrics(probs, labels, n);
+      const result = this.trainingMetrics(probs, labels, n);
       this.backward(labels, n);
       const step = this.iterations + 1;
-      const big = Promise.all(this.shards.map((s) => call(s.worker, { op: 'backward', n, step, inputGradient: inputGradient !== undefined })));
+      const big = Promise.all(this.shards.map((s) => call(s.worker, { op: 'backward', n, step, inputGradient: inputGradient !== undefined, learningRate: this.lr })));
       this.updateSmall(step);
       await big;
       if (inputGradient) this.featureGradient(inputGradient, n);
@@ -265,7 +297,7 @@ export class HeadTrainer {
     return this.serial(async () => {
       this.checkBatch(features, labels, n, this.maxBatch);
       const probs = await this.forward(features, n, true, masks);
-      const { loss } = this.metrics(probs, labels, n);
+      const { loss } = this.trainingMetrics(probs, labels, n);
       this.backward(labels, n);
       const parts = await Promise.all(this.shards.map((s) => call(s.worker, { op: 'gradient', n })));
       const K = this.inputSize, N = this.params.dense[0]!.units;
@@ -459,22 +491,27 @@ export class HeadTrainer {
     return this.probs;
   }
 
-  private metrics(probs: Float32Array, labels: Float32Array, n: number): StepResult {
+  /** The batch's loss (class-weighted when weights are set, as Keras's) and plain accuracy; fills this.weights. */
+  private trainingMetrics(probs: Float32Array, labels: Float32Array, n: number): StepResult {
     const k = this.outputUnits;
+    const w = this.classWeights ? sampleWeights(labels, n, k, this.classWeights, this.weights) : undefined;
     return k === 1
-      ? { loss: binaryCrossentropy(probs, labels, n), accuracy: binaryAccuracy(probs, labels, n) }
-      : { loss: categoricalCrossentropy(probs, labels, n, k), accuracy: categoricalAccuracy(probs, labels, n, k) };
+      ? { loss: binaryCrossentropy(probs, labels, n, w), accuracy: binaryAccuracy(probs, labels, n) }
+      : { loss: categoricalCrossentropy(probs, labels, n, k, w), accuracy: categoricalAccuracy(probs, labels, n, k) };
   }
 
   /**
    * Gradients of the mean loss. The output layer's dz is (p - y) / n for sigmoid+BCE and
    * softmax+CCE alike: what Keras back-propagates, as it computes these losses from the logits.
+   * With class weights each sample's dz is scaled by its weight (set by trainingMetrics).
    * Fills this.grads for dense layers 1.., dense[0]'s bias gradient, and dz of dense[0] into dh.
    */
   private backward(labels: Float32Array, n: number): void {
     const last = this.params.dense.length - 1;
-    let dz = new Float32Array(n * this.outputUnits);
-    for (let i = 0; i < n * this.outputUnits; i++) dz[i] = (this.probs[i]! - labels[i]!) / n;
+    const k = this.outputUnits;
+    let dz = new Float32Array(n * k);
+    for (let i = 0; i < n * k; i++) dz[i] = (this.probs[i]! - labels[i]!) / n;
+    if (this.classWeights) for (let i = 0; i < n * k; i++) dz[i]! *= this.weights[Math.floor(i / k)]!;
     for (let si = this.steps.length - 1; si >= 0; si--) {
       const s = this.steps[si]!;
       if (s.kind !== 'dense') continue;
@@ -520,9 +557,10 @@ export class HeadTrainer {
   }
 
   private updateSmall(step: number): void {
+    const opt = this.lr === this.opt.learningRate ? this.opt : { ...this.opt, learningRate: this.lr };
     this.params.dense.forEach((p, i) => {
-      if (i > 0) applyUpdate(this.opt, step, p.kernel, this.grads[i]!.kernel, this.slots[2 * i]!);
-      applyUpdate(this.opt, step, p.bias, this.grads[i]!.bias, this.slots[2 * i + 1]!);
+      if (i > 0) applyUpdate(opt, step, p.kernel, this.grads[i]!.kernel, this.slots[2 * i]!);
+      applyUpdate(opt, step, p.bias, this.grads[i]!.bias, this.slots[2 * i + 1]!);
     });
   }
 

@@ -22,6 +22,12 @@ const FLAGS = {
   memoryBudget: '--memory-budget',
   inputSize: '--input-size',
   batchSize: '--batch-size',
+  classWeight: '--class-weight',
+  labels: '--labels',
+  validationLabels: '--val-labels',
+  lrSchedule: '--lr-schedule',
+  fileColumn: '--file-column',
+  labelColumn: '--label-column',
 } as const;
 
 export type OptionName = keyof typeof FLAGS;

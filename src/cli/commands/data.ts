@@ -15,9 +15,17 @@ export function registerData(program: Command): void {
     .option('--seed <n>', 'seed of a shuffled split', intOption('seed', 0, MAX_SEED), 0)
     .option('--headers-only', 'read image headers only (fast; misses corrupt pixel data)')
     .option('--follow-symlinks', 'descend into linked folders')
+    .option('--labels <file>', "labels from a .csv, .tsv or .jsonl table ('filename' relative to <dir>, 'class') instead of class folders")
+    .option('--val-labels <file>', 'validation labels from a table like --labels')
+    .option('--file-column <name>', 'the table column of image paths (default: filename)')
+    .option('--label-column <name>', 'the table column of class names (default: class)')
     .option('--on-bad-image <what>', "'skip' (list bad files) or 'error' (fail on the first one, as training would)", choiceOption('on-bad-image', ['skip', 'error'] as const), 'skip')
-    .action(async (dir: string, o: { json?: boolean; validationSplit?: number; splitOrder: 'keras' | 'shuffled'; seed: number; headersOnly?: boolean; followSymlinks?: boolean; onBadImage: 'skip' | 'error' }) => {
+    .action(async (dir: string, o: { json?: boolean; validationSplit?: number; splitOrder: 'keras' | 'shuffled'; seed: number; headersOnly?: boolean; followSymlinks?: boolean; onBadImage: 'skip' | 'error'; labels?: string; valLabels?: string; fileColumn?: string; labelColumn?: string }) => {
       const report = await inspectDataset(dir, {
+        labels: o.labels,
+        validationLabels: o.valLabels,
+        fileColumn: o.fileColumn,
+        labelColumn: o.labelColumn,
         validationSplit: o.validationSplit,
         splitOrder: o.splitOrder,
         seed: o.seed,

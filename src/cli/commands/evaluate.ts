@@ -12,12 +12,20 @@ export function registerEvaluate(program: Command): void {
     .requiredOption('--data <dir>', "class folders named like the model's classes (a train/ + validation/ root: its validation part)")
     .option('--json', 'print one JSON object')
     .option('--follow-symlinks', 'descend into linked folders inside class folders')
-    .action(async (flags: { model: string; data: string; json?: boolean; followSymlinks?: boolean }) => {
+    .option('--labels <file>', "labels from a .csv, .tsv or .jsonl table ('filename' relative to --data, 'class') instead of class folders")
+    .option('--file-column <name>', 'the table column of image paths (default: filename)')
+    .option('--label-column <name>', 'the table column of class names (default: class)')
+    .option('--tta', "test-time augmentation: average each image's probabilities with its mirror's")
+    .action(async (flags: { model: string; data: string; json?: boolean; followSymlinks?: boolean; labels?: string; fileColumn?: string; labelColumn?: string; tta?: boolean }) => {
       const model = await loadClassifier(flags.model);
       try {
         let bar: Progbar | null = null;
         const result = await evaluateFolder(model, flags.data, {
           followSymlinks: flags.followSymlinks,
+          labels: flags.labels,
+          fileColumn: flags.fileColumn,
+          labelColumn: flags.labelColumn,
+          tta: flags.tta,
           onProgress: (done, total) => (bar ??= new Progbar(total, 'Evaluating ')).update(done),
         }).finally(() => bar?.clear());
         const ctx = { classes: result.classes, files: result.files };

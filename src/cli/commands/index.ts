@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerAugmentPreview } from './augment-preview.js';
+import { registerLrFind } from './lr-find.js';
 import { registerData } from './data.js';
 import { registerExplain } from './explain.js';
 import { registerEvaluate } from './evaluate.js';
@@ -21,4 +22,5 @@ export function registerCommands(program: Command): void {
   registerAugmentPreview(program);
   registerExplain(program);
   registerUi(program);
+  registerLrFind(program);
 }

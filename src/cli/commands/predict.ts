@@ -3,6 +3,8 @@ import { stat } from 'node:fs/promises';
 import { listImageFiles } from '../../data/listing.js';
 import { loadClassifier, predictEach } from '../../model/saved-classifier.js';
 import { Progbar } from '../../train/progbar.js';
+import { answer, UNKNOWN } from '../../model/answers.js';
+import { floatOption, intOption } from '../options.js';
 import { describeFsError, GraftError } from '../../util/errors.js';
 
 export function registerPredict(program: Command): void {
@@ -12,7 +14,10 @@ export function registerPredict(program: Command): void {
     .requiredOption('--model <path>', 'a training run folder (--out of graft train/lab), its model/ folder, or model.onnx')
     .argument('<paths...>', 'image files or folders (searched recursively, linked folders too; .webp, .gif and .avif too, unlike training)')
     .option('--json', 'print one JSON object per image')
-    .action(async (paths: string[], flags: { model: string; json?: boolean }) => {
+    .option('--top-k <k>', 'also list the k most probable classes', intOption('top-k', 1))
+    .option('--tta', "test-time augmentation: average each image's probabilities with its mirror's (twice the work)")
+    .option('--threshold <p>', `answer '${UNKNOWN}' when the best class's probability is below p`, floatOption('threshold', 0, 1))
+    .action(async (paths: string[], flags: { model: string; json?: boolean; topK?: number; tta?: boolean; threshold?: number }) => {
       const files: string[] = [];
       // What a folder walk could not read (a broken link, say) counts as an unreadable image.
       let unlisted = 0;
@@ -42,11 +47,14 @@ export function registerPredict(program: Command): void {
       };
       try {
         await predictEach(model, files, (p) => {
+          const a = answer(p, model.info.classes, { topK: flags.topK, threshold: flags.threshold });
           if (flags.json) {
             const probabilities = Object.fromEntries(model.info.classes.map((c, i) => [c, p.probabilities[i]]));
-            console.log(JSON.stringify({ file: p.file, class: p.className, probability: p.probability, probabilities }));
+            console.log(JSON.stringify({ ...a, probabilities, ...(flags.threshold !== undefined && { threshold: flags.threshold }), ...(flags.tta && { tta: true }) }));
           } else {
-            console.log(`${p.file}\t${p.className}\t${p.probability.toFixed(4)}`);
+            const top = a.top ? `\t${a.top.map((t) => `${t.class} ${t.probability.toFixed(4)}`).join(', ')}` : '';
+            const best = a.class === UNKNOWN ? ` (best ${a.bestClass})` : '';
+            console.log(`${p.file}\t${a.class}\t${p.probability.toFixed(4)}${best}${top}`);
           }
         }, {
           onBadImage: (file, reason) => {
@@ -57,6 +65,7 @@ export function registerPredict(program: Command): void {
             else if (files.length + unlisted > 1) warn(`warning: skipped ${file}: ${reason}`);
           },
           onProgress: (done) => bar?.update(done),
+          tta: flags.tta,
         });
       } finally {
         bar?.clear();

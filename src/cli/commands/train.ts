@@ -11,10 +11,16 @@ import { resolveLabDataset } from '../../data/lab-dataset.js';
 import { bytesOption, choiceOption, floatOption, fractionOption, interruptSignal, intOption, MAX_SEED, sizeOption } from '../options.js';
 import { GraftError } from '../../util/errors.js';
 import { MONITORS, type Monitor } from '../../train/early-stopping.js';
+import { LR_SCHEDULES, type LrScheduleConfig } from '../../train/lr-schedule.js';
+import { parseClassWeight, type ClassWeightSetting } from '../../train/class-weights.js';
 
 interface TrainFlags {
   data?: string;
   val?: string;
+  labels?: string;
+  valLabels?: string;
+  fileColumn?: string;
+  labelColumn?: string;
   validationSplit?: number;
   splitOrder?: 'keras' | 'shuffled';
   followSymlinks?: boolean;
@@ -30,6 +36,11 @@ interface TrainFlags {
   momentum?: number;
   epochs?: number;
   earlyStopping?: number;
+  classWeight?: ClassWeightSetting;
+  lrSchedule?: (typeof LR_SCHEDULES)[number];
+  lrFactor?: number;
+  lrPatience?: number;
+  minLr?: number;
   monitor?: Monitor;
   minDelta?: number;
   restoreBestWeights?: boolean;
@@ -79,6 +90,11 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--fine-tune <layer>', 'after the head, a second phase training the backbone layers after <layer> (e.g. mixed6) up to the cut with it (BatchNormalization kept frozen, as Keras)')
     .option('--fine-tune-epochs <n>', 'epochs of the --fine-tune phase (default: 10)', intOption('fine-tune-epochs', 1))
     .option('--fine-tune-lr <rate>', 'learning rate of the --fine-tune phase (default: 1e-5, as Keras\'s transfer-learning guide)', floatOption('fine-tune-lr', 0, 10, { aboveMin: true }))
+    .option('--lr-schedule <name>', "the learning rate epoch by epoch: constant (the lab's), cosine (half a cosine down to --min-lr over the epochs) or plateau (Keras ReduceLROnPlateau on --monitor: times --lr-factor after --lr-patience epochs without improvement)", choiceOption('lr-schedule', LR_SCHEDULES))
+    .option('--lr-factor <f>', 'plateau: factor the rate is multiplied by (default: 0.1, as Keras)', floatOption('lr-factor', 0, 1, { aboveMin: true }))
+    .option('--lr-patience <n>', 'plateau: epochs without improvement before the rate falls (default: 10, as Keras)', intOption('lr-patience', 0))
+    .option('--min-lr <rate>', 'cosine and plateau: the lowest rate (default: 0)', floatOption('min-lr', 0, 10))
+    .option('--class-weight <w>', "weigh each class's loss for unbalanced classes: 'balanced' (n_samples / (n_classes * count), as scikit-learn and Keras users compute it) or NAME=WEIGHT pairs, e.g. 'cats=4,dogs=1' (others 1)", parseClassWeight)
     .option('--batch-size <n>', `batch size${fromRecipe}`, intOption('batch-size', 1, 256), r?.batchSize)
     // Commander appends "(default: N)" when there is a default; say "one pass"/"all" only when there is none.
     .option('--steps <n>', `batches per epoch (Keras steps_per_epoch${defaults.steps === undefined ? '; default: one pass' : ''})`, intOption('steps', 1, 1e9), defaults.steps)
@@ -111,8 +127,26 @@ function optimizerFromFlags(flags: TrainFlags, recipe: RecipeSettings): Optimize
     : { kind: 'rmsprop', learningRate: lr, legacy: kind === 'rmsprop-legacy' };
 }
 
+function lrScheduleOf(flags: TrainFlags): LrScheduleConfig | undefined {
+  const plateauOnly = [flags.lrFactor !== undefined && '--lr-factor', flags.lrPatience !== undefined && '--lr-patience'].filter(Boolean);
+  if (plateauOnly.length > 0 && flags.lrSchedule !== 'plateau') throw new GraftError(`${plateauOnly.join(' and ')} apply to --lr-schedule plateau only`);
+  if (flags.minLr !== undefined && flags.lrSchedule !== 'plateau' && flags.lrSchedule !== 'cosine') throw new GraftError('--min-lr applies to --lr-schedule cosine or plateau only');
+  switch (flags.lrSchedule) {
+    case undefined:
+      return undefined;
+    case 'plateau':
+      // Its monitor is early stopping's when given (--monitor), else val_loss, as Keras's default.
+      return { kind: 'plateau', monitor: flags.monitor, factor: flags.lrFactor, patience: flags.lrPatience, minLr: flags.minLr };
+    case 'cosine':
+      return { kind: 'cosine', minLr: flags.minLr };
+    default:
+      return { kind: 'constant' };
+  }
+}
+
 async function runTraining(flags: TrainFlags, data: string, recipeName: RecipeName): Promise<void> {
   const recipe = recipeByName(recipeName);
+  if (!flags.labels && (flags.valLabels || flags.fileColumn || flags.labelColumn)) throw new GraftError('--val-labels, --file-column and --label-column apply to --labels only');
   if (flags.splitOrder !== undefined && flags.validationSplit === undefined) throw new GraftError('--split-order applies to --validation-split only');
   const optimizer = flags.optimizer ?? optimizerName(recipe.optimizer);
   if (flags.momentum !== undefined && optimizer !== 'sgd') {
@@ -133,6 +167,10 @@ async function runTraining(flags: TrainFlags, data: string, recipeName: RecipeNa
   const options: TrainOptions = {
     data,
     validationData: flags.val,
+    labels: flags.labels,
+    validationLabels: flags.valLabels,
+    fileColumn: flags.fileColumn,
+    labelColumn: flags.labelColumn,
     validationSplit: flags.validationSplit,
     splitOrder: flags.splitOrder,
     followSymlinks: flags.followSymlinks,
@@ -149,6 +187,8 @@ async function runTraining(flags: TrainFlags, data: string, recipeName: RecipeNa
         ? undefined
         : { patience: flags.earlyStopping, monitor: flags.monitor, minDelta: flags.minDelta, restoreBestWeights: flags.restoreBestWeights === true },
     fineTune: flags.fineTune === undefined ? undefined : { from: flags.fineTune, epochs: flags.fineTuneEpochs, learningRate: flags.fineTuneLr },
+    classWeight: flags.classWeight,
+    lrSchedule: lrScheduleOf(flags),
     batchSize: flags.batchSize,
     stepsPerEpoch: flags.steps,
     validationSteps: flags.validationSteps,
@@ -187,7 +227,11 @@ export function registerTrain(program: Command): void {
     .command('train')
     .description('Train a classifier on any folder of labelled images (one sub-folder per class)')
     .requiredOption('--data <dir>', 'class folders, or a folder with train/ and validation/')
-    .option('--val <dir>', 'validation class folders')
+    .option('--val <dir>', 'validation class folders (with --val-labels: the folder its paths are relative to)')
+    .option('--labels <file>', "labels from a table instead of class folders (Keras flow_from_dataframe): a .csv, .tsv or .jsonl file whose 'filename' column names images relative to --data and whose 'class' column names their class")
+    .option('--val-labels <file>', 'validation labels from a table like --labels')
+    .option('--file-column <name>', 'the table column of image paths (default: filename)')
+    .option('--label-column <name>', 'the table column of class names (default: class)')
     .option('--validation-split <f>', 'hold out this fraction of each class for validation (between 0 and 1, e.g. 0.2)', fractionOption('validation-split'))
     .option('--split-order <order>', "which images --validation-split holds out: 'keras' (the first of each class, like Keras) or 'shuffled' (drawn with --seed)", choiceOption('split-order', ['keras', 'shuffled'] as const))
     .option('--follow-symlinks', 'descend into linked folders (Keras follow_links)')
