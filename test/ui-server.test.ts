@@ -326,8 +326,12 @@ test('try it: probabilities equal graft predict\'s, with a Grad-CAM heatmap; non
   const heat = result.heatmap;
   assert.equal(heat.classIndex, expected!.classIndex);
   heat.probabilities.forEach((p: number, i: number) => assert.ok(Math.abs(p - expected!.probabilities[i]!) < 1e-4, `head in JS: ${p} vs ${expected!.probabilities[i]}`));
-  assert.deepEqual(heat.camShape, [7, 7]);
-  assert.equal(Math.max(...heat.cam), 1);
+  // mixed7's map at the default recipe's 299x299 input (the run was started with the form's defaults).
+  assert.deepEqual(heat.camShape, [17, 17]);
+  // Normalised to [0, 1]: its peak is 1, unless nothing in the image speaks for the class (all 0:
+  // this test's tiny dense:8 head, trained 2 epochs at the default recipe's Adam 1e-3, can leave
+  // every hidden ReLU off for an image; the map's arithmetic is checked in head-gradient.test.ts).
+  assert.ok(heat.cam.every((v: number) => v >= 0 && v <= 1) && [0, 1].includes(Math.max(...heat.cam)));
   const png = Buffer.from(heat.png.replace(/^data:image\/png;base64,/, ''), 'base64');
   const pm = await sharp(png).metadata();
   assert.equal(pm.format, 'png');
