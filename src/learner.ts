@@ -30,7 +30,7 @@ import { weightsSourceName, type ClassifierInfo } from './model/classifier-info.
 import { cachedRows, faithfulSource, feedModeName, isFeedMode, MAX_VIEWS, viewsSource, type FeatureStorage, type FeedContext, type FeedMode } from './train/feature-sources.js';
 import { featureFingerprint } from './train/feature-fingerprint.js';
 import type { FeatureRows } from './train/feature-store.js';
-import { fit, evaluateRows, rowsBatchSource, type BatchSource, type EpochLogs, type RowsData, type TrainEnd } from './train/fit.js';
+import { fit, evaluateRows, limitSteps, rowsBatchSource, type BatchSource, type EpochLogs, type RowsData, type TrainEnd } from './train/fit.js';
 import { resolveEarlyStopping, type EarlyStoppingConfig } from './train/early-stopping.js';
 import { HeadTrainer } from './train/head-trainer.js';
 import { checkFineTune, fineTunePhase, joinHistories, resolveFineTune, tunedWeights, type FineTuneConfig } from './train/finetune/phase.js';
@@ -240,24 +240,6 @@ function limitSamples(data: RowsData, samples: number): RowsData {
   if (samples >= data.count) return data;
   const lsize = data.labels.length / data.count;
   return { rows: data.rows, labels: data.labels.subarray(0, samples * lsize), count: samples };
-}
-
-/**
- * A source cut to the first `steps` batches of each epoch (of that epoch's shuffled order). More
- * steps than the source has are refused before it is built (trainClassifier, after decoding).
- */
-function limitSteps(source: BatchSource, steps: number | undefined): BatchSource {
-  if (steps === undefined || steps >= source.stepsPerEpoch) return source;
-  return {
-    stepsPerEpoch: steps,
-    async *batches(epoch) {
-      let step = 0;
-      for await (const b of source.batches(epoch)) {
-        if (step++ >= steps) break;
-        yield b;
-      }
-    },
-  };
 }
 
 /**

@@ -130,6 +130,24 @@ export function arrayBatchSource(data: ArrayData, batchSize: number, options: { 
 }
 
 /**
+ * A source cut to the first `steps` batches of each epoch (of that epoch's shuffled order). More
+ * steps than the source has are refused before it is built (trainClassifier, after decoding).
+ */
+export function limitSteps(source: BatchSource, steps: number | undefined): BatchSource {
+  if (steps === undefined || steps >= source.stepsPerEpoch) return source;
+  return {
+    stepsPerEpoch: steps,
+    async *batches(epoch) {
+      let step = 0;
+      for await (const b of source.batches(epoch)) {
+        if (step++ >= steps) break;
+        yield b;
+      }
+    },
+  };
+}
+
+/**
  * Rows of features as a BatchSource, in the same order as arrayBatchSource over the same samples
  * (so features read from a store file train exactly as the same features held in one array).
  */

@@ -18,7 +18,7 @@ import type { HeadSpec } from '../../model/head-spec.js';
 import type { HeadParams } from '../../model/head.js';
 import { GraftError } from '../../util/errors.js';
 import { cachedFeatures, faithfulSource, viewsSource, type FeedContext, type FeedMode } from '../feature-sources.js';
-import { arrayBatchSource, fit, type ArrayData, type BatchSource, type EpochLogs, type TrainEnd } from '../fit.js';
+import { arrayBatchSource, fit, limitSteps, type ArrayData, type BatchSource, type EpochLogs, type TrainEnd } from '../fit.js';
 import type { History } from '../history.js';
 import type { EarlyStoppingConfig } from '../early-stopping.js';
 import { markCheckpointFinished, type RunSetup } from '../checkpoint.js';
@@ -144,7 +144,7 @@ export async function fineTunePhase(p: FineTunePhaseInput): Promise<FineTunePhas
       const views = p.mode.views;
       source = await p.withProgress('Views ', `computing augmented views at ${config.from}`, (onProgress) => viewsSource(context(p.trainStore), p.batchSize, views, onProgress));
     }
-    if (p.stepsPerEpoch !== undefined && p.stepsPerEpoch < source.stepsPerEpoch) source = firstSteps(source, p.stepsPerEpoch);
+    source = limitSteps(source, p.stepsPerEpoch);
     if (p.mode.kind !== 'faithful') {
       await pool.close();
       await frozen.dispose();
@@ -194,19 +194,6 @@ function identityExtractor(shape: [number, number, number]): FeatureExtractor {
     outputShape: [...shape],
     extract: async (input, n) => input.slice(0, n * shape[0] * shape[1] * shape[2]),
     dispose: async () => {},
-  };
-}
-
-function firstSteps(source: BatchSource, steps: number): BatchSource {
-  return {
-    stepsPerEpoch: steps,
-    async *batches(epoch) {
-      let step = 0;
-      for await (const b of source.batches(epoch)) {
-        if (step++ >= steps) break;
-        yield b;
-      }
-    },
   };
 }
 
