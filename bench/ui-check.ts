@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { sharedInceptionWeightsDir, sharedLabDataDir } from '../src/util/paths.js';
+import { DEFAULT_RECIPE } from '../src/train/recipes.js';
 
 // Browser-side code inside page.evaluate / waitForFunction (this project compiles without the DOM library).
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -116,16 +117,20 @@ async function main(): Promise<number> {
     await page.click('nav button[data-tab=train]');
     await page.waitForFunction(() => (document.querySelector('#train-form [name=epochs]')?.value ?? '') !== '');
     const defaults = await page.$eval('#train-form [name=epochs]', (i) => i.value);
-    check(defaults === '20', `the form starts from graft train's defaults (epochs ${defaults})`);
+    check(defaults === String(DEFAULT_RECIPE.epochs), `the form starts from graft train's defaults (epochs ${defaults})`);
     const set = async (name: string, value: string) => page.fill(`#train-form [name=${name}]`, value);
     await set('name', 'ui-check');
     await set('epochs', '2');
     await set('batchSize', '10');
     await set('head', 'gap,dense:16:relu');
-    await page.selectOption('#train-form [name=optimizer]', 'adam');
+    // Not the default recipe's optimiser, so the command line must name it.
+    await page.selectOption('#train-form [name=optimizer]', 'rmsprop');
     await set('lr', '0.001');
+    // Faithful: each epoch runs the backbone, seconds long, so the page can see each epoch's point
+    // arrive on its own (cached epochs of 4 tiny steps can both land within one 500 ms poll).
+    await set('mode', 'faithful');
     await set('weights', sharedInceptionWeightsDir('fp32'));
-    await page.waitForFunction(() => /--epochs 2 .*--optimizer adam/.test(document.querySelector('#train-command')?.textContent ?? ''));
+    await page.waitForFunction(() => /--epochs 2 .*--optimizer rmsprop/.test(document.querySelector('#train-command')?.textContent ?? ''));
     check(true, `command line shown: ${await page.textContent('#train-command')}`);
     // Every history event the page draws, in order: both points must arrive separately, while the run goes on.
     await page.evaluate(() => {
