@@ -590,7 +590,7 @@ async function trainInSession(
         const phase = await fineTunePhase({
           config: fineTune, backbone: backbone!, head, headParams, optimizer, mode, trainStore, valStore,
           context: { augmentation, pre, classMode, seed }, batchSize, maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, Math.min(batchSize, trainStore.count)),
-          stepsPerEpoch: opts.stepsPerEpoch, valImagesUsed, checkpointDir, resume: opts.resume, setup, earlyStopping: opts.earlyStopping, verbose,
+          stepsPerEpoch: opts.stepsPerEpoch, valImagesUsed, epochOffset: history.loss.length, checkpointDir, resume: opts.resume, setup, earlyStopping: opts.earlyStopping, verbose,
           showMemory: opts.showMemory, signal: opts.signal, log, say, withProgress,
           // history.json changes with the model as one set (commitResults); the epochs so far are in the checkpoints.
           onEpochEnd: async (epoch, logs) => {

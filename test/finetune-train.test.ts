@@ -143,3 +143,20 @@ test('faithful and views feeds fine-tune too (fresh augmentation below the cut, 
     }
   }
 });
+
+test('the fine-tuning phase draws new augmentations: its epochs continue the head phase\'s count instead of replaying them', async () => {
+  // Both rates ~0 keep the model as it starts, and no dropout: a replayed epoch (same shuffle,
+  // same augmented images) would give the head phase's training loss again, to the last digit.
+  const still = 1e-12;
+  const result = await trainClassifier(options('replay', {
+    mode: { kind: 'faithful' },
+    head: parseHeadSpec('flatten,dense:8:relu,dense:1:sigmoid'),
+    optimizer: { kind: 'rmsprop', learningRate: still },
+    fineTune: { from: 'mixed6', epochs: 1, learningRate: still },
+  }));
+  assert.deepEqual(result.history.phase, [1, 2]);
+  const [head, tuned] = result.history.loss as [number, number];
+  // The validation loss shows the model did not move; the training loss shows new images.
+  assert.ok(Math.abs(result.history.val_loss[0]! - result.history.val_loss[1]!) < 1e-6, `val_loss ${result.history.val_loss}`);
+  assert.ok(Math.abs(head - tuned) > 1e-4, `training loss ${head} in the head phase, ${tuned} fine-tuning: the same augmented images`);
+});

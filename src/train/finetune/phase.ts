@@ -76,6 +76,12 @@ export interface FineTunePhaseInput {
   maxBatch: number;
   stepsPerEpoch?: number;
   valImagesUsed: number;
+  /**
+   * Epochs the head phase ran. The phase's epochs continue that count for their shuffles,
+   * augmentations and dropout masks (Keras's guide: fit(..., initial_epoch=...)); starting again
+   * at epoch 0 would replay the head phase's exact augmented images, which its head has learnt.
+   */
+  epochOffset: number;
   checkpointDir: string;
   resume?: boolean;
   setup: RunSetup;
@@ -128,7 +134,7 @@ export async function fineTunePhase(p: FineTunePhaseInput): Promise<FineTunePhas
     pool = AugmentPool.create({ threads: Math.max(1, Math.min(2, threads)) });
     const context = (store: ImageStore): FeedContext => ({ ...p.context, store, extractor: frozen!, pool: pool! });
     engine = await SegmentEngine.create(segment, backbone.weights);
-    trainer = await FineTuneTrainer.create(p.head, p.headParams, engine, { ...p.optimizer, learningRate: config.learningRate }, { seed: p.context.seed, maxBatch: p.maxBatch });
+    trainer = await FineTuneTrainer.create(p.head, p.headParams, engine, { ...p.optimizer, learningRate: config.learningRate }, { seed: p.context.seed, maxBatch: p.maxBatch, epochOffset: p.epochOffset });
 
     const t0 = performance.now();
     const valData = await p.withProgress('Features ', `computing validation features at ${config.from}`, (onProgress) => cachedFeatures(context(p.valStore), onProgress));
@@ -144,7 +150,7 @@ export async function fineTunePhase(p: FineTunePhaseInput): Promise<FineTunePhas
       const views = p.mode.views;
       source = await p.withProgress('Views ', `computing augmented views at ${config.from}`, (onProgress) => viewsSource(context(p.trainStore), p.batchSize, views, onProgress));
     }
-    source = limitSteps(source, p.stepsPerEpoch);
+    source = continueEpochs(limitSteps(source, p.stepsPerEpoch), p.epochOffset);
     if (p.mode.kind !== 'faithful') {
       await pool.close();
       await frozen.dispose();
@@ -185,6 +191,11 @@ export function tunedWeights(weights: WeightMap, segment: Segment, tuned: Float3
   const out = new Map(weights);
   segment.trainable.forEach((t, i) => out.set(t.key, { shape: t.shape, data: tuned[i]! }));
   return out;
+}
+
+/** The source with its epoch k drawn as epoch offset + k (random streams only: fit still counts from 0). */
+function continueEpochs(source: BatchSource, offset: number): BatchSource {
+  return { ...source, batches: (epoch: number) => source.batches(offset + epoch) };
 }
 
 /** Fine-tuning from the input layer: the images themselves are the segment's input. */

@@ -19,6 +19,8 @@ export interface FineTuneTrainerOptions {
   seed: number;
   /** Largest training batch (default HeadTrainer.DEFAULT_MAX_BATCH). */
   maxBatch?: number;
+  /** Epochs already trained (the head phase's): epoch k's dropout masks are drawn as epoch offset + k's. */
+  epochOffset?: number;
 }
 
 export class FineTuneTrainer implements FitTrainer {
@@ -34,6 +36,7 @@ export class FineTuneTrainer implements FitTrainer {
     readonly engine: SegmentEngine,
     optimizer: OptimizerConfig,
     private readonly maxBatch: number,
+    private readonly epochOffset: number,
   ) {
     this.opt = resolveOptimizer(optimizer);
     this.slots = engine.params.map((p) => Array.from({ length: slotCount(this.opt) }, () => new Float32Array(p.length)));
@@ -44,7 +47,7 @@ export class FineTuneTrainer implements FitTrainer {
   static async create(spec: HeadSpec, headParams: HeadParams, engine: SegmentEngine, optimizer: OptimizerConfig, opts: FineTuneTrainerOptions): Promise<FineTuneTrainer> {
     const maxBatch = opts.maxBatch ?? HeadTrainer.DEFAULT_MAX_BATCH;
     const head = await HeadTrainer.create(spec, headParams, optimizer, { seed: opts.seed, featureShape: engine.segment.outputShape, maxBatch, inputGradient: true });
-    return new FineTuneTrainer(head, engine, optimizer, maxBatch);
+    return new FineTuneTrainer(head, engine, optimizer, maxBatch, opts.epochOffset ?? 0);
   }
 
   describe(): { seed: number; head: ReturnType<HeadTrainer['describe']>; fineTune: { from: string; to: string; weights: string[] } } {
@@ -53,7 +56,7 @@ export class FineTuneTrainer implements FitTrainer {
   }
 
   beginEpoch(epoch: number): void {
-    this.head.beginEpoch(epoch);
+    this.head.beginEpoch(this.epochOffset + epoch);
   }
 
   /** Forward through the segment and the head, backward through both, and one update of every weight. */
