@@ -4,38 +4,17 @@
  * mixed6 --fine-tune-epochs 1` (2,000 images, 150x150, mixed7's block trainable); the epochs'
  * seconds as printed, their ratio (target <= 1.5) and the run's peak resident memory (target <= 2.5 GB).
  */
-import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Report } from '../bench.js';
-import { MALLOC_TUNABLES } from '../../src/util/malloc-tunables.js';
+import { runGraft } from '../graft-process.js';
 
 export const optIn = true;
 
-async function peakRssMb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  const m = /VmHWM:\s+(\d+) kB/.exec(status);
-  return m ? Number(m[1]) / 1024 : 0;
-}
-
 export async function run(report: Report): Promise<void> {
   const out = await mkdtemp(join(tmpdir(), 'graft-bench-finetune-'));
-  const bin = fileURLToPath(new URL('../../../bin/graft.js', import.meta.url));
-  const child = spawn(process.execPath, [bin, 'lab', '--out', out, '--quiet', '--mode', 'faithful', '--epochs', '1', '--fine-tune', 'mixed6', '--fine-tune-epochs', '1'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
-  });
-  let text = '';
-  child.stdout.on('data', (d: Buffer) => {
-    text += d.toString();
-    process.stderr.write(d);
-  });
-  let peak = 0;
-  const timer = setInterval(() => void peakRssMb(child.pid!).then((mb) => (peak = Math.max(peak, mb))), 250);
-  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-  clearInterval(timer);
+  const { code, stdout: text, peakRssMb: peak } = await runGraft(['lab', '--out', out, '--quiet', '--mode', 'faithful', '--epochs', '1', '--fine-tune', 'mixed6', '--fine-tune-epochs', '1'], { stdout: 'capture' });
   await rm(out, { recursive: true, force: true });
   if (code !== 0) throw new Error(`graft lab --fine-tune failed (exit ${code})`);
   const seconds = [...text.matchAll(/^Epoch 1\/1 - (\d+)s/gm)].map((m) => Number(m[1]));

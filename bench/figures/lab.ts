@@ -1,41 +1,24 @@
 /**
- * Whole `graft lab` runs as a user starts them (opt-in: `npm run bench -- --only lab`, ~50 min; GRAFT_BENCH_LAB=faithful,cached picks recipes,
+ * Whole `graft lab` runs (and `graft train`'s default recipe on the lab's data: train_default) as a user starts them (opt-in: `npm run bench -- --only lab`, ~50 min; GRAFT_BENCH_LAB=faithful,cached picks recipes,
  * GRAFT_BENCH_SEEDS=0,1,2 repeats each with other seeds):
  * wall time, peak resident memory and final validation accuracy for each recipe.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Report } from '../bench.js';
-import { MALLOC_TUNABLES } from '../../src/util/malloc-tunables.js';
+import { runGraft } from '../graft-process.js';
+import { sharedLabDataDir } from '../../src/util/paths.js';
 
 export const optIn = true;
-
-/** Peak RSS of a process so far (Linux VmHWM), in MB. */
-async function peakRssMb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  const m = /VmHWM:\s+(\d+) kB/.exec(status);
-  return m ? Number(m[1]) / 1024 : 0;
-}
 
 /** Runs one recipe and reports its figures; returns its final and last-five validation accuracy. */
 async function runLab(name: string, args: string[], report: Report): Promise<{ final: number; last5: number }> {
   const out = await mkdtemp(join(tmpdir(), `graft-bench-${name}-`));
-  const bin = fileURLToPath(new URL('../../../bin/graft.js', import.meta.url));
-  const t0 = performance.now();
-  // GLIBC_TUNABLES set here so the launcher does not re-exec: the pid measured is the trainer's.
-  const child = spawn(process.execPath, [bin, 'lab', '--out', out, '--quiet', ...args], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
-  });
-  let peak = 0;
-  const timer = setInterval(() => void peakRssMb(child.pid!).then((mb) => (peak = Math.max(peak, mb))), 250);
-  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-  clearInterval(timer);
-  const seconds = (performance.now() - t0) / 1000;
-  if (code !== 0) throw new Error(`graft lab ${args.join(' ')} failed (exit ${code})`);
+  // A recipe's arguments start with the command: `graft lab ...`, or `graft train ...` on the lab's folders.
+  const [command, ...rest] = args;
+  const { code, seconds, peakRssMb: peak } = await runGraft([command!, '--out', out, '--quiet', ...rest]);
+  if (code !== 0) throw new Error(`graft ${args.join(' ')} failed (exit ${code})`);
   const history = JSON.parse(await readFile(join(out, 'history.json'), 'utf8')) as { val_accuracy: number[] };
   report({ name: `lab_${name}_s`, value: seconds, unit: 's' });
   report({ name: `lab_${name}_peak_rss_mb`, value: peak, unit: 'MB' });
@@ -50,14 +33,18 @@ async function runLab(name: string, args: string[], report: Report): Promise<{ f
 
 export async function run(report: Report): Promise<void> {
   const only = process.env.GRAFT_BENCH_LAB;
+  const lab = (...a: string[]) => ['lab', ...a];
+  const data = sharedLabDataDir();
   const recipes: [string, string[]][] = [
-    ['faithful', ['--mode', 'faithful']],
-    ['cached', ['--mode', 'cached']],
-    ['cached_gap', ['--mode', 'cached', '--head', 'gap,dense:1024:relu,dropout:0.2']],
-    ['cached_inception', ['--mode', 'cached', '--preprocess', 'inception']],
-    ['views2', ['--mode', 'views=2']],
-    ['faithful_inception', ['--mode', 'faithful', '--preprocess', 'inception']],
-    ['faithful_rmsprop_legacy', ['--mode', 'faithful', '--optimizer', 'rmsprop-legacy']],
+    ['faithful', lab('--mode', 'faithful')],
+    ['cached', lab('--mode', 'cached')],
+    ['cached_gap', lab('--mode', 'cached', '--head', 'gap,dense:1024:relu,dropout:0.2')],
+    ['cached_inception', lab('--mode', 'cached', '--preprocess', 'inception')],
+    ['views2', lab('--mode', 'views=2')],
+    ['faithful_inception', lab('--mode', 'faithful', '--preprocess', 'inception')],
+    ['faithful_rmsprop_legacy', lab('--mode', 'faithful', '--optimizer', 'rmsprop-legacy')],
+    // graft train's default recipe on the lab's data (issue #17: at most 90 s).
+    ['train_default', ['train', '--data', join(data, 'train'), '--val', join(data, 'validation')]],
   ];
   // GRAFT_BENCH_SEEDS=0,1,2 runs every recipe once per seed and adds the mean over the seeds.
   const seeds = (process.env.GRAFT_BENCH_SEEDS ?? '0').split(',').map(Number);

@@ -11,14 +11,12 @@
  * Recipes: lab_cached (the lab's recipe, --mode cached), gap299_cached (299x299, inception
  * preprocessing, bilinear, gap head), lab_faithful (the lab, fresh augmentation every step).
  */
-import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import type { Report } from '../bench.js';
-import { MALLOC_TUNABLES } from '../../src/util/malloc-tunables.js';
+import { runGraft } from '../graft-process.js';
 import { sharedLabDataDir } from '../../src/util/paths.js';
 import { runPool } from '../../src/data/image-store.js';
 import { Random } from '../../src/util/random.js';
@@ -26,19 +24,13 @@ import { Random } from '../../src/util/random.js';
 export const optIn = true;
 
 const RECIPES: Record<string, string[]> = {
-  lab_cached: ['--mode', 'cached'],
-  gap299_cached: ['--mode', 'cached', '--input-size', '299', '--preprocess', 'inception', '--interpolation', 'bilinear', '--head', 'gap,dense:1024:relu,dropout:0.2'],
-  lab_faithful: ['--mode', 'faithful'],
+  lab_cached: ['--recipe', 'lab', '--mode', 'cached'],
+  // graft train's default recipe: 299x299, inception preprocessing, bilinear, gap head, cached.
+  gap299_cached: ['--recipe', 'default', '--mode', 'cached', '--input-size', '299', '--preprocess', 'inception', '--interpolation', 'bilinear', '--head', 'gap,dense:1024:relu,dropout:0.2'],
+  lab_faithful: ['--recipe', 'lab', '--mode', 'faithful'],
 };
 const DEFAULT_RUNS = 'lab_cached:5000,lab_cached:20000,gap299_cached:6000,lab_faithful:20000:1';
 const DEFAULT_EPOCHS = 2;
-
-/** Peak RSS of a process so far (Linux VmHWM), in MB. */
-async function peakRssMb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  const m = /VmHWM:\s+(\d+) kB/.exec(status);
-  return m ? Number(m[1]) / 1024 : 0;
-}
 
 /**
  * Writes `n` distinct JPEGs into dir/cats and dir/dogs: image i is photo i mod 3000 of the lab set (classes alternating),
@@ -71,18 +63,7 @@ export async function generateImages(dir: string, n: number): Promise<void> {
 
 async function trainOnce(name: string, data: string, args: string[], report: Report): Promise<void> {
   const out = await mkdtemp(join(tmpdir(), `graft-bench-scale-${name}-`));
-  const bin = fileURLToPath(new URL('../../../bin/graft.js', import.meta.url));
-  const t0 = performance.now();
-  // GLIBC_TUNABLES set here so the launcher does not re-exec: the pid measured is the trainer's.
-  const child = spawn(process.execPath, [bin, 'train', '--data', data, '--validation-split', '0.1', '--out', out, '--quiet', ...args], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
-  });
-  let peak = 0;
-  const timer = setInterval(() => void peakRssMb(child.pid!).then((mb) => (peak = Math.max(peak, mb))), 250);
-  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-  clearInterval(timer);
-  const seconds = (performance.now() - t0) / 1000;
+  const { code, seconds, peakRssMb: peak } = await runGraft(['train', '--data', data, '--validation-split', '0.1', '--out', out, '--quiet', ...args], { stdout: 'ignore' });
   await rm(out, { recursive: true, force: true });
   if (code !== 0) throw new Error(`graft train ${args.join(' ')} failed (exit ${code})`);
   const n = Number(/_(\d+)$/.exec(name)![1]);
