@@ -107,25 +107,22 @@ export interface FitOptions {
  * cut into batches of batchSize (the last one may be smaller), like Keras's fit(x, y, shuffle=True).
  */
 export function arrayBatchSource(data: ArrayData, batchSize: number, options: { shuffle?: boolean; seed?: number } = {}): BatchSource {
-  const { count } = data;
-  if (count < 1) throw new GraftError('no training samples');
-  const fsize = data.features.length / count, lsize = data.labels.length / count;
-  const steps = Math.ceil(count / batchSize);
+  if (data.count < 1) throw new GraftError('no training samples');
+  return rowsBatchSource({ rows: arrayRows(data.features, data.features.length / data.count), labels: data.labels, count: data.count }, batchSize, options);
+}
+
+/** Features already in one array, as rows (read by copying). */
+function arrayRows(features: Float32Array, rowFloats: number): FeatureRows {
   return {
-    stepsPerEpoch: steps,
-    async *batches(epoch: number) {
-      const order = options.shuffle === false ? null : new Random(deriveSeed(options.seed ?? 0, epoch, STREAM_SHUFFLE)).permutation(count);
-      const features = new Float32Array(batchSize * fsize), labels = new Float32Array(batchSize * lsize);
-      for (let s = 0; s < steps; s++) {
-        const size = Math.min(batchSize, count - s * batchSize);
-        for (let j = 0; j < size; j++) {
-          const i = order ? order[s * batchSize + j]! : s * batchSize + j;
-          features.set(data.features.subarray(i * fsize, (i + 1) * fsize), j * fsize);
-          labels.set(data.labels.subarray(i * lsize, (i + 1) * lsize), j * lsize);
-        }
-        yield { features, labels, size };
-      }
+    count: features.length / rowFloats,
+    rowFloats,
+    async read(rows, into) {
+      for (let j = 0; j < rows.length; j++) into.set(features.subarray(rows[j]! * rowFloats, (rows[j]! + 1) * rowFloats), j * rowFloats);
     },
+    async readRange(first, n, into) {
+      into.set(features.subarray(first * rowFloats, (first + n) * rowFloats));
+    },
+    async close() {},
   };
 }
 
