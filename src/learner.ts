@@ -34,6 +34,8 @@ import { fit, evaluateRows, limitSteps, rowsBatchSource, type BatchSource, type 
 import { resolveEarlyStopping, type EarlyStoppingConfig } from './train/early-stopping.js';
 import { HeadTrainer } from './train/head-trainer.js';
 import { checkFineTune, fineTunePhase, joinHistories, resolveFineTune, tunedWeights, type FineTuneConfig } from './train/finetune/phase.js';
+import { layerFeatures } from './train/finetune/layer-features.js';
+import { trainableSegment } from './train/finetune/segment.js';
 import { resolveLrSchedule, type LrScheduleConfig } from './train/lr-schedule.js';
 import { planClassBalance, resolveClassWeights, type ClassWeightSetting } from './train/class-weights.js';
 import { Progbar } from './train/progbar.js';
@@ -525,10 +527,15 @@ async function trainInSession(
         throw err;
       }
 
+      // Cached fine-tuning: each image once through the backbone, to the fine-tuned layer; the head's features derived from there.
+      const atLayer = fineTune && mode.kind === 'cached'
+        ? await layerFeatures({ backbone: backbone!, segment: trainableSegment(backbone!.graph, fineTune.from, backbone!.inputShape), context, trainStore, valStore, storage, withProgress, say })
+        : null;
+      opened.push(...(atLayer?.all.map((d) => d.rows) ?? []));
       const t0 = performance.now();
-      const valData = await withProgress('Features ', 'computing validation features', (p) => cachedRows(context(valStore), 'validation', storage, p));
-      opened.push(valData.rows);
-      say(`Validation features of ${valData.count} images computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
+      const valData = atLayer?.atCut.val ?? await withProgress('Features ', 'computing validation features', (p) => cachedRows(context(valStore), 'validation', storage, p));
+      if (!atLayer) opened.push(valData.rows);
+      if (!atLayer) say(`Validation features of ${valData.count} images computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
       const valUsed = limitSamples(valData, valImagesUsed);
 
       let source: BatchSource;
@@ -536,8 +543,8 @@ async function trainInSession(
         source = faithfulSource(context(trainStore), batchSize);
       } else if (mode.kind === 'cached') {
         const t1 = performance.now();
-        const cached = await withProgress('Features ', 'computing training features', (p) => cachedRows(context(trainStore), 'training', storage, p));
-        opened.push(cached.rows);
+        const cached = atLayer?.atCut.train ?? await withProgress('Features ', 'computing training features', (p) => cachedRows(context(trainStore), 'training', storage, p));
+        if (!atLayer) opened.push(cached.rows);
         say(`Training features of ${cached.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
         source = rowsBatchSource(cached, batchSize, { shuffle: true, seed });
       } else {
@@ -591,6 +598,7 @@ async function trainInSession(
           config: fineTune, backbone: backbone!, head, headParams, optimizer, mode, trainStore, valStore,
           context: { augmentation, pre, classMode, seed }, batchSize, maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, Math.min(batchSize, trainStore.count)),
           stepsPerEpoch: opts.stepsPerEpoch, valImagesUsed, epochOffset: history.loss.length, checkpointDir, resume: opts.resume, setup, earlyStopping: opts.earlyStopping, verbose,
+          lrSchedule: opts.lrSchedule, classWeights: balance.weights, ...(balance.showRecall && { classRecall: classes }), ...(atLayer && { atLayer: atLayer.atLayer }),
           showMemory: opts.showMemory, signal: opts.signal, log, say, withProgress,
           // history.json changes with the model as one set (commitResults); the epochs so far are in the checkpoints.
           onEpochEnd: async (epoch, logs) => {
@@ -599,7 +607,7 @@ async function trainInSession(
         });
         try {
           const joined = joinHistories(history, phase.history);
-          const evaluation = await phase.trainer.evaluate(phase.valData.features, phase.valData.labels, phase.valData.count);
+          const evaluation = await evaluateRows(phase.trainer, phase.valData);
           const metrics = computeMetrics(evaluation.probabilities, Array.from(valStore.labels), classes.length);
           const params = await phase.trainer.syncParams();
           const shift = (e: number | undefined) => (e === undefined ? undefined : history.loss.length + e);

@@ -108,22 +108,25 @@ test('cached fine-tuning: history marks the phases, the block after mixed6 is tu
   assert.equal(same, 260);
 });
 
-test('a run interrupted in the fine-tuning phase resumes to the same history and weights; a bad layer is refused before training', async () => {
-  const straight = await trainClassifier(options('straight'));
+test('a run interrupted in the fine-tuning phase resumes to the same history and weights, its schedule and class weights too; a bad layer is refused before training', async () => {
+  // The schedule runs again over the fine-tuning epochs from the fine-tuning rate (cosine over 2: 1e-4, then half).
+  const scheduled = { lrSchedule: { kind: 'cosine' }, classWeight: { cats: 3, dogs: 1 } } as const;
+  const straight = await trainClassifier(options('straight', scheduled));
+  assert.deepEqual(straight.history.learning_rate, [1e-4, 1e-4, 5e-5]);
   const stop = new AbortController();
   await assert.rejects(
-    trainClassifier(options('resumed', { signal: stop.signal, onEpochEnd: (epoch) => { if (epoch === 1) stop.abort(); } })),
+    trainClassifier(options('resumed', { ...scheduled, signal: stop.signal, onEpochEnd: (epoch) => { if (epoch === 1) stop.abort(); } })),
     /training interrupted in epoch 2/,
   );
-  const resumed = await trainClassifier(options('resumed', { resume: true }));
+  const resumed = await trainClassifier(options('resumed', { ...scheduled, resume: true }));
   assert.deepEqual(resumed.history, straight.history);
   const a = await loadTfjsLayersModel(join(root, 'straight', 'model'));
   const b = await loadTfjsLayersModel(join(root, 'resumed', 'model'));
   for (const key of ['conv2d_70/kernel', 'batch_normalization_70/beta', 'dense/kernel', 'dense_1/bias']) assert.deepEqual(b.weights.get(key)!.data, a.weights.get(key)!.data, key);
   // A fresh run over it is refused, naming the checkpoint; --overwrite clears both phases' checkpoints as it starts.
-  await assert.rejects(trainClassifier(options('resumed')), /holds the outputs of an earlier run \(.*checkpoint\/.*\): pass overwrite: true/);
+  await assert.rejects(trainClassifier(options('resumed', scheduled)), /holds the outputs of an earlier run \(.*checkpoint\/.*\): pass overwrite: true/);
   // Another fine-tuning setting is another run.
-  await assert.rejects(trainClassifier(options('resumed', { resume: true, fineTune: { from: 'mixed5', epochs: 2, learningRate: 1e-4 } })), /other settings \(fine-tune/);
+  await assert.rejects(trainClassifier(options('resumed', { ...scheduled, resume: true, fineTune: { from: 'mixed5', epochs: 2, learningRate: 1e-4 } })), /other settings \(fine-tune/);
   await assert.rejects(trainClassifier(options('bad-layer', { fineTune: { from: 'conv2d_70' } })), (e: unknown) => e instanceof GraftError && /does not split the network/.test(e.message));
   assert.ok(!(await readdir(root)).includes('bad-layer'));
 });

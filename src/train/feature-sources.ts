@@ -222,6 +222,24 @@ export async function cachedRows(ctx: FeedContext, name: string, storage?: Featu
   return { rows, labels: storeLabels(ctx.store, ctx.classMode), count: ctx.store.count };
 }
 
+/**
+ * Rows derived from other rows of the same images (features at a lower layer) by ctx.extractor
+ * (the frozen layers above it), in memory within storage's budget, else in a store file (see
+ * featureRows); `feed` tells them apart in the fingerprint.
+ */
+export async function derivedRows(ctx: FeedContext, name: string, source: RowsData, feed: Record<string, unknown>, storage?: FeatureStorage, onProgress?: (done: number, total: number) => void): Promise<RowsData> {
+  const rows = await featureRows(ctx, storage, { name, rows: source.count, dtype: 'float32', feed }, async (from, write) => {
+    const input = new Float32Array(CHUNK * source.rows.rowFloats);
+    for (let first = from; first < source.count; first += CHUNK) {
+      const n = Math.min(CHUNK, source.count - first);
+      await source.rows.readRange(first, n, input);
+      await write(first, await ctx.extractor.extract(input, n), n);
+      onProgress?.(first + n, source.count);
+    }
+  });
+  return { rows, labels: source.labels, count: source.count };
+}
+
 /** Batch order and labels shared by the feeds: Keras's flow_from_directory shuffle, per epoch. */
 function orderAndLabels(ctx: FeedContext, batchSize: number) {
   const order = new BatchOrder(ctx.store.count, batchSize, { shuffle: true, seed: ctx.seed });

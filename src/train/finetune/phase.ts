@@ -8,24 +8,24 @@
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import type { Backbone } from '../../backbone/backbone.js';
-import { cutGraph } from '../../backbone/cut.js';
-import { createOrtExtractor, type FeatureExtractor } from '../../backbone/engine.js';
+import type { FeatureExtractor } from '../../backbone/engine.js';
 import type { WeightMap } from '../../backbone/keras-graph.js';
-import { kerasToOnnx } from '../../backbone/onnx/convert.js';
 import { AugmentPool } from '../../data/augment-pool.js';
 import type { ImageStore } from '../../data/image-store.js';
 import type { HeadSpec } from '../../model/head-spec.js';
 import type { HeadParams } from '../../model/head.js';
 import { GraftError } from '../../util/errors.js';
-import { cachedFeatures, faithfulSource, viewsSource, type FeedContext, type FeedMode } from '../feature-sources.js';
-import { arrayBatchSource, fit, limitSteps, type ArrayData, type BatchSource, type EpochLogs, type TrainEnd } from '../fit.js';
-import type { History } from '../history.js';
+import { cachedRows, faithfulSource, viewsSource, type FeedContext, type FeedMode } from '../feature-sources.js';
+import { fit, limitSteps, rowsBatchSource, type BatchSource, type EpochLogs, type RowsData, type TrainEnd } from '../fit.js';
+import { EXTRA_HISTORY_KEYS, type History } from '../history.js';
 import type { EarlyStoppingConfig } from '../early-stopping.js';
 import { markCheckpointFinished, type RunSetup } from '../checkpoint.js';
 import type { OptimizerConfig } from '../optimizers.js';
+import type { LrScheduleConfig } from '../lr-schedule.js';
 import { trainableSegment, type Segment } from './segment.js';
 import { SegmentEngine } from './segment-engine.js';
 import { FineTuneTrainer } from './trainer.js';
+import { belowExtractor } from './layer-features.js';
 
 export interface FineTuneConfig {
   /** The layers after this one (e.g. 'mixed6') up to the cut become trainable. */
@@ -70,6 +70,8 @@ export interface FineTunePhaseInput {
   mode: FeedMode;
   trainStore: ImageStore;
   valStore: ImageStore;
+  /** Cached mode: the features at `from` the head phase's were derived from (layerFeatures); the other modes compute their own. */
+  atLayer?: { train: RowsData; val: RowsData };
   /** The feed context of the head phase, less its extractor and pool (this phase brings its own). */
   context: Omit<FeedContext, 'store' | 'extractor' | 'pool'>;
   batchSize: number;
@@ -86,6 +88,12 @@ export interface FineTunePhaseInput {
   resume?: boolean;
   setup: RunSetup;
   earlyStopping?: EarlyStoppingConfig;
+  /** The head phase's schedule, run again over this phase's epochs from the fine-tuning rate. */
+  lrSchedule?: LrScheduleConfig;
+  /** The head phase's class weights (Keras's class_weight), for this phase's loss too. */
+  classWeights?: readonly number[];
+  /** Class names, when each epoch reports the classes' validation recalls (as the head phase does). */
+  classRecall?: string[];
   verbose: 0 | 1 | 2;
   showMemory?: boolean;
   signal?: AbortSignal;
@@ -101,7 +109,7 @@ export interface FineTunePhaseResult {
   end: TrainEnd;
   trainer: FineTuneTrainer;
   /** Validation inputs at `from`, for the final evaluation. */
-  valData: ArrayData;
+  valData: RowsData;
   segment: Segment;
   /** Frees the phase's engines (after the evaluation). */
   dispose(): Promise<void>;
@@ -110,7 +118,6 @@ export interface FineTunePhaseResult {
 /** Runs the second phase; the caller evaluates with result.trainer, exports with tunedWeights(), then calls dispose(). */
 export async function fineTunePhase(p: FineTunePhaseInput): Promise<FineTunePhaseResult> {
   const { config, backbone } = p;
-  const [h, w] = backbone.inputShape;
   const segment = trainableSegment(backbone.graph, config.from, backbone.inputShape);
   const threads = availableParallelism();
   let frozen: FeatureExtractor | null = null;
@@ -127,36 +134,38 @@ export async function fineTunePhase(p: FineTunePhaseInput): Promise<FineTunePhas
     const weights = segment.trainable.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
     p.say(`Fine-tuning the layers after ${config.from} up to ${segment.to}: ${weights.toLocaleString('en-US')} trainable backbone weights, learning rate ${config.learningRate}, ${config.epochs} epochs`);
     // The frozen part below `from` as its own network: it runs forward only.
-    const below = segment.from === backbone.graph.inputs[0] ? null : cutGraph(backbone.graph, config.from);
-    frozen = below
-      ? await createOrtExtractor(kerasToOnnx(below, backbone.weights, { inputSize: [h, w] }), backbone.inputShape, segment.inputShape, { label: `the backbone up to ${config.from}` })
-      : identityExtractor(backbone.inputShape);
+    if (!p.atLayer) frozen = await belowExtractor(backbone, segment);
     pool = AugmentPool.create({ threads: Math.max(1, Math.min(2, threads)) });
     const context = (store: ImageStore): FeedContext => ({ ...p.context, store, extractor: frozen!, pool: pool! });
     engine = await SegmentEngine.create(segment, backbone.weights);
-    trainer = await FineTuneTrainer.create(p.head, p.headParams, engine, { ...p.optimizer, learningRate: config.learningRate }, { seed: p.context.seed, maxBatch: p.maxBatch, epochOffset: p.epochOffset });
+    trainer = await FineTuneTrainer.create(p.head, p.headParams, engine, { ...p.optimizer, learningRate: config.learningRate }, { seed: p.context.seed, maxBatch: p.maxBatch, epochOffset: p.epochOffset, classWeights: p.classWeights });
 
-    const t0 = performance.now();
-    const valData = await p.withProgress('Features ', `computing validation features at ${config.from}`, (onProgress) => cachedFeatures(context(p.valStore), onProgress));
-    p.say(`Validation features at ${config.from} computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
+    let valData: RowsData;
     let source: BatchSource;
-    if (p.mode.kind === 'faithful') source = faithfulSource(context(p.trainStore), p.batchSize);
-    else if (p.mode.kind === 'cached') {
-      const t1 = performance.now();
-      const cached = await p.withProgress('Features ', `computing training features at ${config.from}`, (onProgress) => cachedFeatures(context(p.trainStore), onProgress));
-      p.say(`Training features at ${config.from} computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
-      source = arrayBatchSource(cached, p.batchSize, { shuffle: true, seed: p.context.seed });
+    if (p.atLayer) {
+      // Cached: the features at `from` computed once per image before the head phase.
+      valData = p.atLayer.val;
+      source = rowsBatchSource(p.atLayer.train, p.batchSize, { shuffle: true, seed: p.context.seed });
     } else {
-      const views = p.mode.views;
-      source = await p.withProgress('Views ', `computing augmented views at ${config.from}`, (onProgress) => viewsSource(context(p.trainStore), p.batchSize, views, onProgress));
+      const t0 = performance.now();
+      valData = await p.withProgress('Features ', `computing validation features at ${config.from}`, (onProgress) => cachedRows(context(p.valStore), `validation-${config.from}`, undefined, onProgress));
+      p.say(`Validation features at ${config.from} computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
+      if (p.mode.kind === 'faithful') source = faithfulSource(context(p.trainStore), p.batchSize);
+      else if (p.mode.kind === 'cached') {
+        const cached = await p.withProgress('Features ', `computing training features at ${config.from}`, (onProgress) => cachedRows(context(p.trainStore), `training-${config.from}`, undefined, onProgress));
+        source = rowsBatchSource(cached, p.batchSize, { shuffle: true, seed: p.context.seed });
+      } else {
+        const views = p.mode.views;
+        source = await p.withProgress('Views ', `computing augmented views at ${config.from}`, (onProgress) => viewsSource(context(p.trainStore), p.batchSize, views, onProgress));
+      }
     }
     source = continueEpochs(limitSteps(source, p.stepsPerEpoch), p.epochOffset);
     if (p.mode.kind !== 'faithful') {
       await pool.close();
-      await frozen.dispose();
+      await frozen?.dispose();
     }
     const valUsed = p.valImagesUsed >= valData.count ? valData : {
-      features: valData.features.subarray(0, p.valImagesUsed * engine.inputSize),
+      rows: valData.rows,
       labels: valData.labels.subarray(0, p.valImagesUsed * (valData.labels.length / valData.count)),
       count: p.valImagesUsed,
     };
@@ -165,6 +174,8 @@ export async function fineTunePhase(p: FineTunePhaseInput): Promise<FineTunePhas
     const history = await fit(trainer, source, valUsed, {
       epochs: config.epochs,
       earlyStopping: p.earlyStopping,
+      lrSchedule: p.lrSchedule,
+      ...(p.classRecall && { classRecall: p.classRecall }),
       verbose: p.verbose,
       showMemory: p.showMemory,
       signal: p.signal,
@@ -198,23 +209,19 @@ function continueEpochs(source: BatchSource, offset: number): BatchSource {
   return { ...source, batches: (epoch: number) => source.batches(offset + epoch) };
 }
 
-/** Fine-tuning from the input layer: the images themselves are the segment's input. */
-function identityExtractor(shape: [number, number, number]): FeatureExtractor {
-  return {
-    inputShape: shape,
-    outputShape: [...shape],
-    extract: async (input, n) => input.slice(0, n * shape[0] * shape[1] * shape[2]),
-    dispose: async () => {},
-  };
-}
-
 /** The two phases' histories as one, each epoch marked with its phase (1: head, 2: fine-tuning). */
 export function joinHistories(head: History, tuned: History): History {
-  return {
+  const joined: History = {
     loss: [...head.loss, ...tuned.loss],
     accuracy: [...head.accuracy, ...tuned.accuracy],
     val_loss: [...head.val_loss, ...tuned.val_loss],
     val_accuracy: [...head.val_accuracy, ...tuned.val_accuracy],
     phase: [...head.loss.map(() => 1), ...tuned.loss.map(() => 2)],
   };
+  // learning_rate (a schedule's) and val_balanced_accuracy: both phases have them or neither.
+  for (const key of EXTRA_HISTORY_KEYS) {
+    const a = head[key], b = tuned[key];
+    if (a && b) joined[key] = [...a, ...b];
+  }
+  return joined;
 }

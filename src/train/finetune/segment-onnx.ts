@@ -139,8 +139,21 @@ function padsOf(layer: KerasLayer, inShape: number[]): number[] {
   return padding === 'same' ? samePads(inShape[0]!, inShape[1]!, kernel, strides) : [0, 0, 0, 0];
 }
 
+/**
+ * The segment's forward alone with `weights` as constants (onnxruntime pre-packs them): the frozen
+ * network from `from` to the cut, for features at the cut derived from features at `from`; with
+ * `pool`, the cut's output globally pooled in the graph (as the backbone's `pool` option).
+ */
+export function frozenSegmentForward(segment: Segment, weights: WeightMap, pool: 'avg' | 'max' | null): Uint8Array {
+  return buildGraphs(segment, weights, { pool }) as Uint8Array;
+}
+
 /** Builds the forward and backward graphs of `segment` with the frozen statistics in `weights`. */
 export function buildSegmentGraphs(segment: Segment, weights: WeightMap): SegmentGraphs {
+  return buildGraphs(segment, weights, null) as SegmentGraphs;
+}
+
+function buildGraphs(segment: Segment, weights: WeightMap, frozen: { pool: 'avg' | 'max' | null } | null): SegmentGraphs | Uint8Array {
   const folds = convFolds(segment, weights);
   const paramIndex = new Map(segment.trainable.map((t, i) => [t.key, i]));
   const paramInputs = segment.trainable.map((_, i) => `param_${i}`);
@@ -272,6 +285,17 @@ export function buildSegmentGraphs(segment: Segment, weights: WeightMap): Segmen
         throw new GraftError(`fine-tuning: layer ${layer.name} (${layer.className}) cannot be trained by graft`);
     }
     values.set(layer.name, out);
+  }
+  if (frozen) {
+    const top = values.get(segment.to)!;
+    const channels = segment.outputShape.at(-1)!;
+    if (frozen.pool) f.nodes.push({ opType: frozen.pool === 'avg' ? 'ReduceMean' : 'ReduceMax', input: [top], output: ['y'], name: 'y', attribute: [attrInts('axes', [1, 2]), attrInt('keepdims', 0)] });
+    else f.nodes.push({ opType: 'Identity', input: [top], output: ['y'], name: 'y' });
+    segment.trainable.forEach((t, i) => {
+      const data = weights.get(t.key)!.data;
+      f.initializers.push({ name: paramInputs[i]!, dims: t.shape, dataType: FLOAT, rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice() });
+    });
+    return modelBytes('segment_frozen', f, [valueInfo('x', ['N', ...segment.inputShape])], [valueInfo('y', ['N', ...(frozen.pool ? [channels] : segment.outputShape)])]);
   }
   f.nodes.push({ opType: 'Identity', input: [values.get(segment.to)!], output: ['y'], name: 'y' });
 

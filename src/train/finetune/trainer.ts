@@ -21,10 +21,12 @@ export interface FineTuneTrainerOptions {
   maxBatch?: number;
   /** Epochs already trained (the head phase's): epoch k's dropout masks are drawn as epoch offset + k's. */
   epochOffset?: number;
+  /** Keras's class_weight, as the head phase's (HeadTrainerOptions.classWeights). */
+  classWeights?: readonly number[];
 }
 
 export class FineTuneTrainer implements FitTrainer {
-  private readonly opt: ResolvedOptimizer;
+  private opt: ResolvedOptimizer;
   /** Optimiser slots of each segment weight. */
   private readonly slots: Float32Array[][];
   private iterations = 0;
@@ -46,13 +48,24 @@ export class FineTuneTrainer implements FitTrainer {
   /** The head starts from `headParams` (the first phase's weights), the segment from the engine's weights. */
   static async create(spec: HeadSpec, headParams: HeadParams, engine: SegmentEngine, optimizer: OptimizerConfig, opts: FineTuneTrainerOptions): Promise<FineTuneTrainer> {
     const maxBatch = opts.maxBatch ?? HeadTrainer.DEFAULT_MAX_BATCH;
-    const head = await HeadTrainer.create(spec, headParams, optimizer, { seed: opts.seed, featureShape: engine.segment.outputShape, maxBatch, inputGradient: true });
+    const head = await HeadTrainer.create(spec, headParams, optimizer, { seed: opts.seed, featureShape: engine.segment.outputShape, maxBatch, inputGradient: true, classWeights: opts.classWeights });
     return new FineTuneTrainer(head, engine, optimizer, maxBatch, opts.epochOffset ?? 0);
   }
 
   describe(): { seed: number; head: ReturnType<HeadTrainer['describe']>; fineTune: { from: string; to: string; weights: string[] } } {
     const s = this.engine.segment;
     return { seed: this.head.describe().seed, head: this.head.describe(), fineTune: { from: s.from, to: s.to, weights: s.trainable.map((t) => t.key) } };
+  }
+
+  /** The rate of the next steps (head and segment alike). */
+  get learningRate(): number {
+    return this.opt.learningRate;
+  }
+
+  /** Trains the next steps of head and segment at another rate (a schedule's); the optimiser's slots are unchanged. */
+  setLearningRate(rate: number): void {
+    this.head.setLearningRate(rate);
+    this.opt = { ...this.opt, learningRate: rate };
   }
 
   beginEpoch(epoch: number): void {
