@@ -545,7 +545,7 @@ async function trainInSession(
         const t1 = performance.now();
         const cached = atLayer?.atCut.train ?? await withProgress('Features ', 'computing training features', (p) => cachedRows(context(trainStore), 'training', storage, p));
         if (!atLayer) opened.push(cached.rows);
-        say(`Training features of ${cached.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
+        if (!atLayer) say(`Training features of ${cached.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
         source = rowsBatchSource(cached, batchSize, { shuffle: true, seed });
       } else {
         const t1 = performance.now();

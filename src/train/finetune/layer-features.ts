@@ -80,11 +80,13 @@ export async function layerFeatures(p: LayerFeaturesInput): Promise<LayerFeature
     const atCut = {} as LayerFeatures['atCut'];
     try {
       for (const [which, key] of [['validation', 'val'], ['training', 'train']] as const) {
+        const t0 = performance.now();
         const rows = await p.withProgress('Features ', `deriving ${which} features at ${segment.to} from ${from}`, (onProgress) =>
           derivedRows({ ...p.context(which === 'training' ? p.trainStore : p.valStore), extractor: above }, which, atLayer[key], { feed: 'cached', via: from }, p.storage, onProgress),
         );
         all.push(rows);
         atCut[key] = rows;
+        p.say(`${which === 'training' ? 'Training' : 'Validation'} features at ${segment.to} derived from those at ${from} (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
       }
     } finally {
       await above.dispose();
