@@ -11,18 +11,26 @@ import { SegmentEngine } from '../../src/train/finetune/segment-engine.js';
 import { Random } from '../../src/util/random.js';
 
 const N = 20;
-const REPEATS = 5;
+const ROUNDS = 9;
 
-/** Median milliseconds of `fn` over REPEATS runs after one warm-up. */
-async function median(fn: () => Promise<unknown>): Promise<number> {
-  await fn();
-  const times: number[] = [];
-  for (let i = 0; i < REPEATS; i++) {
-    const t0 = performance.now();
+/**
+ * Median milliseconds of each timed part over ROUNDS rounds, after one warm-up; each round runs
+ * every part once, in turn, so background load on a shared machine hits all of them alike.
+ */
+async function interleavedMedians(parts: Record<string, () => Promise<unknown>>): Promise<Record<string, number>> {
+  const times: Record<string, number[]> = {};
+  for (const [name, fn] of Object.entries(parts)) {
     await fn();
-    times.push(performance.now() - t0);
+    times[name] = [];
   }
-  return times.sort((a, b) => a - b)[Math.floor(REPEATS / 2)]!;
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [name, fn] of Object.entries(parts)) {
+      const t0 = performance.now();
+      await fn();
+      times[name]!.push(performance.now() - t0);
+    }
+  }
+  return Object.fromEntries(Object.entries(times).map(([name, t]) => [name, t.sort((p, q) => p - q)[Math.floor(t.length / 2)]!]));
 }
 
 export async function run(report: Report): Promise<void> {
@@ -35,13 +43,16 @@ export async function run(report: Report): Promise<void> {
     const images = Float32Array.from({ length: N * 150 * 150 * 3 }, () => rng.next());
     const x = await below.extractor.extract(images, N);
     const dy = Float32Array.from({ length: N * engine.outputSize }, () => (rng.next() - 0.5) * 1e-3);
-    const frozen = await median(() => full.extractor.extract(images, N));
-    const lower = await median(() => below.extractor.extract(images, N));
-    const forward = await median(() => engine.forward(x, N, true));
-    const step = await median(async () => {
-      await engine.forward(x, N, true);
-      await engine.backward(dy, N);
+    const t = await interleavedMedians({
+      frozen: () => full.extractor.extract(images, N),
+      lower: () => below.extractor.extract(images, N),
+      forward: () => engine.forward(x, N, true),
+      step: async () => {
+        await engine.forward(x, N, true);
+        await engine.backward(dy, N);
+      },
     });
+    const { frozen, lower, forward, step } = t as { frozen: number; lower: number; forward: number; step: number };
     report({ name: 'frozen_forward_ms_b20', value: frozen, unit: 'ms' });
     report({ name: 'below_mixed6_forward_ms_b20', value: lower, unit: 'ms' });
     report({ name: 'mixed7_segment_forward_ms_b20', value: forward, unit: 'ms' });
