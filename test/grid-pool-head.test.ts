@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -24,7 +24,10 @@ import { writeTfjsLayersModel } from '../src/export/tfjs-layers.js';
 import { HeadTrainer } from '../src/train/head-trainer.js';
 import { arrayBatchSource, fit, type ArrayData } from '../src/train/fit.js';
 import { GraftError } from '../src/util/errors.js';
-import { sharedInceptionWeightsDir } from '../src/util/paths.js';
+import { sharedInceptionWeightsDir, sharedLabDataDir } from '../src/util/paths.js';
+import { trainClassifier } from '../src/learner.js';
+import { loadClassifier, predictFiles } from '../src/model/saved-classifier.js';
+import { loadExplainer } from '../src/model/grad-cam.js';
 import { Random } from '../src/util/random.js';
 import { loadLayersModelFromDir, useWasm } from './support/tfjs-reference.js';
 
@@ -203,5 +206,53 @@ test('a grid head exports to TF.js and ONNX that predict as graft\'s head (withi
     } finally {
       await rm(root, { recursive: true, force: true });
     }
+  }
+});
+
+test('graft trains a grid head end to end (cached and faithful): pooled in the backbone, saved, reloaded alike from ONNX and TF.js, explained by Grad-CAM', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'graft-grid-run-'));
+  try {
+    for (const split of ['train', 'validation'] as const) {
+      for (const cls of ['cats', 'dogs']) {
+        const from = join(sharedLabDataDir(), split, cls);
+        await mkdir(join(root, 'data', split, cls), { recursive: true });
+        for (const f of (await readdir(from)).sort().slice(0, split === 'train' ? 4 : 2)) await copyFile(join(from, f), join(root, 'data', split, cls, f));
+      }
+    }
+    for (const mode of [{ kind: 'cached' } as const, { kind: 'faithful' } as const]) {
+      const lines: string[] = [];
+      const out = join(root, mode.kind);
+      // 150x150: mixed7 is 7x7, pooled 3x3 in windows of 3 every 2.
+      const result = await trainClassifier({
+        data: join(root, 'data'), out, weights: sharedInceptionWeightsDir('fp32'), inputSize: [150, 150], head: parseHeadSpec('avgpool:3:2,flatten,dense:8:relu,dropout:0.2'),
+        mode, batchSize: 4, epochs: 2, seed: 5, verbose: 2, log: (l) => lines.push(l),
+      });
+      assert.ok(lines.some((l) => /pooled in the backbone to \(None, 3, 3, 768\)/.test(l)), lines.join('\n'));
+      assert.equal(result.history.val_accuracy.length, 2);
+      const files = (await readdir(join(root, 'data', 'validation', 'cats'))).map((f) => join(root, 'data', 'validation', 'cats', f));
+      const fromOnnx = await loadClassifier(out), fromTfjs = await loadClassifier(join(out, 'model', 'model.json'));
+      let onnxPreds, tfjsPreds;
+      try {
+        onnxPreds = await predictFiles(fromOnnx, files);
+        tfjsPreds = await predictFiles(fromTfjs, files);
+      } finally {
+        await fromOnnx.dispose();
+        await fromTfjs.dispose();
+      }
+      onnxPreds.forEach((p, i) => assert.ok(maxAbsDiff(p.probabilities, tfjsPreds[i]!.probabilities) < 1e-4, `${files[i]}: ${p.probabilities} vs ${tfjsPreds[i]!.probabilities}`));
+      if (mode.kind === 'cached') {
+        const explainer = await loadExplainer(out, { threads: 2 });
+        try {
+          const e = await explainer.explain(files[0]!);
+          assert.deepEqual(e.camShape, [7, 7]);
+          assert.ok(maxAbsDiff(e.probabilities, onnxPreds[0]!.probabilities) < 1e-4);
+          assert.ok(e.cam.every((v) => v >= 0 && v <= 1));
+        } finally {
+          await explainer.dispose();
+        }
+      }
+    }
+  } finally {
+    await rm(root, { recursive: true, force: true });
   }
 });
