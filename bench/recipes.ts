@@ -139,6 +139,7 @@ const CANDIDATES: Candidate[] = [
   // Keras's ReduceLROnPlateau defaults (factor 0.1, patience 10) never act in 10 epochs: a fifth after 2 epochs without a lower val_loss.
   { id: 'B-plateau', pass: '299-bilinear-inception', head: GAP_1024, input: 'avg', optimizer: ADAM_1E3, batchSize: 20, lrSchedule: { kind: 'plateau', factor: 0.2, patience: 2, minLr: 1e-5 }, what: 'B-adam, ReduceLROnPlateau(val_loss, factor 0.2, patience 2, min_lr 1e-5)' },
   { id: 'P3-256', pass: '299-bilinear-inception', head: FLAT_256, input: 'a3', optimizer: ADAM_1E3, batchSize: 20, what: 'AveragePooling2D(7, 5) to 3x3, flatten, dense 256' },
+  { id: 'P3-256-cosine', pass: '299-bilinear-inception', head: FLAT_256, input: 'a3', optimizer: ADAM_1E3, batchSize: 20, lrSchedule: { kind: 'cosine' }, what: 'P3-256 with cosine decay to 0 over the epochs' },
   { id: 'P3-512', pass: '299-bilinear-inception', head: 'flatten,dense:512:relu,dropout:0.2', input: 'a3', optimizer: ADAM_1E3, batchSize: 20, what: 'AveragePooling2D(7, 5) to 3x3, flatten, dense 512' },
   { id: 'M3-256', pass: '299-bilinear-inception', head: FLAT_256, input: 'm3', optimizer: ADAM_1E3, batchSize: 20, what: 'MaxPooling2D(7, 5) to 3x3, flatten, dense 256' },
   { id: 'P4-256', pass: '299-bilinear-inception', head: FLAT_256, input: 'a4', optimizer: ADAM_1E3, batchSize: 20, what: 'AveragePooling2D(5, 4) to 4x4, flatten, dense 256' },
