@@ -8,7 +8,9 @@
  * `graft train --mode cached` runs). Features of a pooling head are pooled here, where the head
  * pools: averaging over H and W before a `gap` head gives the same head training as the head
  * pooling 17x17x768 itself, at 768 floats an image. A concat-pooling head (average and max,
- * 1536 floats) is measured the same way, as a `gap` head on [1, 1, 1536].
+ * 1536 floats) is measured the same way, as a `gap` head on [1, 1, 1536]; grid heads
+ * (AveragePooling2D to 3x3 and the like, GRIDS) are fed the grid as a flatten head. The 299x299
+ * pass also computes the validation set mirrored, to score each run with TTA as well.
  *
  * Results go to a JSON file entry by entry (--results, default /tmp/graft-recipes.json); a run
  * started again skips what it holds, so it can be stopped and continued.
@@ -20,6 +22,7 @@
  *   --epochs N         epochs (default 10)
  *   --threads N        threads of the backbone and the head (default: the cores)
  *   --data-root DIR    where the sets lie (default $GRAFT_SHARED/datasets, ../shared/datasets)
+ *   --feature-cache D  where pooled features are kept between runs (default /tmp/h15d-feats)
  *   --table            only print the table from the results file
  */
 import { existsSync } from 'node:fs';
