@@ -91,7 +91,7 @@ export interface TrainOptions {
   /** Image [height, width] (default: the recipe's; 299x299, the lab's 150x150). */
   inputSize?: [number, number];
   /**
-   * The head (parseHeadSpec; default the recipe's: GAP-Dense(1024)-Dropout(0.2), the lab's
+   * The head (parseHeadSpec; default the recipe's: AveragePooling2D(7, 5)-Flatten-Dense(256)-Dropout(0.2), the lab's
    * Flatten-Dense(1024)-Dropout(0.2)); its output layer is fitted to the number of classes (see headForClasses).
    */
   head?: HeadSpec;

@@ -54,7 +54,7 @@ test('head specs: parsing, classes, and clear errors', () => {
   assert.match(text, /Trainable params: 198,149$/m); // 768*256+256 + 256*5+5
   for (const [spec, why] of [
     ['', /empty/],
-    ['dense:10:relu', /must start with flatten or gap/],
+    ['dense:10:relu', /must start with flatten, gap, avgpool or maxpool/],
     ['flatten,dense:abc', /item 2 "dense:abc": units must be a positive integer/],
     ['flatten,dense:4:gelu', /unknown activation "gelu"/],
     ['flatten,dropout:1.5', /rate must be in \[0, 1\)/],

@@ -263,7 +263,7 @@ test('train: the form as a command line; a run as its own process, watched live 
   const defaults = (await get('/api/train/defaults')).json();
   // graft train's default recipe.
   assert.equal(defaults.epochs, 10);
-  assert.equal(defaults.head, 'gap,dense:1024:relu,dropout:0.2');
+  assert.equal(defaults.head, 'avgpool:7:5,flatten,dense:256:relu,dropout:0.2');
   assert.equal(defaults.inputSize, '299x299');
   const cmd = (await post('/api/train/command', { data: '/my photos', name: 'mine', epochs: 3, augment: false })).json();
   assert.equal(cmd.command, `graft train --data '/my photos' --out ${join(runs, 'mine')} --epochs 3 --no-augment`);

@@ -2,6 +2,8 @@
  * The frozen backbone: weights loaded, cut at a layer, converted to ONNX and running in a feature
  * extractor, ready for `extract`.
  */
+import { gridShape } from '../model/grid-pool.js';
+import type { GridPoolSpec } from '../model/head-spec.js';
 import { GraftError } from '../util/errors.js';
 import { inceptionV3Graph } from './architectures/inception-v3.js';
 import { cutGraph } from './cut.js';
@@ -35,8 +37,16 @@ export interface BackboneOptions {
   pool?: FeaturePooling;
 }
 
-/** A global pooling the backbone can run at its end on behalf of the head. */
-export type FeaturePooling = 'avg' | 'max';
+/**
+ * A pooling the backbone can run at its end on behalf of the head: global (avg, max) or a head's
+ * grid pooling (AveragePooling2D / MaxPooling2D, padding 'valid').
+ */
+export type FeaturePooling = 'avg' | 'max' | GridPoolSpec;
+
+/** A pooling's name in notes and fingerprints: avg, max, avgpool:7:5. */
+export function poolingName(pooling: FeaturePooling): string {
+  return typeof pooling === 'string' ? pooling : `${pooling.kind}:${pooling.pool}:${pooling.stride}`;
+}
 
 export interface Backbone {
   /** The cut graph (input .. cut layer). */
@@ -89,8 +99,8 @@ export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone
   const outputShape = inferShapes(graph, inputShape).output.get(cut)!;
   // A fixed H x W lets onnxruntime plan memory once (the batch dimension stays free).
   const pooling = opts.pool ?? null;
-  if (pooling && outputShape.length !== 3) throw new GraftError(`global pooling needs the cut layer's output as [h, w, channels]; ${cut} gives [${outputShape.join(', ')}]`);
-  const featureShape = pooling ? [outputShape.at(-1)!] : outputShape;
+  if (pooling && outputShape.length !== 3) throw new GraftError(`pooling needs the cut layer's output as [h, w, channels]; ${cut} gives [${outputShape.join(', ')}]`);
+  const featureShape = !pooling ? outputShape : typeof pooling === 'string' ? [outputShape.at(-1)!] : gridShape(pooling, outputShape);
   const onnxBytes = kerasToOnnx(pooling ? withGlobalPooling(graph, pooling) : graph, loaded.weights, { inputSize: [h, w] });
   const extractor = await createOrtExtractor(onnxBytes, inputShape, featureShape, { threads: opts.threads, batchSize: opts.batchSize, spin: opts.spin });
   return {
@@ -111,11 +121,13 @@ export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone
  * backbone's graph so that features leave it 768 floats an image rather than 7x7x768.
  */
 export function withGlobalPooling(graph: KerasGraph, pooling: FeaturePooling): KerasGraph {
-  if (pooling !== 'avg' && pooling !== 'max') throw new GraftError(`unknown backbone pooling "${String(pooling)}": use avg or max`);
-  const className = pooling === 'avg' ? 'GlobalAveragePooling2D' : 'GlobalMaxPooling2D';
+  const grid = typeof pooling === 'object' && (pooling.kind === 'avgpool' || pooling.kind === 'maxpool') ? pooling : null;
+  if (!grid && pooling !== 'avg' && pooling !== 'max') throw new GraftError(`unknown backbone pooling "${String(pooling)}": use avg or max`);
+  const className = grid ? (grid.kind === 'avgpool' ? 'AveragePooling2D' : 'MaxPooling2D') : pooling === 'avg' ? 'GlobalAveragePooling2D' : 'GlobalMaxPooling2D';
   const taken = new Set(graph.layers.map((l) => l.name));
   let name = 'graft_feature_pool';
   for (let i = 1; taken.has(name); i++) name = `graft_feature_pool_${i}`;
-  const pool = { name, className, config: { name, data_format: 'channels_last' }, inbound: [graph.outputs[0]!] };
+  const window = grid ? { pool_size: [grid.pool, grid.pool], strides: [grid.stride, grid.stride], padding: 'valid' } : {};
+  const pool = { name, className, config: { name, data_format: 'channels_last', ...window }, inbound: [graph.outputs[0]!] };
   return { ...graph, layers: [...graph.layers, pool], outputs: [name] };
 }

@@ -2,9 +2,9 @@ import type { KerasGraph, KerasLayer } from '../backbone/keras-graph.js';
 import type { HeadSpec } from './head-spec.js';
 
 /** Keras's class names for the head's layer kinds. */
-const CLASS_NAMES = { flatten: 'Flatten', gap: 'GlobalAveragePooling2D', dense: 'Dense', dropout: 'Dropout' } as const;
+const CLASS_NAMES = { flatten: 'Flatten', gap: 'GlobalAveragePooling2D', avgpool: 'AveragePooling2D', maxpool: 'MaxPooling2D', dense: 'Dense', dropout: 'Dropout' } as const;
 /** The base of the auto-generated Keras layer names (flatten, dense, dense_1, dropout, ...). */
-const BASE_NAMES = { flatten: 'flatten', gap: 'global_average_pooling2d', dense: 'dense', dropout: 'dropout' } as const;
+const BASE_NAMES = { flatten: 'flatten', gap: 'global_average_pooling2d', avgpool: 'average_pooling2d', maxpool: 'max_pooling2d', dense: 'dense', dropout: 'dropout' } as const;
 
 /** Head layers named as Keras would name them in a fresh session: dense, dense_1, ... */
 export function headLayerNames(head: HeadSpec, taken: ReadonlySet<string> = new Set()): string[] {
@@ -34,7 +34,8 @@ export function buildClassifierGraph(backbone: KerasGraph, head: HeadSpec, name 
     const config: Record<string, unknown> = { name: layerName, trainable: true, dtype: 'float32' };
     if (spec.kind === 'dense') Object.assign(config, { units: spec.units, activation: spec.activation, use_bias: true });
     if (spec.kind === 'dropout') Object.assign(config, { rate: spec.rate });
-    if (spec.kind === 'flatten' || spec.kind === 'gap') config.data_format = 'channels_last';
+    if (spec.kind === 'avgpool' || spec.kind === 'maxpool') Object.assign(config, { pool_size: [spec.pool, spec.pool], padding: 'valid', strides: [spec.stride, spec.stride] });
+    if (spec.kind === 'flatten' || spec.kind === 'gap' || spec.kind === 'avgpool' || spec.kind === 'maxpool') config.data_format = 'channels_last';
     const layer: KerasLayer = { name: layerName, className: CLASS_NAMES[spec.kind], config, inbound: [previous] };
     previous = layerName;
     return layer;

@@ -1,10 +1,12 @@
 /**
  * The head's forward pass for one image in plain JS, and the gradient of a class score with
- * respect to the features at the cut (the head's input): what Grad-CAM needs. The head is Flatten
- * or GlobalAveragePooling2D, then Dense layers (Dropout is the identity at inference).
+ * respect to the features at the cut (the head's input): what Grad-CAM needs. The head is Flatten,
+ * GlobalAveragePooling2D or a grid pooling and Flatten, then Dense layers (Dropout is the
+ * identity at inference).
  */
 import { GraftError } from '../util/errors.js';
-import type { HeadParams } from './head.js';
+import { gridPoolBackward, gridPoolForward, gridShape } from './grid-pool.js';
+import { headGridPool, headInputSize, type HeadParams } from './head.js';
 import type { Activation, HeadSpec } from './head-spec.js';
 
 export interface HeadPass {
@@ -51,6 +53,8 @@ function checkShape(spec: HeadSpec, features: Float32Array, featureShape: number
   const size = featureShape.reduce((a, b) => a * b, 1);
   if (features.length !== size) throw new GraftError(`head: ${features.length} feature values for shape [${featureShape.join(', ')}]`);
   if (spec.layers[0]?.kind === 'gap' && featureShape.length !== 3) throw new GraftError('head: global average pooling needs features [h, w, c]');
+  const grid = headGridPool(spec);
+  if (grid) gridShape(grid, featureShape);
 }
 
 function forward(spec: HeadSpec, params: HeadParams, features: Float32Array, featureShape: number[]): Trace {
@@ -61,6 +65,9 @@ function forward(spec: HeadSpec, params: HeadParams, features: Float32Array, fea
     x = new Float32Array(c);
     for (let p = 0; p < positions; p++) for (let k = 0; k < c; k++) x[k]! += features[p * c + k]!;
     for (let k = 0; k < c; k++) x[k]! /= positions;
+  } else if (headGridPool(spec)) {
+    x = new Float32Array(headInputSize(spec, featureShape));
+    gridPoolForward(headGridPool(spec)!, featureShape, features, 1, x);
   } else x = features; // Flatten of channels-last features is the same row-major order.
   const pooled = x;
   const dense: Trace['dense'] = [];
@@ -133,6 +140,9 @@ export function classScoreGradient(
     const c = featureShape[2]!, positions = features.length / c;
     gradient = new Float32Array(features.length);
     for (let p = 0; p < positions; p++) for (let k = 0; k < c; k++) gradient[p * c + k] = g[k]! / positions;
+  } else if (headGridPool(spec)) {
+    gradient = new Float32Array(features.length);
+    gridPoolBackward(headGridPool(spec)!, featureShape, features, g, 1, gradient);
   } else gradient = g;
   const out = t.dense.at(-1)!.output;
   return { gradient, pass: { logits: t.logits, probabilities: out.length === 1 ? [1 - out[0]!, out[0]!] : Array.from(out) } };

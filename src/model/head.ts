@@ -2,7 +2,8 @@ import type { WeightMap } from '../backbone/keras-graph.js';
 import { GraftError } from '../util/errors.js';
 import { Random } from '../util/random.js';
 import { headLayerNames } from './classifier-graph.js';
-import { LAB_HEAD, type HeadLayerSpec, type HeadSpec } from './head-spec.js';
+import { gridShape } from './grid-pool.js';
+import { LAB_HEAD, type GridPoolSpec, type HeadLayerSpec, type HeadSpec } from './head-spec.js';
 
 /**
  * `base` with its output layer set for `numClasses`: Dense(1, sigmoid) for two classes,
@@ -65,16 +66,26 @@ export interface HeadParams {
   dense: DenseParams[];
 }
 
-/**
- * The pooling the backbone can run for this head (loadBackbone's pool): 'avg' when the head starts
- * with GlobalAveragePooling2D, whose output is all the head reads of the features; else undefined
- * (a Flatten head reads every position).
- */
-export function backbonePooling(spec: HeadSpec): 'avg' | undefined {
-  return spec.layers[0]?.kind === 'gap' ? 'avg' : undefined;
+/** The head's grid pooling (avgpool/maxpool, its first layer), or undefined. */
+export function headGridPool(spec: HeadSpec): GridPoolSpec | undefined {
+  const first = spec.layers[0];
+  return first?.kind === 'avgpool' || first?.kind === 'maxpool' ? first : undefined;
 }
 
-/** Length of the vector the first Dense layer sees: the flattened features, or the channels after GAP. */
+/**
+ * The pooling the backbone can run for this head (loadBackbone's pool): 'avg' when the head starts
+ * with GlobalAveragePooling2D, its grid pooling when it starts with AveragePooling2D or
+ * MaxPooling2D: all the head reads of the features; else undefined (a Flatten head reads every
+ * position).
+ */
+export function backbonePooling(spec: HeadSpec): 'avg' | GridPoolSpec | undefined {
+  return spec.layers[0]?.kind === 'gap' ? 'avg' : headGridPool(spec);
+}
+
+/**
+ * Length of the vector the first Dense layer sees, from the cut's feature shape: the flattened
+ * features, the channels after GAP, or the flattened grid after a grid pooling.
+ */
 export function headInputSize(spec: HeadSpec, featureShape: number[]): number {
   if (featureShape.length === 0 || featureShape.some((d) => !Number.isInteger(d) || d <= 0)) {
     throw new GraftError(`bad feature shape [${featureShape.join(', ')}]`);
@@ -84,6 +95,7 @@ export function headInputSize(spec: HeadSpec, featureShape: number[]): number {
     if (featureShape.length !== 3) throw new GraftError(`GlobalAveragePooling2D needs features [h, w, c], found [${featureShape.join(', ')}]`);
     return featureShape[2]!;
   }
+  if (first?.kind === 'avgpool' || first?.kind === 'maxpool') return gridShape(first, featureShape).reduce((a, b) => a * b, 1);
   return featureShape.reduce((a, b) => a * b, 1);
 }
 
@@ -92,7 +104,8 @@ export function denseShapes(spec: HeadSpec, featureShape: number[]): { inputSize
   let size = headInputSize(spec, featureShape);
   const out: { inputSize: number; units: number }[] = [];
   spec.layers.forEach((l, i) => {
-    if ((l.kind === 'flatten' || l.kind === 'gap') && i !== 0) throw new GraftError(`head layer ${i + 1} (${l.kind}) must come first`);
+    const afterGrid = l.kind === 'flatten' && i === 1 && headGridPool(spec) !== undefined;
+    if ((l.kind === 'flatten' || l.kind === 'gap' || l.kind === 'avgpool' || l.kind === 'maxpool') && i !== 0 && !afterGrid) throw new GraftError(`head layer ${i + 1} (${l.kind}) must come first`);
     if (l.kind === 'dense') {
       out.push({ inputSize: size, units: l.units });
       size = l.units;

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { relative, sep } from 'node:path';
-import type { Backbone } from '../backbone/backbone.js';
+import { poolingName, type Backbone } from '../backbone/backbone.js';
 import type { WeightMap } from '../backbone/keras-graph.js';
 import { runPool } from '../data/image-store.js';
 import type { ImageStore } from '../data/image-store.js';
@@ -59,7 +59,7 @@ export function featureFingerprint(backbone: Backbone, settings: FeatureSettings
       interpolation: settings.interpolation,
       orientation: settings.orientation,
       preprocess: settings.preprocess,
-      pooling: backbone.pooling ?? 'none',
+      pooling: backbone.pooling ? poolingName(backbone.pooling) : 'none',
     };
   };
 }

@@ -7,8 +7,9 @@ import { mallocTunablesSet } from '../util/malloc-tunables.js';
 // made here, in the process environment, before they start.
 import '../util/onnxruntime-telemetry.js';
 import type { HeadParams } from '../model/head.js';
-import { denseShapes } from '../model/head.js';
-import type { Activation, HeadSpec } from '../model/head-spec.js';
+import { gridPoolBackward, gridPoolForward } from '../model/grid-pool.js';
+import { denseShapes, headGridPool } from '../model/head.js';
+import type { Activation, GridPoolSpec, HeadSpec } from '../model/head-spec.js';
 import { applyUpdate, resolveOptimizer, slotCount, type OptimizerConfig, type OptimizerState, type ResolvedOptimizer } from './optimizers.js';
 import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from './losses.js';
 import { sampleWeights } from './class-weights.js';
@@ -80,7 +81,9 @@ export class HeadTrainer {
   iterations = 0;
   private readonly opt: ResolvedOptimizer;
   private readonly steps: Step[];
-  private readonly pooling: 'flatten' | 'gap';
+  private readonly pooling: 'flatten' | 'gap' | 'grid';
+  /** The head's grid pooling (avgpool/maxpool), run here when the features come unpooled. */
+  private readonly grid: GridPoolSpec | undefined;
   private readonly inputSize: number;
   private readonly featureSize: number;
   private readonly maxBatch: number;
@@ -126,7 +129,8 @@ export class HeadTrainer {
     this.opt = resolveOptimizer(optimizer);
     this.inputSize = params.dense[0]!.inputSize;
     // Pooled by the backbone: the features are the first Dense layer's input as they come.
-    this.pooling = spec.layers[0]?.kind === 'gap' && !pooledFeatures ? 'gap' : 'flatten';
+    this.grid = headGridPool(spec);
+    this.pooling = pooledFeatures ? 'flatten' : spec.layers[0]?.kind === 'gap' ? 'gap' : this.grid ? 'grid' : 'flatten';
     this.featureSize = pooledFeatures ? this.inputSize : featureShape.reduce((a, b) => a * b, 1);
     this.maxBatch = maxBatch;
     this.dropoutRng = new Random(deriveSeed(seed, 0, STREAM_DROPOUT));
@@ -179,7 +183,7 @@ export class HeadTrainer {
   static async create(spec: HeadSpec, params: HeadParams, optimizer: OptimizerConfig, options: HeadTrainerOptions): Promise<HeadTrainer> {
     const featureShape = options.featureShape ?? (spec.layers[0]?.kind === 'gap' ? undefined : [params.dense[0]!.inputSize]);
     if (!featureShape) throw new GraftError('a GlobalAveragePooling2D head needs options.featureShape');
-    if (options.pooledFeatures && spec.layers[0]?.kind !== 'gap') throw new GraftError('pooledFeatures: the head must start with gap (GlobalAveragePooling2D)');
+    if (options.pooledFeatures && spec.layers[0]?.kind !== 'gap' && !headGridPool(spec)) throw new GraftError('pooledFeatures: the head must start with gap, avgpool or maxpool');
     const shapes = denseShapes(spec, featureShape);
     shapes.forEach((s, i) => {
       const p = params.dense[i];
@@ -258,14 +262,14 @@ export class HeadTrainer {
       const big = Promise.all(this.shards.map((s) => call(s.worker, { op: 'backward', n, step, inputGradient: inputGradient !== undefined, learningRate: this.lr })));
       this.updateSmall(step);
       await big;
-      if (inputGradient) this.featureGradient(inputGradient, n);
+      if (inputGradient) this.featureGradient(inputGradient, n, features);
       this.iterations = step;
       return result;
     });
   }
 
   /** dL/d(features) from the shards' parts of the first Dense layer's input gradient: summed, through any dropout on the features, and spread back over the pooled cells. */
-  private featureGradient(into: Float32Array, n: number): void {
+  private featureGradient(into: Float32Array, n: number, features: Float32Array): void {
     const K = this.inputSize;
     const dx = this.x; // the layer input is no longer needed this step: reuse it for the sum
     dx.set(this.shards[0]!.dx!.subarray(0, n * K));
@@ -280,6 +284,10 @@ export class HeadTrainer {
     }
     if (this.pooling === 'flatten') {
       into.set(dx.subarray(0, n * K));
+      return;
+    }
+    if (this.pooling === 'grid') {
+      gridPoolBackward(this.grid!, this.featureShape, features, dx, n, into);
       return;
     }
     const cells = this.featureSize / K;
@@ -448,6 +456,10 @@ export class HeadTrainer {
     const K = this.inputSize;
     if (this.pooling === 'flatten') {
       this.x.set(features.subarray(0, n * K));
+      return;
+    }
+    if (this.pooling === 'grid') {
+      gridPoolForward(this.grid!, this.featureShape, features, n, this.x);
       return;
     }
     const cells = this.featureSize / K, acc = new Float64Array(K);

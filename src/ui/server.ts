@@ -285,7 +285,7 @@ function trainDefaults(): Promise<Record<string, unknown>> {
     // The compiled library (also when this server runs from source under tsx).
     const learner = pathToFileURL(join(packageRoot(), 'dist', 'src', 'learner.js')).href;
     const script = `const { DEFAULT_RECIPE: r } = await import(${JSON.stringify(learner)});
-const head = r.head.layers.map((l) => (l.kind === 'dense' ? 'dense:' + l.units + ':' + l.activation : l.kind === 'dropout' ? 'dropout:' + l.rate : l.kind)).join(',');
+const head = r.head.layers.map((l) => (l.kind === 'dense' ? 'dense:' + l.units + ':' + l.activation : l.kind === 'dropout' ? 'dropout:' + l.rate : l.kind === 'avgpool' || l.kind === 'maxpool' ? l.kind + ':' + l.pool + ':' + l.stride : l.kind)).join(',');
 process.stdout.write(JSON.stringify({ epochs: r.epochs, batchSize: r.batchSize, mode: r.mode.kind === 'views' ? 'views=' + r.mode.views : r.mode.kind, head,
   optimizer: r.optimizer.kind === 'rmsprop' && r.optimizer.legacy ? 'rmsprop-legacy' : r.optimizer.kind, lr: r.optimizer.learningRate ?? 1e-4, preprocess: r.preprocess,
   inputSize: r.inputSize.join('x'), orientation: 'ignore', seed: 0, augment: true, weights: 'imagenet' }));`;

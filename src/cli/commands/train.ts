@@ -78,7 +78,7 @@ function addTrainingOptions(cmd: Command, defaults: { out: string; steps?: numbe
     .option('--weights <spec>', "backbone weights: 'imagenet', a Keras .h5 / .weights.h5 / .keras file or a TF.js model folder", 'imagenet')
     .option('--cut <layer>', `backbone layer the head sits on${fromRecipe}`, r?.cut)
     .option('--input-size <HxW>', `image size, e.g. 150 or 150x150${fromRecipe}`, r && r.inputSize.join('x'))
-    .option('--head <spec>', `head layers, e.g. 'flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid' or 'gap,dense:256:relu'; the output layer (dense:1:sigmoid for 2 classes, dense:K:softmax for K) is added or fitted to the number of classes${fromRecipe}`)
+    .option('--head <spec>', `head layers, e.g. 'flatten,dense:1024:relu,dropout:0.2,dense:1:sigmoid' or 'gap,dense:256:relu' or 'avgpool:7:5,flatten,dense:256:relu' (a 3x3 grid of mixed7 at 299); the output layer (dense:1:sigmoid for 2 classes, dense:K:softmax for K) is added or fitted to the number of classes${fromRecipe}`)
     .option('--optimizer <name>', `rmsprop (Keras 3 / TF >= 2.11), rmsprop-legacy (tf.keras.optimizers.legacy.RMSprop), adam or sgd${fromRecipe}`, choiceOption('optimizer', OPTIMIZER_NAMES), r && optimizerName(r.optimizer))
     .option('--lr <rate>', `learning rate${fromRecipe}`, floatOption('lr', 0, 10, { aboveMin: true }), r?.optimizer.learningRate)
     .option('--momentum <m>', 'SGD momentum', floatOption('momentum', 0, 1))
