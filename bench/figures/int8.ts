@@ -60,7 +60,7 @@ async function fusedConvs(bytes: Uint8Array): Promise<{ fused: number; convs: nu
   const dir = mkdtempSync(join(tmpdir(), 'graft-int8-'));
   try {
     const file = join(dir, 'optimized.onnx');
-    const s = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'all', optimizedModelFilePath: file, intraOpNumThreads: 1 });
+    const s = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'all', optimizedModelFilePath: file, intraOpNumThreads: 1, logSeverityLevel: 3 });
     await s.release();
     const nodes = onnxProto.onnx.ModelProto.decode(readFileSync(file)).graph!.node!;
     return { fused: nodes.filter((n) => n.opType === 'QLinearConv').length, convs: nodes.filter((n) => n.opType === 'QLinearConv' || n.opType === 'Conv' || n.opType === 'FusedConv').length };
