@@ -23,7 +23,7 @@ import { sharedInceptionWeightsDir, sharedLabDataDir } from '../../src/util/path
 import { loadImages } from '../../test/support/images.js';
 
 const IMAGES = Number(process.env.GRAFT_BENCH_INT8_IMAGES ?? 300);
-const METHODS = (process.env.GRAFT_BENCH_INT8_METHODS ?? 'percentile').split(',') as CalibrationMethod[];
+const METHODS = (process.env.GRAFT_BENCH_INT8_METHODS ?? 'minmax').split(',') as CalibrationMethod[];
 
 /** `count` photos of the lab's `split`, cats and dogs alternately. */
 function photos(split: 'train' | 'validation', count: number): string[] {
