@@ -9,6 +9,9 @@ import { access, rmdir, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { availableParallelism, totalmem } from 'node:os';
 import { loadBackbone, type Backbone } from './backbone/backbone.js';
+import { classifierOnnx } from './model/classifier-onnx.js';
+import { checkBackbonePrecision, quantizeBackbone, type BackbonePrecision } from './backbone/int8.js';
+import { storeCalibrationSource } from './backbone/calibrate.js';
 import { kerasToOnnx } from './backbone/onnx/convert.js';
 import { AugmentPool } from './data/augment-pool.js';
 import { NO_AUGMENTATION, type AugmentConfig } from './data/augment.js';
@@ -88,6 +91,11 @@ export interface TrainOptions {
   weights?: string;
   /** The backbone layer the head sits on (default: the recipe's, mixed7 in both). */
   cut?: string;
+  /**
+   * 'fp32' (default) or 'int8': onnxruntime's static QDQ quantisation of the backbone, calibrated
+   * on the training images (src/backbone/int8.ts, docs/int8.md); model.onnx is then int8 too.
+   */
+  backbonePrecision?: BackbonePrecision;
   /** Image [height, width] (default: the recipe's; 299x299, the lab's 150x150). */
   inputSize?: [number, number];
   /**
@@ -415,6 +423,7 @@ async function trainInSession(
     optimizer: resolveOptimizer(optimizer),
     'early stopping': opts.earlyStopping ? resolveEarlyStopping(opts.earlyStopping) : 'off',
     'fine-tune': fineTune ?? 'off',
+    'backbone precision': checkBackbonePrecision(opts.backbonePrecision ?? 'fp32'),
     'class weight': opts.classWeight ?? 'none',
     // 'constant' and no schedule train alike (history gains learning_rate with one).
     'learning-rate schedule': opts.lrSchedule === undefined || resolveLrSchedule(opts.lrSchedule).kind === 'constant' ? 'constant' : resolveLrSchedule(opts.lrSchedule),
@@ -498,6 +507,12 @@ async function trainInSession(
     if (opts.resume && earlier) checkResumable(out, earlier, setup, epochs);
     pool = AugmentPool.create({ threads: Math.max(1, Math.min(2, availableParallelism())) });
     const pre = preprocessParams(preprocess);
+    if (settings['backbone precision'] === 'int8') {
+      if (fineTune) throw new GraftError(`${setting('backbonePrecision', 'int8')} does not combine with fine-tuning (the fine-tuned layers train in float): use fp32`);
+      say(`Calibrating the int8 backbone on ${storeCalibrationSource(trainStore, pre).count} training images`);
+      await quantizeBackbone(backbone, storeCalibrationSource(trainStore, pre));
+      stopIfInterrupted('calibrating the int8 backbone');
+    }
     const context = (store: ImageStore): FeedContext => ({ store, extractor: backbone!.extractor, pool: pool!, augmentation, pre, classMode, seed });
     const storage: FeatureStorage = {
       budget,
@@ -643,6 +658,7 @@ async function trainInSession(
       head,
       backbone: weightsSourceName(backbone.source),
       trainingMode: feedModeName(mode),
+      ...(backbone.precision === 'int8' ? { backbonePrecision: 'int8' as const, int8Calibration: backbone.int8Ranges } : {}),
     };
     await commitResults(session, async (staging) => {
       await writeHistory(join(staging, 'history.json'), history);
@@ -715,6 +731,6 @@ export async function exportClassifier(
   const modelDir = join(out, 'model');
   await writeTfjsLayersModel(graph, weights, modelDir, { inputSize: info.inputSize, metadata: { graft: info } });
   const onnxFile = join(out, 'model.onnx');
-  await writeFileAtomic(onnxFile, kerasToOnnx(graph, weights, { inputSize: info.inputSize, outputName: 'probabilities', metadata: { graft: JSON.stringify(info) } }));
+  await writeFileAtomic(onnxFile, classifierOnnx(kerasToOnnx(graph, weights, { inputSize: info.inputSize, outputName: 'probabilities', metadata: { graft: JSON.stringify(info) } }), info));
   return { modelDir, onnxFile };
 }

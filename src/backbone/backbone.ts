@@ -62,6 +62,12 @@ export interface Backbone {
   /** The file the weights came from. */
   source: string;
   extractor: FeatureExtractor;
+  /** The float ONNX graph the extractor was built from (what int8 quantisation starts from). */
+  onnx: Uint8Array;
+  /** What the extractor computes in: fp32 as loaded; int8 after quantizeBackbone (src/backbone/int8.ts). */
+  precision: 'fp32' | 'int8';
+  /** The int8 extractor's calibrated activation ranges (by ONNX tensor name). */
+  int8Ranges?: Record<string, [number, number]>;
   dispose(): Promise<void>;
 }
 
@@ -103,7 +109,7 @@ export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone
   const featureShape = !pooling ? outputShape : typeof pooling === 'string' ? [outputShape.at(-1)!] : gridShape(pooling, outputShape);
   const onnxBytes = kerasToOnnx(pooling ? withGlobalPooling(graph, pooling) : graph, loaded.weights, { inputSize: [h, w] });
   const extractor = await createOrtExtractor(onnxBytes, inputShape, featureShape, { threads: opts.threads, batchSize: opts.batchSize, spin: opts.spin });
-  return {
+  const backbone: Backbone = {
     graph,
     weights: loaded.weights,
     inputShape,
@@ -112,8 +118,12 @@ export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone
     featureShape,
     source: loaded.source,
     extractor,
-    dispose: () => extractor.dispose(),
+    onnx: onnxBytes,
+    precision: 'fp32',
+    // The extractor in use now (int8 quantisation swaps it).
+    dispose: () => backbone.extractor.dispose(),
   };
+  return backbone;
 }
 
 /**

@@ -25,6 +25,14 @@ export interface ClassifierInfo {
   /** Where the backbone weights came from, by file name (see weightsSourceName). */
   backbone: string;
   trainingMode: string;
+  /**
+   * 'int8' when the backbone ran as onnxruntime's static QDQ int8 quantisation (--backbone-precision
+   * int8): model.onnx holds that graph, and int8Calibration the activation ranges that rebuild it
+   * from the float weights. The TF.js model keeps float32 weights (TF.js has no int8 kernels).
+   * Absent: fp32.
+   */
+  backbonePrecision?: 'int8';
+  int8Calibration?: Record<string, [number, number]>;
 }
 
 /**

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { kerasToOnnx } from '../backbone/onnx/convert.js';
+import { classifierOnnx } from './classifier-onnx.js';
 import { createOrtExtractor, type FeatureExtractor } from '../backbone/engine.js';
 import { loadTfjsLayersModel } from '../backbone/weights/tfjs-layers.js';
 import { BadImageError, decodeBytesInto, decodeImageInto, ORIENTATIONS } from '../data/decode.js';
@@ -165,7 +166,7 @@ export async function summarizeClassifier(path: string): Promise<string> {
 
 async function convertTfjs(dir: string, info: ClassifierInfo): Promise<Uint8Array> {
   const { graph, weights } = await loadTfjsLayersModel(dir);
-  return kerasToOnnx(graph, weights, { inputSize: info.inputSize });
+  return classifierOnnx(kerasToOnnx(graph, weights, { inputSize: info.inputSize }), info);
 }
 
 /** Per-class probabilities from the network's output row (sigmoid: [1-p, p]). */

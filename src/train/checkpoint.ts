@@ -344,7 +344,7 @@ export async function checkpointStatus(dir: string): Promise<{ epoch: number; fi
  * Settings added to RunSetup after checkpoints were first written, with the value every run had
  * before they existed: an older checkpoint is compared as if it had recorded that value.
  */
-const SETTINGS_ADDED_LATER: RunSetup = { orientation: 'ignore', 'early stopping': 'off', 'fine-tune': 'off', 'class weight': 'none', 'learning-rate schedule': 'constant' };
+const SETTINGS_ADDED_LATER: RunSetup = { orientation: 'ignore', 'early stopping': 'off', 'fine-tune': 'off', 'class weight': 'none', 'learning-rate schedule': 'constant', 'backbone precision': 'fp32' };
 
 /**
  * Refuses to resume the run in `dir` (its folder or its checkpoint's; saved: the checkpoint's

@@ -60,6 +60,8 @@ export function featureFingerprint(backbone: Backbone, settings: FeatureSettings
       orientation: settings.orientation,
       preprocess: settings.preprocess,
       pooling: backbone.pooling ? poolingName(backbone.pooling) : 'none',
+      // int8 features depend on the calibration too (fp32 stores keep their fingerprint).
+      ...(backbone.precision === 'int8' ? { precision: 'int8', calibration: createHash('sha256').update(JSON.stringify(backbone.int8Ranges)).digest('hex').slice(0, 16) } : {}),
     };
   };
 }

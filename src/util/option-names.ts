@@ -28,6 +28,7 @@ const FLAGS = {
   lrSchedule: '--lr-schedule',
   fileColumn: '--file-column',
   labelColumn: '--label-column',
+  backbonePrecision: '--backbone-precision',
 } as const;
 
 export type OptionName = keyof typeof FLAGS;
