@@ -28,6 +28,8 @@ const FLAGS = {
   lrSchedule: '--lr-schedule',
   fileColumn: '--file-column',
   labelColumn: '--label-column',
+  features: '--features',
+  validationFeatures: '--val-features',
 } as const;
 
 export type OptionName = keyof typeof FLAGS;
