@@ -133,6 +133,9 @@ export { DEFAULT_RECIPE, RECIPES, RECIPE_NAMES, RECIPE_TITLES, RECIPE_FIELDS, re
 export type { RecipeName, RecipeSettings, ResolvedRecipe } from './train/recipes.js';
 export { parseFeedMode, feedModeName, faithfulSource, viewsSource, cachedFeatures, computeFeatures } from './train/feature-sources.js';
 export type { FeedMode, FeedContext } from './train/feature-sources.js';
+export { extractFeatures, mergeFeatureShards, parseShard, shardRows, shardPartFile, DEFAULT_EXTRACTION_BUDGET } from './train/feature-extraction.js';
+export type { ExtractFeaturesOptions, ExtractFeaturesResult, Shard } from './train/feature-extraction.js';
+export { FeatureStoreFile, FeatureStoreWriter, mergeFeatureStoreParts } from './train/feature-store.js';
 export { loadClassifier, predictFiles, predictImages, classProbabilities, summarizeClassifier, mirrorImages } from './model/saved-classifier.js';
 export type { LoadedClassifier, Prediction, ImageInput, PredictOptions } from './model/saved-classifier.js';
 export type { ClassifierInfo } from './model/classifier-info.js';

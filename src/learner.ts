@@ -32,6 +32,7 @@ import type { HeadSpec } from './model/head-spec.js';
 import { weightsSourceName, type ClassifierInfo } from './model/classifier-info.js';
 import { cachedRows, faithfulSource, feedModeName, isFeedMode, MAX_VIEWS, viewsSource, type FeatureStorage, type FeedContext, type FeedMode } from './train/feature-sources.js';
 import { featureFingerprint } from './train/feature-fingerprint.js';
+import { checkStoredSettings, openStoredRun, storedImagesSetting, storedRowsData } from './train/stored-features.js';
 import type { FeatureRows } from './train/feature-store.js';
 import { fit, evaluateRows, limitSteps, rowsBatchSource, type BatchSource, type EpochLogs, type RowsData, type TrainEnd } from './train/fit.js';
 import { resolveEarlyStopping, type EarlyStoppingConfig } from './train/early-stopping.js';
@@ -182,6 +183,15 @@ export interface TrainOptions {
    * `learningRate` (default 1e-5), BatchNormalization kept in inference mode, as Keras's guide.
    */
   fineTune?: FineTuneConfig;
+  /**
+   * Train on a feature store written by `extractFeatures` (`graft features`) instead of decoding
+   * `data`: cached mode only; the classes and labels are the store's, and its settings (weights,
+   * cut, input size, resize, orientation, preprocessing, pooling) must be this run's, else the run
+   * is refused naming what differs. Validation: `validationData` images or `validationFeatures`.
+   */
+  features?: string;
+  /** With `features`: validation features from a store like it. */
+  validationFeatures?: string;
 }
 
 /** The folder of a run's feature store files (features over the memory budget). */
@@ -263,7 +273,8 @@ function checkTrainOptions(opts: TrainOptions): void {
     // null as undefined: the default (as `??` reads it).
     if (v !== undefined && v !== null && !(Number.isSafeInteger(v) && (v as number) >= min)) throw bad(`${name} must be a whole number${min > -Infinity ? ` from ${min}` : ''}`, v);
   };
-  for (const name of ['data', 'out'] as const) if (typeof opts[name] !== 'string' || opts[name] === '') throw bad(`${name} must be a folder path`, opts[name]);
+  for (const name of opts.features === undefined ? (['data', 'out'] as const) : (['out'] as const)) if (typeof opts[name] !== 'string' || opts[name] === '') throw bad(`${name} must be a folder path`, opts[name]);
+  if (opts.features !== undefined && (opts.data || opts.labels !== undefined)) throw new GraftError(`${optionName('features')} replaces ${optionName('data')}: give one of them`);
   if (opts.resume && opts.overwrite) {
     throw new GraftError('resume and overwrite cannot go together: resume continues the run in the output folder, overwrite replaces it (pass one of them)');
   }
@@ -333,7 +344,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   };
   const seed = opts.seed ?? 0;
   // The recipe's settings, each one the caller set in its place.
-  const recipe = resolveRecipe(opts);
+  // From a feature store the features are cached ones (a mode given otherwise is refused later).
+  const recipe = resolveRecipe(opts.features !== undefined && opts.mode === undefined ? { ...opts, mode: { kind: 'cached' } } : opts);
   const { mode } = recipe.settings;
   const orientation = opts.orientation ?? 'ignore';
   const augmentation = mode.kind === 'cached' ? NO_AUGMENTATION : recipe.settings.augmentation;
@@ -345,7 +357,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     say,
     inputs: [
       ...(opts.weights && opts.weights !== 'imagenet' ? [{ what: optionName('weights'), path: resolve(opts.weights) }] : []),
-      { what: optionName('data'), path: resolve(opts.data) },
+      ...(opts.data ? [{ what: optionName('data'), path: resolve(opts.data) }] : []),
+      ...[opts.features, opts.validationFeatures].flatMap((f, i) => (f ? [{ what: optionName(i === 0 ? 'features' : 'validationFeatures'), path: resolve(f) }] : [])),
       ...(opts.validationData ? [{ what: optionName('validationData'), path: resolve(opts.validationData) }] : []),
     ],
   });
@@ -380,7 +393,9 @@ async function trainInSession(
   const { out, checkpointDir, say, log, verbose, withProgress, stopIfInterrupted, seed, recipe, orientation, augmentation, earlier } = ctx;
   const { inputSize, batchSize, mode, preprocess, interpolation, cut, optimizer, epochs } = recipe.settings;
   say(describeRecipe(recipe));
-  const { train, validation } = await listData(opts);
+  const stored = opts.features === undefined ? undefined
+    : await openStoredRun({ ...opts, features: opts.features }, { mode: feedModeName(mode), fineTune: opts.fineTune !== undefined, listValidation: (dir, classes) => listValidationFolder(dir, classes, { followSymlinks: opts.followSymlinks }) });
+  const { train, validation } = stored ? stored.listings : await listData(opts);
   const realOut = await realPathOf(out);
   for (const [what, listing] of [['training', train], ['validation', validation]] as const) {
     // Through links too: a linked images folder is the same folder.
@@ -450,7 +465,7 @@ async function trainInSession(
   let pool: AugmentPool | undefined;
   let trainer: HeadTrainer | undefined;
   /** Feature rows to close at the end (store files stay open while training reads them). */
-  const opened: FeatureRows[] = [];
+  const opened: FeatureRows[] = [...(stored?.opened ?? [])];
   try {
     // The backbone first: a weights problem shows before minutes of decoding.
     // A head that starts by pooling has the backbone pool: features are 768 floats an image, not 7x7x768.
@@ -459,6 +474,7 @@ async function trainInSession(
     const pooledNote = backbone.pooling ? `, pooled in the backbone to (None, ${backbone.featureShape.join(', ')})` : '';
     say(`Backbone: ${backbone.source}, cut at ${backbone.graph.outputs[0]} -> (None, ${backbone.outputShape.join(', ')})${pooledNote}`);
     checkHeadFits(head, backbone.outputShape, optimizer);
+    for (const set of [stored?.train, stored?.validation]) if (set) checkStoredSettings(set, backbone, { inputSize, interpolation, orientation, preprocess });
     // One budget for decoded images and features together, taken in the order they are made.
     const budget = new MemoryBudget(opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET);
     if (fineTune) checkFineTune(backbone, fineTune);
@@ -468,8 +484,8 @@ async function trainInSession(
       if (store.inMemory) budget.take(store.count * store.imageBytes);
       return store;
     };
-    const trainStore = await decode(train, 'training');
-    const valStore = await decode(validation, 'validation');
+    const trainStore = stored ? stored.train.store : await decode(train, 'training');
+    const valStore = stored?.validation ? stored.validation.store : await decode(validation, 'validation');
     for (const [name, store] of [['training', trainStore], ['validation', valStore]] as const) {
       if (store.count === 0) throw new GraftError(`no readable ${name} images in ${name === 'training' ? train.root : validation.root}`);
     }
@@ -499,8 +515,8 @@ async function trainInSession(
     // batches it uses: as a resume sees them, with the same step counts however they were given.
     const setup: RunSetup = {
       ...settings,
-      'training images': imagesSetting(train.root, trainStore),
-      'validation images': imagesSetting(validation.root, valStore),
+      'training images': stored ? storedImagesSetting(stored.train) : imagesSetting(train.root, trainStore),
+      'validation images': stored?.validation ? storedImagesSetting(stored.validation) : imagesSetting(validation.root, valStore),
       'steps per epoch': opts.stepsPerEpoch ?? trainBatches,
       'validation images used': valImagesUsed,
     };
@@ -543,13 +559,15 @@ async function trainInSession(
       }
 
       // Cached fine-tuning: each image once through the backbone, to the fine-tuned layer; the head's features derived from there.
-      const atLayer = fineTune && mode.kind === 'cached'
+      // (A grid-pooling head's pooling is not in the frozen-segment graph: its phase 2 computes its own features at the layer.)
+      const atLayer = fineTune && mode.kind === 'cached' && (!backbone!.pooling || typeof backbone!.pooling === 'string')
         ? await layerFeatures({ backbone: backbone!, segment: trainableSegment(backbone!.graph, fineTune.from, backbone!.inputShape), context, trainStore, valStore, storage, withProgress, say })
         : null;
       opened.push(...(atLayer?.all.map((d) => d.rows) ?? []));
       const t0 = performance.now();
-      const valData = atLayer?.atCut.val ?? await withProgress('Features ', 'computing validation features', (p) => cachedRows(context(valStore), 'validation', storage, p));
-      if (!atLayer) opened.push(valData.rows);
+      const valData = stored?.validation ? storedRowsData(stored.validation, classMode)
+        : atLayer?.atCut.val ?? await withProgress('Features ', 'computing validation features', (p) => cachedRows(context(valStore), 'validation', storage, p));
+      if (!stored?.validation && !atLayer) opened.push(valData.rows);
       if (!atLayer) say(`Validation features of ${valData.count} images computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
       const valUsed = limitSamples(valData, valImagesUsed);
 
@@ -558,8 +576,9 @@ async function trainInSession(
         source = faithfulSource(context(trainStore), batchSize);
       } else if (mode.kind === 'cached') {
         const t1 = performance.now();
-        const cached = atLayer?.atCut.train ?? await withProgress('Features ', 'computing training features', (p) => cachedRows(context(trainStore), 'training', storage, p));
-        if (!atLayer) opened.push(cached.rows);
+        const cached = stored ? storedRowsData(stored.train, classMode)
+          : atLayer?.atCut.train ?? await withProgress('Features ', 'computing training features', (p) => cachedRows(context(trainStore), 'training', storage, p));
+        if (!stored && !atLayer) opened.push(cached.rows);
         if (!atLayer) say(`Training features of ${cached.count} images computed once (${((performance.now() - t1) / 1000).toFixed(1)}s)`);
         source = rowsBatchSource(cached, batchSize, { shuffle: true, seed });
       } else {

@@ -12,6 +12,9 @@ import type { WeightMap } from '../backbone/keras-graph.js';
 import { runPool } from '../data/image-store.js';
 import type { ImageStore } from '../data/image-store.js';
 
+/** What a fingerprint reads of a set of images: an ImageStore, or a listing's files and labels. */
+export type ImageSet = Pick<ImageStore, 'count' | 'paths' | 'labels'>;
+
 /** Settings besides the backbone that change the features. */
 export interface FeatureSettings {
   inputSize: [number, number];
@@ -32,7 +35,7 @@ export function weightsDigest(weights: WeightMap): string {
 }
 
 /** How many images and a digest of which files (relative to `root`), with labels, sizes and modification times. */
-export async function imagesDigest(root: string, store: ImageStore): Promise<string> {
+export async function imagesDigest(root: string, store: ImageSet): Promise<string> {
   const stats = new Array<string>(store.count);
   await runPool(store.count, 32, async (i) => {
     const s = await stat(store.paths[i]!).catch(() => null);
@@ -47,7 +50,7 @@ export async function imagesDigest(root: string, store: ImageStore): Promise<str
  * The fingerprint function of FeatureStorage for `backbone` and `settings`; `rootOf` says which
  * folder a store's image names are relative to. The weights are hashed once, when first needed.
  */
-export function featureFingerprint(backbone: Backbone, settings: FeatureSettings, rootOf: (store: ImageStore) => string): (store: ImageStore) => Promise<Record<string, unknown>> {
+export function featureFingerprint<S extends ImageSet = ImageStore>(backbone: Backbone, settings: FeatureSettings, rootOf: (store: S) => string): (store: S) => Promise<Record<string, unknown>> {
   let weights: string | undefined;
   return async (store) => {
     weights ??= weightsDigest(backbone.weights);

@@ -29,6 +29,8 @@ const FLAGS = {
   fileColumn: '--file-column',
   labelColumn: '--label-column',
   backbonePrecision: '--backbone-precision',
+  features: '--features',
+  validationFeatures: '--val-features',
 } as const;
 
 export type OptionName = keyof typeof FLAGS;

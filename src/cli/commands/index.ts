@@ -3,6 +3,7 @@ import { registerAugmentPreview } from './augment-preview.js';
 import { registerLrFind } from './lr-find.js';
 import { registerData } from './data.js';
 import { registerExplain } from './explain.js';
+import { registerFeatures } from './features.js';
 import { registerEvaluate } from './evaluate.js';
 import { registerPredict } from './predict.js';
 import { registerSummary } from './summary.js';
@@ -23,4 +24,5 @@ export function registerCommands(program: Command): void {
   registerExplain(program);
   registerUi(program);
   registerLrFind(program);
+  registerFeatures(program);
 }

@@ -17,6 +17,8 @@ import { parseClassWeight, type ClassWeightSetting } from '../../train/class-wei
 
 interface TrainFlags {
   data?: string;
+  features?: string;
+  valFeatures?: string;
   val?: string;
   labels?: string;
   valLabels?: string;
@@ -147,8 +149,10 @@ function lrScheduleOf(flags: TrainFlags): LrScheduleConfig | undefined {
   }
 }
 
-async function runTraining(flags: TrainFlags, data: string, recipeName: RecipeName): Promise<void> {
+async function runTraining(flags: TrainFlags, data: string | undefined, recipeName: RecipeName): Promise<void> {
   const recipe = recipeByName(recipeName);
+  if ((data === undefined) === (flags.features === undefined)) throw new GraftError(data === undefined ? 'give the images (--data DIR) or their features (--features STORE)' : '--features replaces --data: give one of them');
+  if (flags.valFeatures !== undefined && flags.features === undefined) throw new GraftError('--val-features applies to --features only');
   if (!flags.labels && (flags.valLabels || flags.fileColumn || flags.labelColumn)) throw new GraftError('--val-labels, --file-column and --label-column apply to --labels only');
   if (flags.splitOrder !== undefined && flags.validationSplit === undefined) throw new GraftError('--split-order applies to --validation-split only');
   const optimizer = flags.optimizer ?? optimizerName(recipe.optimizer);
@@ -168,7 +172,9 @@ async function runTraining(flags: TrainFlags, data: string, recipeName: RecipeNa
     throw new GraftError(`--mode ${feedModeName(mode ?? recipe.mode)} with --no-augment: the views would all be the same image; use --mode cached`);
   }
   const options: TrainOptions = {
-    data,
+    data: data ?? '',
+    features: flags.features,
+    validationFeatures: flags.valFeatures,
     validationData: flags.val,
     labels: flags.labels,
     validationLabels: flags.valLabels,
@@ -230,7 +236,9 @@ export function registerTrain(program: Command): void {
   const cmd = program
     .command('train')
     .description('Train a classifier on any folder of labelled images (one sub-folder per class)')
-    .requiredOption('--data <dir>', 'class folders, or a folder with train/ and validation/')
+    .option('--data <dir>', 'class folders, or a folder with train/ and validation/')
+    .option('--features <store>', 'train on a feature store written by graft features instead of --data (cached mode; its settings must be this run\'s)')
+    .option('--val-features <store>', 'with --features: validation features from a store (else --val images)')
     .option('--val <dir>', 'validation class folders (with --val-labels: the folder its paths are relative to)')
     .option('--labels <file>', "labels from a table instead of class folders (Keras flow_from_dataframe): a .csv, .tsv or .jsonl file whose 'filename' column names images relative to --data and whose 'class' column names their class")
     .option('--val-labels <file>', 'validation labels from a table like --labels')
@@ -242,7 +250,7 @@ export function registerTrain(program: Command): void {
     .option('--recipe <name>', `the settings every flag below left unset takes: ${RECIPE_NAMES.join(' or ')} (listed below)`, choiceOption('recipe', RECIPE_NAMES), 'default');
   addTrainingOptions(cmd, { out: 'runs/train' })
     .addHelpText('after', ['', 'Recipes (--recipe; each flag given overrides that setting; the measurements: docs/recipes.md):', ...describeRecipes().map((l) => `  ${l}`)].join('\n'))
-    .action((flags: TrainFlags) => runTraining(flags, flags.data!, flags.recipe ?? 'default'));
+    .action((flags: TrainFlags) => runTraining(flags, flags.data, flags.recipe ?? 'default'));
 }
 
 export function registerLab(program: Command): void {

@@ -76,7 +76,7 @@ export async function layerFeatures(p: LayerFeaturesInput): Promise<LayerFeature
       await below.dispose();
     }
     const cutShape = backbone.pooling ? [segment.outputShape.at(-1)!] : segment.outputShape;
-    const above = await createOrtExtractor(frozenSegmentForward(segment, backbone.weights, backbone.pooling), segment.inputShape as [number, number, number], cutShape, { label: `the backbone from ${from} to ${segment.to}` });
+    const above = await createOrtExtractor(frozenSegmentForward(segment, backbone.weights, typeof backbone.pooling === 'string' ? backbone.pooling : null), segment.inputShape as [number, number, number], cutShape, { label: `the backbone from ${from} to ${segment.to}` });
     const atCut = {} as LayerFeatures['atCut'];
     try {
       for (const [which, key] of [['validation', 'val'], ['training', 'train']] as const) {
