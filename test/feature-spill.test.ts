@@ -4,23 +4,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { labSubset } from './support/images.js';
 import { trainClassifier, type TrainOptions } from '../src/learner.js';
 import { parseHeadSpec } from '../src/model/head-spec-parse.js';
 import { loadClassifier, predictEach, predictFiles } from '../src/model/saved-classifier.js';
-import { sharedInceptionWeightsDir, sharedLabDataDir } from '../src/util/paths.js';
+import { sharedInceptionWeightsDir } from '../src/util/paths.js';
 
-const root = await mkdtemp(join(tmpdir(), 'graft-spill-'));
+const root = await labSubset('graft-spill-', { train: 6, validation: 3 });
 test.after(() => rm(root, { recursive: true, force: true }));
-for (const split of ['train', 'validation'] as const) {
-  for (const cls of ['cats', 'dogs']) {
-    const from = join(sharedLabDataDir(), split, cls);
-    await mkdir(join(root, 'data', split, cls), { recursive: true });
-    for (const f of (await readdir(from)).sort().slice(0, split === 'train' ? 6 : 3)) await copyFile(join(from, f), join(root, 'data', split, cls, f));
-  }
-}
 
 function options(out: string, extra: Partial<TrainOptions> = {}): TrainOptions & { lines: string[] } {
   const lines: string[] = [];

@@ -6,22 +6,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { labSubset } from './support/images.js';
 import { trainClassifier, type TrainOptions } from '../src/learner.js';
 import { parseHeadSpec } from '../src/model/head-spec-parse.js';
-import { sharedInceptionWeightsDir, sharedLabDataDir } from '../src/util/paths.js';
+import { sharedInceptionWeightsDir } from '../src/util/paths.js';
 
-const root = await mkdtemp(join(tmpdir(), 'graft-finetune-cached-'));
+const root = await labSubset('graft-finetune-cached-', { train: 6, validation: 3 });
 test.after(() => rm(root, { recursive: true, force: true }));
-for (const split of ['train', 'validation'] as const) {
-  for (const cls of ['cats', 'dogs']) {
-    const from = join(sharedLabDataDir(), split, cls);
-    await mkdir(join(root, 'data', split, cls), { recursive: true });
-    for (const f of (await readdir(from)).sort().slice(0, split === 'train' ? 6 : 3)) await copyFile(join(from, f), join(root, 'data', split, cls, f));
-  }
-}
 
 function options(out: string, extra: Partial<TrainOptions> = {}): TrainOptions & { lines: string[] } {
   const lines: string[] = [];

@@ -1,5 +1,7 @@
 /** Real photos from the shared lab dataset, decoded as the Keras lab does: RGB, resized, x/255. */
 import { readdirSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { sharedLabDataDir } from '../../src/util/paths.js';
@@ -26,4 +28,20 @@ export async function loadImages(paths: string[], h: number, w: number): Promise
     for (let j = 0; j < raw.length; j++) out[base + j] = raw[j]! / 255;
   }
   return out;
+}
+
+/**
+ * A temporary folder whose data/ holds the first `perClass` lab photos of each class in train/
+ * and validation/ (a tiny dataset laid out as the lab's); returns the folder.
+ */
+export async function labSubset(prefix: string, perClass: { train: number; validation: number }): Promise<string> {
+  const root = await mkdtemp(join(tmpdir(), prefix));
+  for (const split of ['train', 'validation'] as const) {
+    for (const cls of ['cats', 'dogs']) {
+      const from = join(sharedLabDataDir(), split, cls);
+      await mkdir(join(root, 'data', split, cls), { recursive: true });
+      for (const f of (await readdir(from)).sort().slice(0, perClass[split])) await copyFile(join(from, f), join(root, 'data', split, cls, f));
+    }
+  }
+  return root;
 }
