@@ -525,8 +525,9 @@ async function trainInSession(
     const pre = preprocessParams(preprocess);
     if (settings['backbone precision'] === 'int8') {
       if (fineTune) throw new GraftError(`${setting('backbonePrecision', 'int8')} does not combine with fine-tuning (the fine-tuned layers train in float): use fp32`);
-      say(`Calibrating the int8 backbone on ${storeCalibrationSource(trainStore, pre).count} training images`);
-      await quantizeBackbone(backbone, storeCalibrationSource(trainStore, pre));
+      const calibration = storeCalibrationSource(trainStore, pre);
+      say(`Calibrating the int8 backbone on ${calibration.count} training images`);
+      await quantizeBackbone(backbone, calibration);
       stopIfInterrupted('calibrating the int8 backbone');
     }
     const context = (store: ImageStore): FeedContext => ({ store, extractor: backbone!.extractor, pool: pool!, augmentation, pre, classMode, seed });
