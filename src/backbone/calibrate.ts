@@ -11,7 +11,7 @@ import * as ort from 'onnxruntime-node';
 import type { ImageStore } from '../data/image-store.js';
 import type { PreprocessParams } from '../data/preprocess.js';
 import { GraftError } from '../util/errors.js';
-import { calibrationTargets, decodeModel, withProbeOutputs, type Ranges } from './onnx/quantize-qdq.js';
+import { calibrationTargets, int8Form, withProbeOutputs, type Ranges } from './onnx/quantize-qdq.js';
 
 export type CalibrationMethod = 'minmax' | 'percentile';
 export const CALIBRATION_METHODS: readonly CalibrationMethod[] = ['minmax', 'percentile'];
@@ -106,7 +106,7 @@ export async function calibrateRanges(
 ): Promise<Ranges> {
   if (source.count === 0) throw new GraftError('int8 calibration needs at least one image');
   const method = opts.method ?? DEFAULT_CALIBRATION_METHOD;
-  const model = decodeModel(onnxBytes);
+  const model = int8Form(onnxBytes);
   const targets = calibrationTargets(model);
   const session = await ort.InferenceSession.create(withProbeOutputs(model, targets), {
     executionProviders: ['cpu'],

@@ -12,6 +12,7 @@
  */
 import onnxProto from 'onnx-proto';
 import { GraftError } from '../../util/errors.js';
+import { poolAfterPointwiseConv } from './pool-after-conv.js';
 
 const { onnx } = onnxProto;
 const T = onnx.TensorProto.DataType;
@@ -28,12 +29,24 @@ export function decodeModel(bytes: Uint8Array): Model {
   return onnx.ModelProto.decode(bytes);
 }
 
+/** The float graph calibration measures and quantizeQdq quantises: `bytes` with its pool branches reordered (pool-after-conv.ts). */
+export function int8Form(bytes: Uint8Array): Model {
+  return poolAfterPointwiseConv(decodeModel(bytes));
+}
+
 const POOLS = new Set(['MaxPool', 'AveragePool']);
 
 /** The activation tensors the QDQ graph quantises, in graph order. */
 export function calibrationTargets(model: Model): string[] {
   const nodes = model.graph!.node!;
   const targets = new Set<string>();
+  const readers = new Map<string, Node[]>();
+  for (const n of nodes) for (const i of n.input ?? []) readers.set(i, [...(readers.get(i) ?? []), n]);
+  /** The Relu that alone reads a pool's output (pool-after-conv.ts makes such pools). */
+  const reluAfter = (pool: Node): Node | undefined => {
+    const r = readers.get(pool.output![0]!);
+    return r?.length === 1 && r[0]!.opType === 'Relu' ? r[0] : undefined;
+  };
   for (const n of nodes) {
     if (n.opType === 'Conv') targets.add(n.input![0]!);
     if (n.opType === 'Relu') targets.add(n.output![0]!);
@@ -49,6 +62,13 @@ export function calibrationTargets(model: Model): string[] {
       }
     };
     for (const n of nodes) {
+      const relu = POOLS.has(n.opType!) ? reluAfter(n) : undefined;
+      if (relu) {
+        // Pool -> Relu -> (quantised): only the pool's input is quantised; onnxruntime drops the
+        // Relu into the output's QuantizeLinear (zero point 0 clips at 0) and fuses the pool to uint8.
+        if (targets.has(relu.output![0]!)) add(n.input![0]!);
+        continue;
+      }
       if (POOLS.has(n.opType!) && (targets.has(n.input![0]!) || targets.has(n.output![0]!))) {
         add(n.input![0]!);
         add(n.output![0]!);
@@ -119,7 +139,7 @@ export interface QdqOptions {
  * named in `ranges` and the weights of every Conv whose input is among them.
  */
 export function quantizeQdq(modelBytes: Uint8Array, ranges: Ranges, opts: QdqOptions = {}): Uint8Array {
-  const model = decodeModel(modelBytes);
+  const model = int8Form(modelBytes);
   const graph = model.graph!;
   const nodes = graph.node!;
   const inits = new Map(graph.initializer!.map((t) => [t.name!, t]));
