@@ -43,6 +43,8 @@ export class SegmentEngine {
   private released = false;
   /** Reused output buffers, by output name, grown to the largest batch seen. */
   private readonly buffers = new Map<string, Float32Array | BigInt64Array>();
+  /** Where the gradients' buffers come from (adoptMemory), else ordinary arrays. */
+  private gradientAlloc: ((n: number) => Float32Array) | null = null;
 
   private constructor(
     readonly segment: Segment,
@@ -68,6 +70,20 @@ export class SegmentEngine {
     return new SegmentEngine(segment, graphs, fwd, bwd, trainableValues(segment, weights));
   }
 
+  /**
+   * Moves the trainable weights, and the buffers backward writes their gradients into, to arrays
+   * from `alloc` (a WebAssembly memory, where the SIMD optimiser kernel can update them in place).
+   */
+  adoptMemory(alloc: (n: number) => Float32Array): void {
+    this.params.forEach((p, i) => {
+      const moved = alloc(p.length);
+      moved.set(p);
+      this.params[i] = moved;
+    });
+    this.gradientAlloc = alloc;
+    for (const name of this.graphs.gradOutputs) this.buffers.delete(name);
+  }
+
   private paramFeeds(which: Iterable<number>): Record<string, ort.Tensor> {
     const feeds: Record<string, ort.Tensor> = {};
     for (const i of which) feeds[this.graphs.paramInputs[i]!] = new ort.Tensor('float32', this.params[i]!, this.segment.trainable[i]!.shape);
@@ -79,7 +95,8 @@ export class SegmentEngine {
     const size = dims.reduce((p, q) => p * q, 1);
     let buf = this.buffers.get(name);
     if (!buf || buf.length < size) {
-      buf = type === 'int64' ? new BigInt64Array(size) : new Float32Array(size);
+      const alloc = this.gradientAlloc && this.graphs.gradOutputs.includes(name) ? this.gradientAlloc : (k: number) => new Float32Array(k);
+      buf = type === 'int64' ? new BigInt64Array(size) : alloc(size);
       this.buffers.set(name, buf);
     }
     return type === 'int64' ? new ort.Tensor('int64', (buf as BigInt64Array).subarray(0, size), dims) : new ort.Tensor('float32', (buf as Float32Array).subarray(0, size), dims);
@@ -107,13 +124,13 @@ export class SegmentEngine {
     const feeds = { x: new ort.Tensor('float32', owned, [n, ...this.segment.inputShape]), ...this.paramFeeds(this.params.keys()) };
     const fetches: Record<string, ort.Tensor> = { y: this.output('y', [n, ...this.segment.outputShape]) };
     if (keep) for (const s of this.graphs.saved) fetches[s.name] = this.output(s.name, [n, ...s.shape], s.type);
-    const out = await this.fwd.run(feeds, fetches);
+    await this.fwd.run(feeds, fetches);
     if (keep) {
       const saved: Record<string, ort.Tensor> = {};
-      for (const s of this.graphs.saved) saved[s.name] = out[s.name]!;
+      for (const s of this.graphs.saved) saved[s.name] = fetches[s.name]!;
       this.kept = { n, x: this.graphs.backwardNeedsInput ? owned : null, saved };
     }
-    return out.y!.data as Float32Array;
+    return fetches.y!.data as Float32Array;
   }
 
   /** Gradients of the loss for every trainable weight (segment.trainable order), from dL/dy of the last kept forward. */
@@ -130,9 +147,10 @@ export class SegmentEngine {
     if (kept.x) feeds.x = new ort.Tensor('float32', kept.x, [n, ...this.segment.inputShape]);
     const fetches: Record<string, ort.Tensor> = {};
     this.graphs.gradOutputs.forEach((name, i) => (fetches[name] = this.output(name, this.segment.trainable[i]!.shape)));
-    const out = await this.bwd.run(feeds, fetches);
+    await this.bwd.run(feeds, fetches);
     this.kept = null;
-    return this.graphs.gradOutputs.map((name) => out[name]!.data as Float32Array);
+    // The preallocated buffers (onnxruntime-node fills them, and returns copies besides).
+    return this.graphs.gradOutputs.map((name) => fetches[name]!.data as Float32Array);
   }
 
   async dispose(): Promise<void> {

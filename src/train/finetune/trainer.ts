@@ -14,6 +14,7 @@ import type { ParamShapes, SavedOptimizerState, SavedParams, TrainedParams } fro
 import type { FitTrainer } from '../fit.js';
 import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from '../losses.js';
 import type { SegmentEngine } from './segment-engine.js';
+import { simdRmsprop, wasmMemory, type RmspropKernel } from '../simd-rmsprop.js';
 
 export interface FineTuneTrainerOptions {
   seed: number;
@@ -32,6 +33,7 @@ export class FineTuneTrainer implements FitTrainer {
   private iterations = 0;
   private readonly featureGrad: Float32Array;
   private pending: Promise<unknown> = Promise.resolve();
+  private readonly rmsprop: RmspropKernel | null = null;
 
   private constructor(
     readonly head: HeadTrainer,
@@ -41,7 +43,24 @@ export class FineTuneTrainer implements FitTrainer {
     private readonly epochOffset: number,
   ) {
     this.opt = resolveOptimizer(optimizer);
-    this.slots = engine.params.map((p) => Array.from({ length: slotCount(this.opt) }, () => new Float32Array(p.length)));
+    // RMSprop (the lab's) updates the 2M+ segment weights in place with the SIMD kernel, ~8 ms a
+    // step faster than the JS loop: weights, gradients and slots then live in one WebAssembly memory.
+    let alloc = (n: number) => new Float32Array(n);
+    if (this.opt.kind === 'rmsprop') {
+      const floats = engine.params.reduce((a, p) => a + Math.ceil(p.length / 4) * 4, 0) * 3;
+      const memory = wasmMemory(floats * 4);
+      this.rmsprop = simdRmsprop(memory, this.opt.legacy);
+      if (this.rmsprop) {
+        let offset = 0;
+        alloc = (n: number) => {
+          const a = new Float32Array(memory.buffer, offset, n);
+          offset += Math.ceil(n / 4) * 16;
+          return a;
+        };
+        engine.adoptMemory(alloc);
+      }
+    }
+    this.slots = engine.params.map((p) => Array.from({ length: slotCount(this.opt) }, () => alloc(p.length)));
     this.featureGrad = new Float32Array(maxBatch * engine.outputSize);
   }
 
@@ -80,7 +99,11 @@ export class FineTuneTrainer implements FitTrainer {
       const result = await this.head.trainStep(features, labels, n, this.featureGrad);
       const grads = await this.engine.backward(this.featureGrad, n);
       const step = ++this.iterations;
-      grads.forEach((g, i) => applyUpdate(this.opt, step, this.engine.params[i]!, g, this.slots[i]!));
+      const opt = this.opt;
+      grads.forEach((g, i) => {
+        if (this.rmsprop && opt.kind === 'rmsprop') this.rmsprop(this.engine.params[i]!, this.slots[i]![0]!, g, opt.learningRate, opt.rho, opt.epsilon);
+        else applyUpdate(opt, step, this.engine.params[i]!, g, this.slots[i]!);
+      });
       return result;
     });
   }
