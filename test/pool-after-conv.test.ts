@@ -94,6 +94,9 @@ test('int8: onnxruntime runs the pool branch as QLinearConv -> QLinearAveragePoo
   const calib = Float32Array.from({ length: 64 * per }, () => rnd.uniform(0, 1));
   const ranges = await calibrateRanges(fp32, SHAPE, { count: 64, read: async (s, n, into) => into.set(calib.subarray(s * per, (s + n) * per)) }, { threads: 1 });
   const int8 = quantizeQdq(fp32, ranges);
+  // Ranges from before the reorder (they name the pool's old output) are refused, not misapplied.
+  const pooled = decodeModel(fp32).graph!.node!.find((n) => n.opType === 'AveragePool')!.output![0]!;
+  assert.throws(() => quantizeQdq(fp32, { ...ranges, [pooled]: [0, 1] }), new RegExp(`graph does not have \\(${pooled}\\)`));
   const out = mkdtempSync(join(tmpdir(), 'graft-pool-'));
   try {
     const file = join(out, 'optimized.onnx');

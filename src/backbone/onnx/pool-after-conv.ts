@@ -10,6 +10,7 @@
  * its input's (192-768), 4-6x fewer values.
  */
 import onnxProto from 'onnx-proto';
+import { GraftError } from '../../util/errors.js';
 
 type Model = onnxProto.onnx.ModelProto;
 type Node = onnxProto.onnx.INodeProto;
@@ -45,8 +46,7 @@ function isPointwiseConv(n: Node, initializers: Map<string, number[]>): boolean 
 
 /**
  * `model` (changed in place, and returned) with every AveragePool -> 1x1 Conv pair, where the
- * pool's output feeds that conv alone, swapped to Conv -> AveragePool. The conv keeps its name and
- * reads the pool's input; the pool writes the conv's old output, so later nodes are untouched.
+ * pool's output feeds that conv alone, swapped to Conv -> AveragePool.
  */
 export function poolAfterPointwiseConv(model: Model): Model {
   const graph = model.graph!;
@@ -55,6 +55,7 @@ export function poolAfterPointwiseConv(model: Model): Model {
   const readers = new Map<string, Node[]>();
   for (const n of nodes) for (const i of n.input ?? []) readers.set(i, [...(readers.get(i) ?? []), n]);
   const graphOutputs = new Set(graph.output!.map((o) => o.name!));
+  const names = new Set([...nodes.flatMap((n) => n.output ?? []), ...initializers.keys(), ...graph.input!.map((i) => i.name!)]);
   const order: Node[] = [];
   const moved = new Set<Node>();
   for (const pool of nodes) {
@@ -66,11 +67,16 @@ export function poolAfterPointwiseConv(model: Model): Model {
       continue;
     }
     // The conv now runs where the pool ran (its weights are initializers, so nothing it reads
-    // is made later), writing into the pool's old output name, which the pool then reads.
+    // is made later) into a new tensor, which the pool reads; the pool writes the conv's old
+    // output, so later nodes are untouched. The pool's old output name is gone: int8 ranges
+    // calibrated on the unreordered graph are refused, not misapplied.
     const convOut = conv.output![0]!;
+    const unpooled = `${convOut}_unpooled`;
+    if (names.has(unpooled)) throw new GraftError(`pool reordering: the graph already has a tensor named ${unpooled}`);
+    names.add(unpooled);
     conv.input![0] = pool.input![0]!;
-    conv.output![0] = pooled;
-    pool.input![0] = pooled;
+    conv.output![0] = unpooled;
+    pool.input![0] = unpooled;
     pool.output![0] = convOut;
     order.push(conv, pool);
     moved.add(conv);
