@@ -7,8 +7,10 @@
  *    graph, from the live weights: W' = W * s per output channel, b' = beta - mean * s
  *    (s = 1 / sqrt(var + eps)).
  *  - backward: dL/dy, those saved tensors and the kernels -> dL/d(every trainable weight).
- *    ReLU: dY * (Y > 0); conv weights: im2col columnsᵀ·dZ (one GEMM), then * s; conv data: dZ·W'ᵀ (one
- *    GEMM) folded back onto the input (col2im: the taps' shifted sum); beta: dZ summed over N, H, W;
+ *    ReLU: dY * (Y > 0); conv weights: im2col columnsᵀ·dZ (one GEMM), then * s; conv data at
+ *    stride 1: dZ's own columns (its 'full' correlation) times W' flipped in space and transposed
+ *    (one Gather, one GEMM); strided: dZ·W'ᵀ (one GEMM) folded back onto the input (col2im: the
+ *    taps' shifted sum); beta: dZ summed over N, H, W;
  *    stride-1 'same' average pool (padding not counted, as TF): a sum pool of dY / count; max
  *    pool: dY scattered (added) at the forward's argmax; concatenation: a split; fan-out: a sum.
  * Why convolutions as GEMMs, NHWC throughout: the kernels are graph inputs (they change every
