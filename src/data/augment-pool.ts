@@ -4,8 +4,9 @@
  * parameters are drawn by the caller (on the main thread, from its seeded Random), so the output
  * does not depend on the number of workers: it is bit-identical to `applyTransform` one by one.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { GraftError } from '../util/errors.js';
+import { startWorker } from '../util/worker-calls.js';
 import { applyTransform, type FillMode, type PixelAffine, type TransformParams } from './augment.js';
 
 /** N images of h x w x 3 uint8 (HWC), one after another, in one buffer (best: on a SharedArrayBuffer). */
@@ -57,18 +58,6 @@ export interface WorkerReply {
 function workerUrl(): URL {
   const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
   return new URL(`./augment-worker${ext}`, import.meta.url);
-}
-
-/**
- * Under tsx (src/*.ts) a worker does not reliably get the parent's `--import tsx` loader on
- * Node 20, so it registers tsx itself before importing the .ts module; compiled, it is plain.
- */
-function startWorker(url: URL): Worker {
-  if (!url.pathname.endsWith('.ts')) return new Worker(url);
-  // Resolved here (not in the worker) so it does not depend on the working directory.
-  const tsxApi = import.meta.resolve('tsx/esm/api');
-  const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`;
-  return new Worker(boot, { eval: true });
 }
 
 export class AugmentPool {

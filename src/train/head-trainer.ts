@@ -1,8 +1,9 @@
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { GraftError } from '../util/errors.js';
 import { Random } from '../util/random.js';
 import { mallocTunablesSet } from '../util/malloc-tunables.js';
+import { callWorker, nextReply, startWorker, type WorkerReply } from '../util/worker-calls.js';
 // Its workers load onnxruntime; a worker's process.env is its own copy, so the opt-out must be
 // made here, in the process environment, before they start.
 import '../util/onnxruntime-telemetry.js';
@@ -219,7 +220,12 @@ export class HeadTrainer {
     }
     try {
       await Promise.all(shards.map((s) => reply(s.worker)));
-      await Promise.all(shards.map((s) => call(s.worker, { op: 'set', kernel: columns(initial, K, N, s.col0, s.cols), slots: [] })));
+      // One shard at a time, its columns transferred rather than cloned: a shard's copy is 77 MB
+      // in the lab, which would otherwise exist three times over at once, at the run's peak.
+      for (const s of shards) {
+        const kernel = columns(initial, K, N, s.col0, s.cols);
+        await call(s.worker, { op: 'set', kernel, slots: [] }, [kernel.buffer as ArrayBuffer]);
+      }
     } catch (err) {
       await Promise.all(shards.map((s) => s.worker.terminate()));
       throw err;
@@ -606,11 +612,11 @@ export class HeadTrainer {
   /** Sends the first kernel and/or its slots to the workers (null: they keep theirs). */
   private async scatterFirst(kernel: Float32Array | null, slots: Float32Array[] | null): Promise<void> {
     const K = this.inputSize, N = this.params.dense[0]!.units;
-    await Promise.all(this.shards.map((s) => call(s.worker, {
-      op: 'set',
-      kernel: kernel && columns(kernel, K, N, s.col0, s.cols),
-      slots: (slots ?? []).map((a) => columns(a, K, N, s.col0, s.cols)),
-    })));
+    for (const s of this.shards) {
+      const part = kernel && columns(kernel, K, N, s.col0, s.cols);
+      const slotParts = (slots ?? []).map((a) => columns(a, K, N, s.col0, s.cols));
+      await call(s.worker, { op: 'set', kernel: part, slots: slotParts }, [...(part ? [part.buffer as ArrayBuffer] : []), ...slotParts.map((a) => a.buffer as ArrayBuffer)]);
+    }
   }
 }
 
@@ -618,27 +624,6 @@ function defaultBlockRows(inputSize: number): number {
   // Measured with glibc only; elsewhere the allocator is another one.
   return process.platform === 'linux' && mallocTunablesSet() ? Math.min(4096, inputSize) : inputSize;
 }
-
-/**
- * A worker running `url`. Under tsx (a .ts url) Node 20 workers do not get tsx's loader from
- * `--import`, so a small eval'd bootstrap registers tsx's ESM API before importing the file.
- */
-function startWorker(url: URL, workerData: unknown): Worker {
-  let worker: Worker;
-  if (!url.pathname.endsWith('.ts')) {
-    worker = new Worker(url, { workerData });
-  } else {
-    const api = import.meta.resolve('tsx/esm/api');
-    const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`;
-    worker = new Worker(code, { eval: true, workerData });
-  }
-  // Idle workers do not keep the process alive (a script that forgets dispose() still ends); reply() refs them while they work.
-  worker.unref();
-  return worker;
-}
-
-/** Replies awaited from each worker; it is ref'd while any is. */
-const pending = new WeakMap<Worker, number>();
 
 /** Columns [col0, col0+cols) of a row-major [rows, width] matrix, as a contiguous [rows, cols] copy. */
 function columns(m: Float32Array, rows: number, width: number, col0: number, cols: number): Float32Array {
@@ -681,31 +666,14 @@ function derive(act: Activation, a: Float32Array, dz: Float32Array, n: number, u
   else if (act === 'sigmoid') for (let i = 0; i < len; i++) dz[i]! *= a[i]! * (1 - a[i]!);
 }
 
-interface Reply { ok: boolean; error?: string; [key: string]: unknown }
+type Reply = WorkerReply;
+const SHARD_WORKER = 'head trainer worker';
 
 /** The worker's next reply; the worker is ref'd until it comes. */
 function reply(worker: Worker): Promise<Reply> {
-  const busy = pending.get(worker) ?? 0;
-  if (busy === 0) worker.ref();
-  pending.set(worker, busy + 1);
-  const settled = () => {
-    const left = pending.get(worker)! - 1;
-    pending.set(worker, left);
-    if (left === 0) worker.unref();
-  };
-  return new Promise<Reply>((resolve, reject) => {
-    const onMessage = (m: Reply) => { cleanup(); m.ok ? resolve(m) : reject(new GraftError(`head trainer worker failed: ${m.error}`)); };
-    const onError = (e: Error) => { cleanup(); reject(new GraftError(`head trainer worker failed: ${e.message}`)); };
-    const onExit = (code: number) => { cleanup(); reject(new GraftError(`head trainer worker exited (code ${code})`)); };
-    const cleanup = () => { worker.off('message', onMessage); worker.off('error', onError); worker.off('exit', onExit); };
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-    worker.on('exit', onExit);
-  }).finally(settled);
+  return nextReply(worker, SHARD_WORKER);
 }
 
-function call(worker: Worker, req: ShardRequest): Promise<Reply> {
-  const r = reply(worker);
-  worker.postMessage(req);
-  return r;
+function call(worker: Worker, req: ShardRequest, transfer?: ArrayBuffer[]): Promise<Reply> {
+  return callWorker(worker, req, SHARD_WORKER, transfer);
 }
