@@ -18,7 +18,6 @@ interface Config {
   spin?: boolean;
   fixed?: boolean;
   size?: number;
-  workers?: number;
 }
 
 const configs = JSON.parse(process.argv[2] ?? '[{"batch":32}]') as Config[];
@@ -31,7 +30,7 @@ for (const config of configs) {
   const size = config.size ?? 150;
   const out = inferShapes(graph, [size, size, 3]).output.get('mixed7')!;
   const bytes = kerasToOnnx(graph, loaded.weights, config.fixed ? { inputSize: [size, size] } : {});
-  const ex = await createOrtExtractor(bytes, [size, size, 3], out, { threads: config.threads, batchSize: config.batch, spin: config.spin, workers: config.workers });
+  const ex = await createOrtExtractor(bytes, [size, size, 3], out, { threads: config.threads, batchSize: config.batch, spin: config.spin });
   const images = await loadImages(labImagePaths(config.batch), size, size);
   await ex.extract(images, config.batch);
   runs.push({ config, ex, images, rates: [] });

@@ -5,7 +5,6 @@
 import { availableParallelism } from 'node:os';
 import type { Report } from '../bench.js';
 import { loadBackbone } from '../../src/backbone/backbone.js';
-import { parallelWorkers } from '../../src/backbone/engine.js';
 import { sharedInceptionWeightsDir } from '../../src/util/paths.js';
 import { labImagePaths, loadImages } from '../../test/support/images.js';
 import { loadTfjsModel, tfjsForward, useWasm } from '../../test/support/tfjs-reference.js';
@@ -39,14 +38,6 @@ export async function run(report: Report): Promise<void> {
     report({ name: 'backbone_img_s', value: imgS, unit: 'images/s' });
   } finally {
     await backbone.dispose();
-  }
-  // As `graft features` runs it: one single-threaded session per core on worker threads.
-  const parallel = await loadBackbone({ cut: CUT, inputSize: [SIZE, SIZE], workers: parallelWorkers() });
-  try {
-    const imgS = await throughput(() => parallel.extractor.extract(images, batch), batch, 6, 2.5);
-    report({ name: 'backbone_img_s_workers', value: imgS, unit: `images/s (${parallelWorkers()} worker sessions, graft features)` });
-  } finally {
-    await parallel.dispose();
   }
 
   await useWasm(availableParallelism());

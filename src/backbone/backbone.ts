@@ -28,8 +28,6 @@ export interface BackboneOptions {
   batchSize?: number;
   /** Busy-wait between ops (default false; see OrtExtractorOptions.spin). */
   spin?: boolean;
-  /** Worker-thread sessions sharing each request (default 1; see OrtExtractorOptions.workers). */
-  workers?: number;
   /**
    * Pool the cut layer's output inside the backbone's graph (avg: GlobalAveragePooling2D, max:
    * GlobalMaxPooling2D), as a head starting with that pooling would: extraction then returns the
@@ -110,7 +108,7 @@ export async function loadBackbone(opts: BackboneOptions = {}): Promise<Backbone
   if (pooling && outputShape.length !== 3) throw new GraftError(`pooling needs the cut layer's output as [h, w, channels]; ${cut} gives [${outputShape.join(', ')}]`);
   const featureShape = !pooling ? outputShape : typeof pooling === 'string' ? [outputShape.at(-1)!] : gridShape(pooling, outputShape);
   const onnxBytes = kerasToOnnx(pooling ? withGlobalPooling(graph, pooling) : graph, loaded.weights, { inputSize: [h, w] });
-  const extractor = await createOrtExtractor(onnxBytes, inputShape, featureShape, { threads: opts.threads, batchSize: opts.batchSize, spin: opts.spin, workers: opts.workers });
+  const extractor = await createOrtExtractor(onnxBytes, inputShape, featureShape, { threads: opts.threads, batchSize: opts.batchSize, spin: opts.spin });
   const backbone: Backbone = {
     graph,
     weights: loaded.weights,

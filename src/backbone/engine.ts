@@ -6,10 +6,7 @@
 import { availableParallelism } from 'node:os';
 import '../util/onnxruntime-telemetry.js'; // before onnxruntime-node: opts out of its telemetry
 import * as ort from 'onnxruntime-node';
-import type { Worker } from 'node:worker_threads';
 import { GraftError } from '../util/errors.js';
-import { callWorker, startWorker } from '../util/worker-calls.js';
-import type { ExtractorWorkerInit, ExtractorWorkerRequest } from './extractor-worker.js';
 
 export interface FeatureExtractor {
   /** [h, w, 3] of one input image. */
@@ -22,39 +19,18 @@ export interface FeatureExtractor {
 }
 
 export interface OrtExtractorOptions {
-  /** Threads in all (default: the number of cores): shared out among the worker sessions, if any. */
+  /** Intra-op threads (default: the number of cores). */
   threads?: number;
   /** Images per onnxruntime call; larger requests are split (default DEFAULT_BATCH). */
   batchSize?: number;
   /**
    * Let idle worker threads busy-wait for the next op (default false): may save a little on an
    * idle machine, but measured ~1.5-2x slower when other work (image decoding) shares the cores.
-   * Only for a session on the calling thread (worker sessions run one thread each on 2 cores).
    */
   spin?: boolean;
   /** What the network is, in messages (default 'the backbone'). */
   label?: string;
-  /**
-   * Sessions, each on its own worker thread with threads / workers intra-op threads, that take
-   * equal shares of each request (default 1: one session on the calling thread). See
-   * parallelWorkers() for the count that suits bulk extraction.
-   */
-  workers?: number;
 }
-
-/**
- * Worker sessions for bulk extraction (graft features) on `threads` cores: one single-threaded
- * session per core, at most MAX_WORKERS. Measured on 2 cores at 150x150: 202-207 images/s against
- * 192-196 for one session with two threads (small late layers, 7x7 at mixed7, leave intra-op
- * threads waiting at every op's barrier); 42.7 against 38-41 at 299x299. Not the default: each
- * session holds its own copy of the network and activations (~110-250 MB more at peak), and in a
- * training run, where the head's and augmentation's threads take turns with the backbone,
- * fine-tuning measured slower and 250 MB heavier with them.
- */
-export function parallelWorkers(threads = availableParallelism()): number {
-  return Math.max(1, Math.min(threads, MAX_WORKERS));
-}
-const MAX_WORKERS = 4;
 
 /**
  * Images per call: enough work per op for both cores, activations small enough to stay
@@ -65,11 +41,7 @@ const MAX_WORKERS = 4;
  */
 export const DEFAULT_BATCH = 20;
 
-/**
- * A FeatureExtractor running `onnxBytes` (from kerasToOnnx) on onnxruntime-node's CPU provider: on
- * worker threads, one session each, for a big network on several cores (`workers`); else one
- * session on the calling thread.
- */
+/** A FeatureExtractor running `onnxBytes` (from kerasToOnnx) on onnxruntime-node's CPU provider. */
 export async function createOrtExtractor(
   onnxBytes: Uint8Array,
   inputShape: [number, number, number],
@@ -79,8 +51,6 @@ export async function createOrtExtractor(
   const threads = opts.threads ?? availableParallelism();
   const batchSize = Math.max(1, opts.batchSize ?? DEFAULT_BATCH);
   const label = opts.label ?? 'the backbone';
-  const workers = opts.workers ?? 1;
-  if (workers > 1) return ParallelExtractor.create(onnxBytes, inputShape, outputShape, { workers, threads: Math.max(1, Math.floor(threads / workers)), batchSize, label });
   let session: ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(onnxBytes, {
@@ -135,82 +105,4 @@ export async function createOrtExtractor(
       await session.release();
     },
   };
-}
-
-/** A FeatureExtractor whose requests are shared out among worker threads, each with its own session (extractor-worker.ts). */
-class ParallelExtractor implements FeatureExtractor {
-  private readonly perIn: number;
-  private readonly perOut: number;
-  /** Shared staging for inputs not already on a SharedArrayBuffer, and for outputs; grown as needed. */
-  private input = new Float32Array(new SharedArrayBuffer(0));
-  private output = new Float32Array(new SharedArrayBuffer(0));
-  private queue: Promise<unknown> = Promise.resolve();
-  private released = false;
-
-  private constructor(
-    readonly inputShape: [number, number, number],
-    readonly outputShape: number[],
-    private readonly workers: Worker[],
-    private readonly label: string,
-  ) {
-    this.perIn = inputShape[0] * inputShape[1] * inputShape[2];
-    this.perOut = outputShape.reduce((a, b) => a * b, 1);
-  }
-
-  static async create(onnx: Uint8Array, inputShape: [number, number, number], outputShape: number[], o: { workers: number; threads: number; batchSize: number; label: string }): Promise<ParallelExtractor> {
-    const init: ExtractorWorkerInit = { inputShape, outputShape, batchSize: o.batchSize, threads: o.threads };
-    const url = new URL(`./extractor-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
-    const workers = Array.from({ length: o.workers }, () => startWorker(url, init));
-    try {
-      // Each its own copy of the bytes, transferred rather than cloned, dropped once loaded.
-      await Promise.all(workers.map((w) => {
-        const bytes = new Uint8Array(onnx); // a copy (a Buffer's slice() would be a view)
-        return callWorker(w, { op: 'load', onnx: bytes } satisfies ExtractorWorkerRequest, 'a backbone worker', [bytes.buffer]);
-      }));
-    } catch (err) {
-      await Promise.all(workers.map((w) => w.terminate()));
-      throw new GraftError(`onnxruntime could not load ${o.label}: ${(err as Error).message.replace(/^a backbone worker failed: /, '')}`, { cause: err });
-    }
-    return new ParallelExtractor(inputShape, outputShape, workers, o.label);
-  }
-
-  extract(input: Float32Array, n: number): Promise<Float32Array> {
-    if (this.released) return Promise.reject(new GraftError(`${this.label} was disposed: load it again to run it`));
-    if (!Number.isInteger(n) || n < 0 || input.length < n * this.perIn) {
-      return Promise.reject(new GraftError(`feature extractor: ${n} images of ${this.inputShape.join('x')} need ${n * this.perIn} values, got ${input.length}`));
-    }
-    // One request at a time: they share the staging buffers.
-    const run = this.queue.then(() => this.run(input, n));
-    this.queue = run.catch(() => {});
-    return run;
-  }
-
-  private async run(input: Float32Array, n: number): Promise<Float32Array> {
-    let images = input;
-    if (!(input.buffer instanceof SharedArrayBuffer)) {
-      if (this.input.length < n * this.perIn) this.input = new Float32Array(new SharedArrayBuffer(n * this.perIn * 4));
-      this.input.set(input.subarray(0, n * this.perIn));
-      images = this.input;
-    }
-    if (this.output.length < n * this.perOut) this.output = new Float32Array(new SharedArrayBuffer(n * this.perOut * 4));
-    // Equal shares in order (20 -> 10 + 10), the same for the same n: a result never depends on timing.
-    const calls: Promise<unknown>[] = [];
-    const share = Math.ceil(n / this.workers.length);
-    for (let w = 0, first = 0; first < n; w++, first += share) {
-      const req: ExtractorWorkerRequest = { op: 'run', input: images.buffer as SharedArrayBuffer, inputOffset: images.byteOffset, output: this.output.buffer as SharedArrayBuffer, first, n: Math.min(share, n - first) };
-      calls.push(callWorker(this.workers[w]!, req, `${this.label} (worker ${w + 1})`));
-    }
-    await Promise.all(calls);
-    return this.output.slice(0, n * this.perOut);
-  }
-
-  async dispose(): Promise<void> {
-    if (this.released) return;
-    this.released = true;
-    await this.queue;
-    await Promise.all(this.workers.map(async (w) => {
-      await callWorker(w, { op: 'close' } satisfies ExtractorWorkerRequest, 'a backbone worker').catch(() => {});
-      await w.terminate();
-    }));
-  }
 }

@@ -13,7 +13,6 @@ import { readdir, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { loadBackbone, type Backbone, type FeaturePooling } from '../backbone/backbone.js';
-import { parallelWorkers } from '../backbone/engine.js';
 import { AugmentPool } from '../data/augment-pool.js';
 import { NO_AUGMENTATION } from '../data/augment.js';
 import type { Interpolation, Orientation } from '../data/decode.js';
@@ -177,7 +176,7 @@ export async function extractFeatures(opts: ExtractFeaturesOptions): Promise<Ext
   const file = opts.shard ? shardPartFile(out, opts.shard) : out;
   const pool = opts.pooling === 'none' ? undefined : (opts.pooling ?? backbonePooling(recipe.head));
   const orientation = opts.orientation ?? 'ignore';
-  const backbone = await loadBackbone({ weights: opts.weights, cut: recipe.cut, inputSize: recipe.inputSize, pool, batchSize: opts.batchSize, workers: parallelWorkers() });
+  const backbone = await loadBackbone({ weights: opts.weights, cut: recipe.cut, inputSize: recipe.inputSize, pool, batchSize: opts.batchSize });
   let augment: AugmentPool | undefined;
   try {
     const fingerprint = await extractionFingerprint(backbone, { inputSize: recipe.inputSize, interpolation: recipe.interpolation, orientation, preprocess: recipe.preprocess }, listing);
