@@ -1,5 +1,5 @@
 /**
- * Worker threads for graft's pools (head shards, backbone sessions): started so that they run
+ * Worker threads for graft's pools (the head trainer's shards, augmentation): started so that they run
  * under tsx as well as compiled, idle ones do not keep the process alive, and a request is a
  * promise of the worker's one reply.
  */

@@ -25,6 +25,13 @@ function int(node: Node, name: string): number | undefined {
   return a === undefined ? undefined : Number(a.i);
 }
 
+/** The nodes that read each tensor, by tensor name. */
+export function readersOf(nodes: Node[]): Map<string, Node[]> {
+  const readers = new Map<string, Node[]>();
+  for (const n of nodes) for (const i of n.input ?? []) readers.set(i, [...(readers.get(i) ?? []), n]);
+  return readers;
+}
+
 /** A stride-1 average pooling that keeps the shape and averages real inputs only. */
 function isShapePreservingMeanPool(n: Node): boolean {
   if (n.opType !== 'AveragePool' || (int(n, 'count_include_pad') ?? 0) !== 0) return false;
@@ -52,8 +59,7 @@ export function poolAfterPointwiseConv(model: Model): Model {
   const graph = model.graph!;
   const nodes = graph.node!;
   const initializers = new Map(graph.initializer!.map((t) => [t.name!, (t.dims ?? []).map(Number)]));
-  const readers = new Map<string, Node[]>();
-  for (const n of nodes) for (const i of n.input ?? []) readers.set(i, [...(readers.get(i) ?? []), n]);
+  const readers = readersOf(nodes);
   const graphOutputs = new Set(graph.output!.map((o) => o.name!));
   const names = new Set([...nodes.flatMap((n) => n.output ?? []), ...initializers.keys(), ...graph.input!.map((i) => i.name!)]);
   const order: Node[] = [];

@@ -12,7 +12,7 @@
  */
 import onnxProto from 'onnx-proto';
 import { GraftError } from '../../util/errors.js';
-import { poolAfterPointwiseConv } from './pool-after-conv.js';
+import { poolAfterPointwiseConv, readersOf } from './pool-after-conv.js';
 
 const { onnx } = onnxProto;
 const T = onnx.TensorProto.DataType;
@@ -40,8 +40,7 @@ const POOLS = new Set(['MaxPool', 'AveragePool']);
 export function calibrationTargets(model: Model): string[] {
   const nodes = model.graph!.node!;
   const targets = new Set<string>();
-  const readers = new Map<string, Node[]>();
-  for (const n of nodes) for (const i of n.input ?? []) readers.set(i, [...(readers.get(i) ?? []), n]);
+  const readers = readersOf(nodes);
   /** The Relu that alone reads a pool's output (pool-after-conv.ts makes such pools). */
   const reluAfter = (pool: Node): Node | undefined => {
     const r = readers.get(pool.output![0]!);
