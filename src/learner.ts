@@ -37,7 +37,7 @@ import type { FeatureRows } from './train/feature-store.js';
 import { fit, evaluateRows, limitSteps, rowsBatchSource, type BatchSource, type EpochLogs, type RowsData, type TrainEnd } from './train/fit.js';
 import { resolveEarlyStopping, type EarlyStoppingConfig } from './train/early-stopping.js';
 import { HeadTrainer } from './train/head-trainer.js';
-import { checkFineTune, fineTunePhase, joinHistories, resolveFineTune, tunedWeights, type FineTuneConfig } from './train/finetune/phase.js';
+import { checkFineTune, fineTunePhase, joinHistories, resolveFineTune, saturatedCachedNote, tunedWeights, type FineTuneConfig } from './train/finetune/phase.js';
 import { layerFeatures } from './train/finetune/layer-features.js';
 import { trainableSegment } from './train/finetune/segment.js';
 import { resolveLrSchedule, type LrScheduleConfig } from './train/lr-schedule.js';
@@ -624,6 +624,8 @@ async function trainInSession(
       });
       if (fineTune) {
         // The second phase: its own trainer, feeds and checkpoint; the head phase's are released first.
+        const saturated = saturatedCachedNote(mode, history);
+        if (saturated) say(saturated);
         const headParams = await trainer.syncParams();
         await trainer.dispose();
         trainer = undefined;

@@ -18,6 +18,7 @@ import { readHistory } from '../src/export/history-io.js';
 import { decodeImage } from '../src/data/decode.js';
 import { loadLayersModelFromDir, tf, useWasm } from './support/tfjs-reference.js';
 import { GraftError } from '../src/util/errors.js';
+import { saturatedCachedNote } from '../src/train/finetune/phase.js';
 
 const PER_CLASS = { train: 6, validation: 3 };
 
@@ -162,4 +163,14 @@ test('the fine-tuning phase draws new augmentations: its epochs continue the hea
   // The validation loss shows the model did not move; the training loss shows new images.
   assert.ok(Math.abs(result.history.val_loss[0]! - result.history.val_loss[1]!) < 1e-6, `val_loss ${result.history.val_loss}`);
   assert.ok(Math.abs(head - tuned) > 1e-4, `training loss ${head} in the head phase, ${tuned} fine-tuning: the same augmented images`);
+});
+
+test('a cached fine-tuning phase after a head that fits its training features gets a note pointing to --mode faithful; others get none', () => {
+  const history = (accuracy: number[]) => ({ loss: accuracy.map(() => 0.1), accuracy, val_loss: accuracy.map(() => 0.2), val_accuracy: accuracy });
+  const note = saturatedCachedNote({ kind: 'cached' }, history([0.9, 1]));
+  assert.match(note ?? '', /accuracy 1\.0000.*--mode faithful/);
+  assert.equal(saturatedCachedNote({ kind: 'cached' }, history([1, 0.98])), undefined, 'the last epoch decides');
+  assert.equal(saturatedCachedNote({ kind: 'faithful' }, history([1])), undefined);
+  assert.equal(saturatedCachedNote({ kind: 'views', views: 4 }, history([1])), undefined);
+  assert.equal(saturatedCachedNote({ kind: 'cached' }, history([])), undefined);
 });

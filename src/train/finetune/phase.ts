@@ -54,6 +54,17 @@ export function checkFineTune(backbone: Backbone, config: Required<FineTuneConfi
   trainableSegment(backbone.graph, config.from, backbone.inputShape);
 }
 
+/**
+ * A note before a cached fine-tuning phase whose head already fits its training features (last
+ * head epoch's training accuracy at least 0.999): with no augmentation the loss left to learn from
+ * is near zero, and that is where fine-tuning measured no gain (docs/fine-tuning.md).
+ */
+export function saturatedCachedNote(mode: FeedMode, headHistory: History): string | undefined {
+  const last = headHistory.accuracy.at(-1);
+  if (mode.kind !== 'cached' || last === undefined || last < 0.999) return undefined;
+  return `Note: the head fits its training features (accuracy ${last.toFixed(4)}), so cached fine-tuning has little left to learn from; with few images, fine-tune with --mode faithful (augmented images every epoch; docs/fine-tuning.md)`;
+}
+
 /** The folder of the second phase's checkpoint, inside the run's. */
 export function fineTuneCheckpointDir(checkpointDir: string): string {
   return join(checkpointDir, 'fine-tune');
