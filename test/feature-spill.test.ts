@@ -7,35 +7,14 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { labSubset } from './support/images.js';
+import { smallCachedRun } from './support/small-cached-run.js';
 import { trainClassifier, type TrainOptions } from '../src/learner.js';
-import { parseHeadSpec } from '../src/model/head-spec-parse.js';
 import { loadClassifier, predictEach, predictFiles } from '../src/model/saved-classifier.js';
-import { sharedInceptionWeightsDir } from '../src/util/paths.js';
 
 const root = await labSubset('graft-spill-', { train: 6, validation: 3 });
 test.after(() => rm(root, { recursive: true, force: true }));
 
-function options(out: string, extra: Partial<TrainOptions> = {}): TrainOptions & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    data: join(root, 'data'),
-    out: join(root, out),
-    // Written to the lab's settings (rescale preprocessing, nearest resize).
-    recipe: 'lab',
-    weights: sharedInceptionWeightsDir('fp32'),
-    inputSize: [100, 100],
-    head: parseHeadSpec('gap,dense:8:relu,dropout:0.2'),
-    mode: { kind: 'cached' },
-    batchSize: 4,
-    epochs: 2,
-    seed: 3,
-    optimizer: { kind: 'adam', learningRate: 1e-3 },
-    verbose: 2,
-    lines,
-    log: (l) => lines.push(l),
-    ...extra,
-  };
-}
+const options = (out: string, extra: Partial<TrainOptions> = {}) => smallCachedRun(root, out, extra);
 
 test('cached features over the budget are read from disk with the same history; a resume reuses them; damage and other settings are rebuilt', async () => {
   const fits = options('fits');

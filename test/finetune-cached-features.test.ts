@@ -9,35 +9,13 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { labSubset } from './support/images.js';
+import { smallCachedRun } from './support/small-cached-run.js';
 import { trainClassifier, type TrainOptions } from '../src/learner.js';
-import { parseHeadSpec } from '../src/model/head-spec-parse.js';
-import { sharedInceptionWeightsDir } from '../src/util/paths.js';
 
 const root = await labSubset('graft-finetune-cached-', { train: 6, validation: 3 });
 test.after(() => rm(root, { recursive: true, force: true }));
 
-function options(out: string, extra: Partial<TrainOptions> = {}): TrainOptions & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    data: join(root, 'data'),
-    out: join(root, out),
-    recipe: 'lab',
-    weights: sharedInceptionWeightsDir('fp32'),
-    inputSize: [100, 100],
-    // A pooling head: the derived features at the cut are pooled in the graph (768 floats an image).
-    head: parseHeadSpec('gap,dense:8:relu,dropout:0.2'),
-    mode: { kind: 'cached' },
-    batchSize: 4,
-    epochs: 1,
-    seed: 3,
-    optimizer: { kind: 'adam', learningRate: 1e-3 },
-    fineTune: { from: 'mixed6', epochs: 2, learningRate: 1e-4 },
-    verbose: 2,
-    lines,
-    log: (l) => lines.push(l),
-    ...extra,
-  };
-}
+const options = (out: string, extra: Partial<TrainOptions> = {}) => smallCachedRun(root, out, { epochs: 1, fineTune: { from: 'mixed6', epochs: 2, learningRate: 1e-4 }, ...extra });
 
 test('cached fine-tuning: features at the layer once per image, through the store; spilled or not, the same history; damage rebuilt', async () => {
   const fits = options('fits');
