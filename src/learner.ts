@@ -560,8 +560,7 @@ async function trainInSession(
       }
 
       // Cached fine-tuning: each image once through the backbone, to the fine-tuned layer; the head's features derived from there.
-      // (A grid-pooling head's pooling is not in the frozen-segment graph: its phase 2 computes its own features at the layer.)
-      const atLayer = fineTune && mode.kind === 'cached' && (!backbone!.pooling || typeof backbone!.pooling === 'string')
+      const atLayer = fineTune && mode.kind === 'cached'
         ? await layerFeatures({ backbone: backbone!, segment: trainableSegment(backbone!.graph, fineTune.from, backbone!.inputShape), context, trainStore, valStore, storage, withProgress, say })
         : null;
       opened.push(...(atLayer?.all.map((d) => d.rows) ?? []));

@@ -2,7 +2,7 @@
  * Cached fine-tuning's features: each image runs once through the frozen backbone below the
  * fine-tuned layer; its features there are kept (through the feature store: memory budget, spill
  * to disk, reuse) for the second phase, and the head phase's features at the cut are derived from
- * them by the frozen layers above (pooled in the graph for a pooling head), not by a second pass
+ * them by the frozen layers above (pooled in the graph for a pooling or grid head), not by a second pass
  * over the images.
  */
 import type { Backbone } from '../../backbone/backbone.js';
@@ -75,8 +75,7 @@ export async function layerFeatures(p: LayerFeaturesInput): Promise<LayerFeature
     } finally {
       await below.dispose();
     }
-    const cutShape = backbone.pooling ? [segment.outputShape.at(-1)!] : segment.outputShape;
-    const above = await createOrtExtractor(frozenSegmentForward(segment, backbone.weights, typeof backbone.pooling === 'string' ? backbone.pooling : null), segment.inputShape as [number, number, number], cutShape, { label: `the backbone from ${from} to ${segment.to}` });
+    const above = await createOrtExtractor(frozenSegmentForward(segment, backbone.weights, backbone.pooling), segment.inputShape as [number, number, number], backbone.featureShape, { label: `the backbone from ${from} to ${segment.to}` });
     const atCut = {} as LayerFeatures['atCut'];
     try {
       for (const [which, key] of [['validation', 'val'], ['training', 'train']] as const) {

@@ -81,7 +81,7 @@ export interface FineTunePhaseInput {
   mode: FeedMode;
   trainStore: ImageStore;
   valStore: ImageStore;
-  /** Cached mode: the features at `from` the head phase's were derived from (layerFeatures); the other modes compute their own. */
+  /** Cached mode (required there): the features at `from` the head phase's were derived from (layerFeatures); the other modes compute their own. */
   atLayer?: { train: RowsData; val: RowsData };
   /** The feed context of the head phase, less its extractor and pool (this phase brings its own). */
   context: Omit<FeedContext, 'store' | 'extractor' | 'pool'>;
@@ -162,12 +162,11 @@ export async function fineTunePhase(p: FineTunePhaseInput): Promise<FineTunePhas
       valData = await p.withProgress('Features ', `computing validation features at ${config.from}`, (onProgress) => cachedRows(context(p.valStore), `validation-${config.from}`, undefined, onProgress));
       p.say(`Validation features at ${config.from} computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
       if (p.mode.kind === 'faithful') source = faithfulSource(context(p.trainStore), p.batchSize);
-      else if (p.mode.kind === 'cached') {
-        const cached = await p.withProgress('Features ', `computing training features at ${config.from}`, (onProgress) => cachedRows(context(p.trainStore), `training-${config.from}`, undefined, onProgress));
-        source = rowsBatchSource(cached, p.batchSize, { shuffle: true, seed: p.context.seed });
-      } else {
+      else if (p.mode.kind === 'views') {
         const views = p.mode.views;
         source = await p.withProgress('Views ', `computing augmented views at ${config.from}`, (onProgress) => viewsSource(context(p.trainStore), p.batchSize, views, onProgress));
+      } else {
+        throw new Error('cached fine-tuning takes its features at the layer from layerFeatures (atLayer)');
       }
     }
     source = continueEpochs(limitSteps(source, p.stepsPerEpoch), p.epochOffset);

@@ -26,6 +26,8 @@ import { weightKey } from '../../backbone/keras-graph.js';
 import { windowParams } from '../../backbone/layer-shapes.js';
 import { attrInt, attrInts, OnnxBuilder, samePads } from '../../backbone/onnx/convert.js';
 import { GRAFT_VERSION } from '../../version.js';
+import type { FeaturePooling } from '../../backbone/backbone.js';
+import { gridShape } from '../../model/grid-pool.js';
 import type { Segment } from './segment.js';
 import { poolAfterAffine } from './segment-pool-order.js';
 
@@ -145,9 +147,10 @@ function padsOf(layer: KerasLayer, inShape: number[]): number[] {
 /**
  * The segment's forward alone with `weights` as constants (onnxruntime pre-packs them): the frozen
  * network from `from` to the cut, for features at the cut derived from features at `from`; with
- * `pool`, the cut's output globally pooled in the graph (as the backbone's `pool` option).
+ * `pool`, the cut's output pooled in the graph as the backbone's `pool` option pools it (globally,
+ * or a head's grid pooling).
  */
-export function frozenSegmentForward(segment: Segment, weights: WeightMap, pool: 'avg' | 'max' | null): Uint8Array {
+export function frozenSegmentForward(segment: Segment, weights: WeightMap, pool: FeaturePooling | null): Uint8Array {
   return buildGraphs(segment, weights, { pool }) as Uint8Array;
 }
 
@@ -156,7 +159,7 @@ export function buildSegmentGraphs(segment: Segment, weights: WeightMap): Segmen
   return buildGraphs(segment, weights, null) as SegmentGraphs;
 }
 
-function buildGraphs(original: Segment, weights: WeightMap, frozen: { pool: 'avg' | 'max' | null } | null): SegmentGraphs | Uint8Array {
+function buildGraphs(original: Segment, weights: WeightMap, frozen: { pool: FeaturePooling | null } | null): SegmentGraphs | Uint8Array {
   const segment = poolAfterAffine(original);
   const folds = convFolds(segment, weights);
   const paramIndex = new Map(segment.trainable.map((t, i) => [t.key, i]));
@@ -293,13 +296,24 @@ function buildGraphs(original: Segment, weights: WeightMap, frozen: { pool: 'avg
   if (frozen) {
     const top = values.get(segment.to)!;
     const channels = segment.outputShape.at(-1)!;
-    if (frozen.pool) f.nodes.push({ opType: frozen.pool === 'avg' ? 'ReduceMean' : 'ReduceMax', input: [top], output: ['y'], name: 'y', attribute: [attrInts('axes', [1, 2]), attrInt('keepdims', 0)] });
-    else f.nodes.push({ opType: 'Identity', input: [top], output: ['y'], name: 'y' });
+    const pool = frozen.pool;
+    if (pool === 'avg' || pool === 'max') {
+      f.nodes.push({ opType: pool === 'avg' ? 'ReduceMean' : 'ReduceMax', input: [top], output: ['y'], name: 'y', attribute: [attrInts('axes', [1, 2]), attrInt('keepdims', 0)] });
+    } else if (pool) {
+      // A head's grid pooling (padding 'valid'): ONNX pools are NCHW, the segment's values NHWC.
+      const nchw = f.node('Transpose', [top], 'y_in_nchw', [attrInts('perm', [0, 3, 1, 2])]);
+      const window = [attrInts('kernel_shape', [pool.pool, pool.pool]), attrInts('strides', [pool.stride, pool.stride])];
+      const pooled = f.node(pool.kind === 'avgpool' ? 'AveragePool' : 'MaxPool', [nchw], 'y_pooled', window);
+      f.nodes.push({ opType: 'Transpose', input: [pooled], output: ['y'], name: 'y', attribute: [attrInts('perm', [0, 2, 3, 1])] });
+    } else {
+      f.nodes.push({ opType: 'Identity', input: [top], output: ['y'], name: 'y' });
+    }
     segment.trainable.forEach((t, i) => {
       const data = weights.get(t.key)!.data;
       f.initializers.push({ name: paramInputs[i]!, dims: t.shape, dataType: FLOAT, rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice() });
     });
-    return modelBytes('segment_frozen', f, [valueInfo('x', ['N', ...segment.inputShape])], [valueInfo('y', ['N', ...(frozen.pool ? [channels] : segment.outputShape)])]);
+    const outShape = pool === 'avg' || pool === 'max' ? [channels] : pool ? gridShape(pool, segment.outputShape) : segment.outputShape;
+    return modelBytes('segment_frozen', f, [valueInfo('x', ['N', ...segment.inputShape])], [valueInfo('y', ['N', ...outShape])]);
   }
   f.nodes.push({ opType: 'Identity', input: [values.get(segment.to)!], output: ['y'], name: 'y' });
 
