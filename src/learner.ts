@@ -632,7 +632,7 @@ async function trainInSession(
         await backbone!.extractor.dispose();
         const phase = await fineTunePhase({
           config: fineTune, backbone: backbone!, head, headParams, optimizer, mode, trainStore, valStore,
-          context: { augmentation, pre, classMode, seed }, batchSize, maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, Math.min(batchSize, trainStore.count)),
+          context: { augmentation, pre, classMode, seed }, storage, batchSize, maxBatch: Math.max(HeadTrainer.DEFAULT_MAX_BATCH, Math.min(batchSize, trainStore.count)),
           stepsPerEpoch: opts.stepsPerEpoch, valImagesUsed, epochOffset: history.loss.length, checkpointDir, resume: opts.resume, setup, earlyStopping: opts.earlyStopping, verbose,
           lrSchedule: opts.lrSchedule, classWeights: balance.weights, ...(balance.showRecall && { classRecall: classes }), ...(atLayer && { atLayer: atLayer.atLayer }),
           showMemory: opts.showMemory, signal: opts.signal, log, say, withProgress,

@@ -91,3 +91,16 @@ test('a grid-pooling head (the default recipe\'s kind) fine-tunes on the same on
   assert.deepEqual(onDisk.history, inMemory.history);
   assert.deepEqual((await readdir(join(root, 'grid-spilled', 'features'))).sort(), ['training-mixed6.features', 'training.features', 'validation-mixed6.features', 'validation.features']);
 });
+
+test('views fine-tuning keeps its views and validation features at the layer within the memory budget: spilled, the same history', async () => {
+  const views = { mode: { kind: 'views', views: 2 } as const, fineTune: { from: 'mixed6', epochs: 1, learningRate: 1e-4 } };
+  const inMemory = await trainClassifier(options('views', views));
+  assert.deepEqual(inMemory.history.phase, [1, 2]);
+  assert.deepEqual(await readdir(join(root, 'views')).then((names) => names.includes('features')), false);
+  const spilled = options('views-spilled', { ...views, memoryBudget: 1000 });
+  const onDisk = await trainClassifier(spilled);
+  assert.deepEqual(onDisk.history, inMemory.history);
+  assert.deepEqual(onDisk.metrics, inMemory.metrics);
+  assert.deepEqual((await readdir(join(root, 'views-spilled', 'features'))).sort(), ['training-mixed6.features', 'training.features', 'validation-mixed6.features', 'validation.features']);
+  assert.ok(spilled.lines.some((l) => /The training-mixed6 features .* are kept on disk/.test(l)), spilled.lines.join('\n'));
+});

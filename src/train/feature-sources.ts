@@ -315,11 +315,12 @@ export async function viewsSource(
   views: number,
   onProgress?: (done: number, total: number) => void,
   storage?: FeatureStorage,
+  name = 'training',
 ): Promise<BatchSource & { rows: FeatureRows }> {
   const d = featureLength(ctx);
   const count = ctx.store.count;
   const feed = { feed: `views=${views}`, augmentation: ctx.augmentation, seed: ctx.seed };
-  const rows = await featureRows(ctx, storage, { name: 'training', rows: views * count, dtype: 'float16', feed }, async (from, write) => {
+  const rows = await featureRows(ctx, storage, { name, rows: views * count, dtype: 'float16', feed }, async (from, write) => {
     for (let v = Math.floor(from / count); v < views; v++) {
       await computeFeatures(ctx, {
         augmentSeed: deriveSeed(ctx.seed, v, STREAM_VIEW_AUGMENT),

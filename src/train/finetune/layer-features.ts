@@ -55,13 +55,18 @@ export interface LayerFeaturesInput {
   say: (line: string) => void;
 }
 
+/** The run's feature storage for features taken at `layer` (unpooled) instead of at the cut: their own fingerprint. */
+export function storageAtLayer(storage: FeatureStorage, layer: string): FeatureStorage {
+  return { ...storage, fingerprint: async (store) => ({ ...(await storage.fingerprint(store)), cut: layer, pooling: 'none' }) };
+}
+
 /** Features at `from` (once per image) and at the cut (derived), validation and training. */
 export async function layerFeatures(p: LayerFeaturesInput): Promise<LayerFeatures> {
   const { segment, backbone } = p;
   const from = segment.from;
   const all: RowsData[] = [];
   try {
-    const atLayerStorage: FeatureStorage = { ...p.storage, fingerprint: async (store) => ({ ...(await p.storage.fingerprint(store)), cut: from, pooling: 'none' }) };
+    const atLayerStorage = storageAtLayer(p.storage, from);
     const below = await belowExtractor(backbone, segment);
     const atLayer = {} as LayerFeatures['atLayer'];
     try {

@@ -15,7 +15,7 @@ import type { ImageStore } from '../../data/image-store.js';
 import type { HeadSpec } from '../../model/head-spec.js';
 import type { HeadParams } from '../../model/head.js';
 import { GraftError } from '../../util/errors.js';
-import { cachedRows, faithfulSource, viewsSource, type FeedContext, type FeedMode } from '../feature-sources.js';
+import { cachedRows, faithfulSource, viewsSource, type FeatureStorage, type FeedContext, type FeedMode } from '../feature-sources.js';
 import { fit, limitSteps, rowsBatchSource, type BatchSource, type EpochLogs, type RowsData, type TrainEnd } from '../fit.js';
 import { EXTRA_HISTORY_KEYS, type History } from '../history.js';
 import type { EarlyStoppingConfig } from '../early-stopping.js';
@@ -25,7 +25,7 @@ import type { LrScheduleConfig } from '../lr-schedule.js';
 import { trainableSegment, type Segment } from './segment.js';
 import { SegmentEngine } from './segment-engine.js';
 import { FineTuneTrainer } from './trainer.js';
-import { belowExtractor } from './layer-features.js';
+import { belowExtractor, storageAtLayer } from './layer-features.js';
 
 export interface FineTuneConfig {
   /** The layers after this one (e.g. 'mixed6') up to the cut become trainable. */
@@ -83,6 +83,12 @@ export interface FineTunePhaseInput {
   valStore: ImageStore;
   /** Cached mode (required there): the features at `from` the head phase's were derived from (layerFeatures); the other modes compute their own. */
   atLayer?: { train: RowsData; val: RowsData };
+  /**
+   * The run's feature storage (at the cut): in faithful and views modes this phase's validation
+   * features and views at `from` go through it too (their own files and fingerprint), so their
+   * memory stays within the run's budget however many images there are.
+   */
+  storage: FeatureStorage;
   /** The feed context of the head phase, less its extractor and pool (this phase brings its own). */
   context: Omit<FeedContext, 'store' | 'extractor' | 'pool'>;
   batchSize: number;
@@ -135,7 +141,10 @@ export async function fineTunePhase(p: FineTunePhaseInput): Promise<FineTunePhas
   let pool: AugmentPool | null = null;
   let engine: SegmentEngine | null = null;
   let trainer: FineTuneTrainer | null = null;
+  /** Feature rows this phase opened (not the cached ones: the caller's). */
+  const opened: RowsData['rows'][] = [];
   const release = async () => {
+    for (const rows of opened) await rows.close();
     await trainer?.dispose();
     await engine?.dispose();
     await pool?.close();
@@ -159,12 +168,16 @@ export async function fineTunePhase(p: FineTunePhaseInput): Promise<FineTunePhas
       source = rowsBatchSource(p.atLayer.train, p.batchSize, { shuffle: true, seed: p.context.seed });
     } else {
       const t0 = performance.now();
-      valData = await p.withProgress('Features ', `computing validation features at ${config.from}`, (onProgress) => cachedRows(context(p.valStore), `validation-${config.from}`, undefined, onProgress));
+      const storage = storageAtLayer(p.storage, config.from);
+      valData = await p.withProgress('Features ', `computing validation features at ${config.from}`, (onProgress) => cachedRows(context(p.valStore), `validation-${config.from}`, storage, onProgress));
+      opened.push(valData.rows);
       p.say(`Validation features at ${config.from} computed once (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
       if (p.mode.kind === 'faithful') source = faithfulSource(context(p.trainStore), p.batchSize);
       else if (p.mode.kind === 'views') {
         const views = p.mode.views;
-        source = await p.withProgress('Views ', `computing augmented views at ${config.from}`, (onProgress) => viewsSource(context(p.trainStore), p.batchSize, views, onProgress));
+        const viewsAtLayer = await p.withProgress('Views ', `computing augmented views at ${config.from}`, (onProgress) => viewsSource(context(p.trainStore), p.batchSize, views, onProgress, storage, `training-${config.from}`));
+        opened.push(viewsAtLayer.rows);
+        source = viewsAtLayer;
       } else {
         throw new Error('cached fine-tuning takes its features at the layer from layerFeatures (atLayer)');
       }
