@@ -148,10 +148,10 @@ function separable(count: number, seed: number): ArrayData {
   return { features, labels, count };
 }
 
-async function makeTrainer(seed = 11, blockRows: number | undefined = 5): Promise<HeadTrainer> {
+async function makeTrainer(seed = 11, blockColumns: number | undefined = 5): Promise<HeadTrainer> {
   // Checkpoint blocks of 3 rows (the kernel has more), so streamed slots cross block boundaries.
   const checkpointBlockFloats = 3 * (SPEC.layers.find((l) => l.kind === 'dense') as { units: number }).units;
-  return HeadTrainer.create(SPEC, initHead(SPEC, SHAPE, seed), { kind: 'rmsprop', learningRate: 0.01 }, { seed, threads: 2, featureShape: SHAPE, blockRows, checkpointBlockFloats });
+  return HeadTrainer.create(SPEC, initHead(SPEC, SHAPE, seed), { kind: 'rmsprop', learningRate: 0.01 }, { seed, threads: 2, featureShape: SHAPE, blockColumns, checkpointBlockFloats });
 }
 
 test('a tiny head learns linearly separable features (>95% validation accuracy)', async () => {

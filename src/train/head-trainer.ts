@@ -17,6 +17,7 @@ import { sampleWeights } from './class-weights.js';
 import { deriveSeed, STREAM_DROPOUT } from './seeds.js';
 import type { ShardInit, ShardRequest } from './dense-shard-worker.js';
 import type { SavedOptimizerState, SavedParams, StreamedArray } from './checkpoint.js';
+import { transposeInto } from '../util/transpose.js';
 
 export interface HeadTrainerOptions {
   seed: number;
@@ -36,13 +37,13 @@ export interface HeadTrainerOptions {
   /** Largest batch trainStep accepts (default DEFAULT_MAX_BATCH, 64); evaluate/predict split bigger inputs. */
   maxBatch?: number;
   /**
-   * Kernel rows per dW product in the workers. onnxruntime-node allocates every output afresh
+   * Kernel columns per dWᵀ product in the workers. onnxruntime-node allocates every output afresh
    * (a preallocated output is copied into), so the block size is about the allocator: under
-   * graft's malloc settings (util/malloc-tunables.ts), outputs of 4096 rows (8 MiB) are recycled
-   * from the heap and blocks measured fastest; otherwise each block's memory is faulted in anew and
-   * one product per step is fastest. Default: 4096 under those settings, else all rows.
+   * graft's malloc settings (util/malloc-tunables.ts), outputs of 64 columns (9.6 MiB in the lab)
+   * are recycled from the heap and measured fastest; otherwise each block's memory is faulted in
+   * anew and one product per step is fastest. Default: 64 under those settings, else all columns.
    */
-  blockRows?: number;
+  blockColumns?: number;
   /** Floats per block when the first kernel's optimiser slots are streamed to a checkpoint (default 1M, 4 MB). */
   checkpointBlockFloats?: number;
   /** trainStep can also give dL/d(features), for fine-tuning the backbone beneath (default false). */
@@ -214,7 +215,7 @@ export class HeadTrainer {
     for (let s = 0; s < count; s++) {
       const col0 = Math.round((s * N) / count), cols = Math.round(((s + 1) * N) / count) - col0;
       const dx = options.inputGradient ? new SharedArrayBuffer(maxBatch * K * 4) : undefined;
-      const data: ShardInit = { inputSize: K, units: N, col0, cols, maxBatch, optimizer: opt, blockRows: options.blockRows ?? defaultBlockRows(K), ortThreads: options.ortThreads ?? 1, ...shared, dx };
+      const data: ShardInit = { inputSize: K, units: N, col0, cols, maxBatch, optimizer: opt, blockColumns: options.blockColumns ?? defaultBlockColumns(N), ortThreads: options.ortThreads ?? 1, ...shared, dx };
       const worker = startWorker(url, data);
       shards.push({ worker, col0, cols, dx: dx ? new Float32Array(dx) : null });
     }
@@ -223,7 +224,7 @@ export class HeadTrainer {
       // One shard at a time, its columns transferred rather than cloned: a shard's copy is 77 MB
       // in the lab, which would otherwise exist three times over at once, at the run's peak.
       for (const s of shards) {
-        const kernel = columns(initial, K, N, s.col0, s.cols);
+        const kernel = columnsTransposed(initial, K, N, s.col0, s.cols);
         await call(s.worker, { op: 'set', kernel, slots: [] }, [kernel.buffer as ArrayBuffer]);
       }
     } catch (err) {
@@ -318,7 +319,7 @@ export class HeadTrainer {
       const k0 = new Float32Array(K * N);
       parts.forEach((p, s) => {
         const g = p.gradient as Float32Array, { col0, cols } = this.shards[s]!;
-        for (let i = 0; i < K; i++) k0.set(g.subarray(i * cols, (i + 1) * cols), i * N + col0);
+        transposeInto(g, 0, K, k0, col0, N, cols, K);
       });
       return { loss, dense: this.grads.map((g, i) => ({ kernel: i === 0 ? k0 : g.kernel.slice(), bias: g.bias.slice() })) };
     });
@@ -613,22 +614,22 @@ export class HeadTrainer {
   private async scatterFirst(kernel: Float32Array | null, slots: Float32Array[] | null): Promise<void> {
     const K = this.inputSize, N = this.params.dense[0]!.units;
     for (const s of this.shards) {
-      const part = kernel && columns(kernel, K, N, s.col0, s.cols);
-      const slotParts = (slots ?? []).map((a) => columns(a, K, N, s.col0, s.cols));
+      const part = kernel && columnsTransposed(kernel, K, N, s.col0, s.cols);
+      const slotParts = (slots ?? []).map((a) => columnsTransposed(a, K, N, s.col0, s.cols));
       await call(s.worker, { op: 'set', kernel: part, slots: slotParts }, [...(part ? [part.buffer as ArrayBuffer] : []), ...slotParts.map((a) => a.buffer as ArrayBuffer)]);
     }
   }
 }
 
-function defaultBlockRows(inputSize: number): number {
+function defaultBlockColumns(units: number): number {
   // Measured with glibc only; elsewhere the allocator is another one.
-  return process.platform === 'linux' && mallocTunablesSet() ? Math.min(4096, inputSize) : inputSize;
+  return process.platform === 'linux' && mallocTunablesSet() ? Math.min(64, units) : units;
 }
 
-/** Columns [col0, col0+cols) of a row-major [rows, width] matrix, as a contiguous [rows, cols] copy. */
-function columns(m: Float32Array, rows: number, width: number, col0: number, cols: number): Float32Array {
+/** Columns [col0, col0+cols) of a row-major [rows, width] matrix, transposed: a contiguous [cols, rows] copy (a worker's layout). */
+function columnsTransposed(m: Float32Array, rows: number, width: number, col0: number, cols: number): Float32Array {
   const out = new Float32Array(rows * cols);
-  for (let i = 0; i < rows; i++) out.set(m.subarray(i * width + col0, i * width + col0 + cols), i * cols);
+  transposeInto(m, col0, width, out, 0, rows, rows, cols);
   return out;
 }
 
