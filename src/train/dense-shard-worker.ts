@@ -57,7 +57,7 @@ const S = slotCount(optimizer);
 
 // One memory for everything the kernels touch; 16-byte aligned arrays. kernel and slots are
 // [C, K] (transposed); h and dh are this shard's columns as [C, B] (transposed) and [B, C].
-const sizes = { kernel: K * C, slots: S * K * C, scratch: CB * K, x: B * K, xt: K * B, dh: B * C, dht: C * B, ht: C * B, dx: init.dx ? B * K : 0 };
+const sizes = { kernel: K * C, slots: S * K * C, scratch: CB * K, x: B * K, dh: B * C, dht: C * B, ht: C * B, dx: init.dx ? B * K : 0 };
 const memory = wasmMemory(Object.values(sizes).reduce((a, n) => a + Math.ceil(n / 4) * 16, 0));
 let offset = 0;
 const take = (n: number) => {
@@ -69,18 +69,19 @@ const kernel = take(sizes.kernel);
 const slotArea = take(sizes.slots);
 const slots = Array.from({ length: S }, (_, s) => slotArea.subarray(s * K * C, (s + 1) * K * C));
 const scratch = take(sizes.scratch);
-const x = take(sizes.x), xt = take(sizes.xt), dh = take(sizes.dh), dht = take(sizes.dht), ht = take(sizes.ht), dx = take(sizes.dx);
+const x = take(sizes.x), dh = take(sizes.dh), dht = take(sizes.dht), ht = take(sizes.ht), dx = take(sizes.dx);
 const xShared = new Float32Array(init.x), hShared = new Float32Array(init.h), dhShared = new Float32Array(init.dh);
 const dxShared = init.dx ? new Float32Array(init.dx) : null;
 const rmsprop: RmspropKernel | null = optimizer.kind === 'rmsprop' ? simdRmsprop(memory, optimizer.legacy) : null;
 const matmul = await OrtMatMul.create(init.ortThreads);
+/** Wᵀ·xᵀ from x as it lies ([n, K]): MLAS packs the transposed input itself, 1.4 ms a step less than a transpose in JS. */
+const matmulTransposedInput = await OrtMatMul.create(init.ortThreads, true);
 
 /** hᵀ[C, n] = Wᵀ[C, K] · xᵀ[K, n], written into the shared h as this shard's columns. */
 async function forward(n: number): Promise<void> {
   x.set(xShared.subarray(0, n * K));
-  transposeInto(x, 0, K, xt, 0, n, n, K);
   const out = ht.subarray(0, C * n);
-  await matmul.run(kernel, xt.subarray(0, K * n), out, C, K, n);
+  await matmulTransposedInput.run(kernel, x.subarray(0, n * K), out, C, K, n);
   transposeInto(out, 0, n, hShared, col0, N, C, n);
 }
 
@@ -182,6 +183,7 @@ parentPort!.on('message', (req: ShardRequest) => {
           break;
         case 'close':
           await matmul.dispose();
+          await matmulTransposedInput.dispose();
           parentPort!.postMessage({ ok: true });
           parentPort!.close();
           break;
