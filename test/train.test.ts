@@ -486,3 +486,39 @@ test('early stopping in fit: stops patience epochs after the best, restores its 
     await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
   }
 });
+
+test('the first Dense layer trains the same whatever its shard count and block size (one, two or three workers), with every optimiser', async () => {
+  // 7 units: shards of 7, 4+3 and 2+3+2 columns; blocks of 7, 2 and 3 columns (with a short last block).
+  const spec: HeadSpec = { layers: [{ kind: 'flatten' }, { kind: 'dense', units: 7, activation: 'relu' }, { kind: 'dense', units: 3, activation: 'softmax' }] };
+  const shape = [5, 4], n = 6, size = 20;
+  const rng = new Random(21);
+  const batches = Array.from({ length: 4 }, () => ({
+    x: new Float32Array(n * size).map(() => rng.uniform(-1, 1)),
+    y: (() => { const y = new Float32Array(n * 3); for (let b = 0; b < n; b++) y[b * 3 + rng.int(3)] = 1; return y; })(),
+  }));
+  for (const kind of ['rmsprop', 'adam', 'sgd'] as const) {
+    const results: { kernel: Float32Array; slots: Float32Array[]; dx: Float32Array }[] = [];
+    for (const [threads, blockColumns] of [[1, 7], [2, 2], [3, 3]] as const) {
+      const trainer = await HeadTrainer.create(spec, initHead(spec, shape, 4), { kind, learningRate: 0.05 }, { seed: 4, threads, featureShape: shape, blockColumns, inputGradient: true });
+      try {
+        const dx = new Float32Array(n * size);
+        for (const { x, y } of batches) await trainer.trainStep(x, y, n, dx);
+        const params = await trainer.syncParams();
+        const state = await trainer.getOptimizerState();
+        results.push({ kernel: params.dense[0]!.kernel.slice(), slots: state.slots[0]!.map((s) => s.slice()), dx });
+      } finally {
+        await trainer.dispose();
+      }
+    }
+    const close = (a: Float32Array, b: Float32Array, what: string) => {
+      assert.equal(a.length, b.length, what);
+      for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= 1e-6 * (1 + Math.abs(a[i]!)), `${kind} ${what}[${i}]: ${a[i]} vs ${b[i]}`);
+    };
+    assert.ok(results[0]!.kernel.some((v, i) => v !== initHead(spec, shape, 4).dense[0]!.kernel[i]), 'the kernel trained');
+    for (const r of results.slice(1)) {
+      close(results[0]!.kernel, r.kernel, 'first kernel');
+      results[0]!.slots.forEach((s, j) => close(s, r.slots[j]!, `slot ${j}`));
+      close(results[0]!.dx, r.dx, 'feature gradient');
+    }
+  }
+});
