@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { applyUpdate, resolveOptimizer, type OptimizerConfig } from '../src/train/optimizers.js';
-import { simdRmsprop, wasmMemory } from '../src/train/simd-rmsprop.js';
+import { adamAlpha, applyUpdate, resolveOptimizer, type OptimizerConfig } from '../src/train/optimizers.js';
+import { simdRmsprop } from '../src/train/simd-rmsprop.js';
+import { simdAdam } from '../src/train/simd-adam.js';
+import { wasmMemory } from '../src/train/wasm-simd.js';
 import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from '../src/train/losses.js';
 import { HeadTrainer } from '../src/train/head-trainer.js';
 import { arrayBatchSource, fit, type ArrayData, type TrainEnd } from '../src/train/fit.js';
@@ -92,6 +94,33 @@ test('the SIMD RMSprop kernels (current and legacy) match the JS kernel, includi
     after.push(w.slice());
   }
   assert.ok(after[0]!.some((v, i) => Math.abs(v - after[1]![i]!) > 1e-5), 'the two epsilon placements give different weights');
+});
+
+test('the SIMD Adam kernel matches the JS kernel over several steps, including a non-multiple-of-4 tail and flushed tiny values', () => {
+  const n = 1003, mem = wasmMemory(n * 16 + 64);
+  const w = new Float32Array(mem.buffer, 0, n), m = new Float32Array(mem.buffer, 4016, n), v = new Float32Array(mem.buffer, 8032, n), g = new Float32Array(mem.buffer, 12048, n);
+  const kernel = simdAdam(mem);
+  assert.ok(kernel, 'WebAssembly SIMD available');
+  const rng = new Random(8);
+  for (let i = 0; i < n; i++) { w[i] = rng.uniform(-1, 1); m[i] = rng.uniform(-1e-3, 1e-3); v[i] = rng.next() * 1e-5; g[i] = rng.uniform(-0.1, 0.1); }
+  // A few values the flushes act on: a gradient below 1e-18, slots headed below 1e-30.
+  g[5] = 1e-20; m[6] = 1e-31; g[6] = 0; v[7] = 1e-31; g[7] = 0; g[1001] = 1e-20;
+  const w2 = w.slice(), m2 = m.slice(), v2 = v.slice(), start = w.slice();
+  const opt = resolveOptimizer({ kind: 'adam', learningRate: 0.01 });
+  assert.ok(opt.kind === 'adam');
+  for (let s = 1; s <= 4; s++) {
+    kernel(w, m, v, g, adamAlpha(opt, s), 1 - opt.beta1, 1 - opt.beta2, opt.epsilon);
+    applyUpdate(opt, s, w2, g, [m2, v2]);
+  }
+  for (let i = 0; i < n; i++) {
+    assert.ok(Math.abs(w[i]! - w2[i]!) <= 1e-6 * Math.max(1, Math.abs(w2[i]!)), `w[${i}]: ${w[i]} vs ${w2[i]}`);
+    // float32 steps against float64 ones: a few units in the last place of the terms summed
+    assert.ok(Math.abs(m[i]! - m2[i]!) <= 1e-6 * Math.abs(m2[i]!) + 1e-7 * Math.abs(g[i]!), `m[${i}]: ${m[i]} vs ${m2[i]}`);
+    assert.ok(Math.abs(v[i]! - v2[i]!) <= 1e-6 * v2[i]! + 1e-9 * g[i]! * g[i]!, `v[${i}]: ${v[i]} vs ${v2[i]}`);
+  }
+  assert.equal(m[6], 0, 'a first moment below 1e-30 is flushed');
+  assert.equal(v[7], 0, 'a second moment below 1e-30 is flushed');
+  assert.ok(w.filter((x, i) => x !== start[i]).length > n / 2, 'the weights moved');
 });
 
 test('RMSprop flushes values headed for subnormal floats to zero, in SIMD and JS alike, and keeps NaN', () => {

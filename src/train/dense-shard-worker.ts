@@ -1,7 +1,7 @@
 /**
  * A worker thread owning a column shard of the head's big first Dense kernel and its optimiser
  * slots, in a private WebAssembly memory (onnxruntime-node can read it, unlike a
- * SharedArrayBuffer, and the SIMD RMSprop kernel runs on it). The shard is held transposed,
+ * SharedArrayBuffer, and the SIMD RMSprop and Adam kernels run on it). The shard is held transposed,
  * [cols, inputSize]: the forward product is then Wᵀ·Xᵀ, whose big operand MLAS streams as it
  * lies, where X·W made it repack the whole 77 MB kernel every step (13.6 -> 6.9 ms, measured
  * alone). Per step it computes its columns of X·W (forward) and then dWᵀ = dHᵀ·X by blocks of
@@ -10,8 +10,10 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { OrtMatMul } from './ort-matmul.js';
-import { applyUpdate, slotCount, type ResolvedOptimizer } from './optimizers.js';
-import { simdRmsprop, wasmMemory, type RmspropKernel } from './simd-rmsprop.js';
+import { adamAlpha, applyUpdate, slotCount, type ResolvedOptimizer } from './optimizers.js';
+import { simdRmsprop, type RmspropKernel } from './simd-rmsprop.js';
+import { simdAdam, type AdamKernel } from './simd-adam.js';
+import { wasmMemory } from './wasm-simd.js';
 import { transposeInto } from '../util/transpose.js';
 
 export interface ShardInit {
@@ -73,6 +75,7 @@ const x = take(sizes.x), dh = take(sizes.dh), dht = take(sizes.dht), ht = take(s
 const xShared = new Float32Array(init.x), hShared = new Float32Array(init.h), dhShared = new Float32Array(init.dh);
 const dxShared = init.dx ? new Float32Array(init.dx) : null;
 const rmsprop: RmspropKernel | null = optimizer.kind === 'rmsprop' ? simdRmsprop(memory, optimizer.legacy) : null;
+const adam: AdamKernel | null = optimizer.kind === 'adam' ? simdAdam(memory) : null;
 const matmul = await OrtMatMul.create(init.ortThreads);
 /** Wᵀ·xᵀ from x as it lies ([n, K]): MLAS packs the transposed input itself, 1.4 ms a step less than a transpose in JS. */
 const matmulTransposedInput = await OrtMatMul.create(init.ortThreads, true);
@@ -137,6 +140,8 @@ async function backward(n: number, step: number, withInputGradient: boolean, lea
     const lo = c0 * K, hi = (c0 + columns) * K;
     if (rmsprop && opt.kind === 'rmsprop') {
       rmsprop(kernel.subarray(lo, hi), slots[0]!.subarray(lo, hi), g, opt.learningRate, opt.rho, opt.epsilon);
+    } else if (adam && opt.kind === 'adam') {
+      adam(kernel.subarray(lo, hi), slots[0]!.subarray(lo, hi), slots[1]!.subarray(lo, hi), g, adamAlpha(opt, step), 1 - opt.beta1, 1 - opt.beta2, opt.epsilon);
     } else {
       applyUpdate(opt, step, kernel, g, slots, lo, hi, 0);
     }

@@ -93,17 +93,7 @@ export function applyUpdate(
       w[i] = w[i]! - (lr * gi) / (Math.sqrt(m + inside) + outside);
     }
   } else if (opt.kind === 'adam') {
-    // Keras: m += (g-m)(1-b1); v += (g^2-v)(1-b2); w -= lr*sqrt(1-b2^t)/(1-b1^t) * m/(sqrt(v)+eps)
-    const m = slots[0]!, v = slots[1]!, b1 = 1 - opt.beta1, b2 = 1 - opt.beta2, eps = opt.epsilon;
-    const alpha = (opt.learningRate * Math.sqrt(1 - opt.beta2 ** step)) / (1 - opt.beta1 ** step);
-    for (let i = lo; i < hi; i++) {
-      const gi = g[i + d]!;
-      const mi = Math.fround(m[i]! + (gi - m[i]!) * b1);
-      const vi = Math.fround(v[i]! + (gi * gi - v[i]!) * b2);
-      m[i] = mi;
-      v[i] = vi;
-      w[i] = w[i]! - (alpha * mi) / (Math.sqrt(vi) + eps);
-    }
+    adamElements(w, slots[0]!, slots[1]!, g, lo, hi, d, adamAlpha(opt, step), 1 - opt.beta1, 1 - opt.beta2, opt.epsilon);
   } else if (opt.momentum === 0) {
     const lr = opt.learningRate;
     for (let i = lo; i < hi; i++) w[i] = w[i]! - lr * g[i + d]!;
@@ -115,6 +105,32 @@ export function applyUpdate(
       vel[i] = vi;
       w[i] = w[i]! + vi;
     }
+  }
+}
+
+/** Adam's bias-corrected rate of the 1-based step t: lr * sqrt(1 - beta2^t) / (1 - beta1^t). */
+export function adamAlpha(opt: Extract<ResolvedOptimizer, { kind: 'adam' }>, step: number): number {
+  return (opt.learningRate * Math.sqrt(1 - opt.beta2 ** step)) / (1 - opt.beta1 ** step);
+}
+
+/**
+ * Keras's Adam over w[lo..hi) (gradient g[i + d]): m += (g-m)(1-b1); v += (g^2-v)(1-b2);
+ * w -= alpha * m/(sqrt(v)+eps); b1, b2 are 1 - beta1, 1 - beta2. Gradients and slot values
+ * flushed to zero below FLUSH_GRADIENT_BELOW and FLUSH_SLOT_BELOW, as in the SIMD kernel: a
+ * weight whose gradient stays zero sees m shrink by beta1 every step, into subnormal floats
+ * within ~700 steps.
+ */
+export function adamElements(w: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, lo: number, hi: number, d: number, alpha: number, b1: number, b2: number, eps: number): void {
+  for (let i = lo; i < hi; i++) {
+    let gi = g[i + d]!;
+    if (Math.abs(gi) < FLUSH_GRADIENT_BELOW) gi = 0;
+    let mi = Math.fround(m[i]! + (gi - m[i]!) * b1);
+    if (Math.abs(mi) < FLUSH_SLOT_BELOW) mi = 0;
+    let vi = Math.fround(v[i]! + (gi * gi - v[i]!) * b2);
+    if (vi < FLUSH_SLOT_BELOW) vi = 0;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = w[i]! - (alpha * mi) / (Math.sqrt(vi) + eps);
   }
 }
 

@@ -14,7 +14,8 @@ import type { ParamShapes, SavedOptimizerState, SavedParams, TrainedParams } fro
 import type { FitTrainer } from '../fit.js';
 import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from '../losses.js';
 import type { SegmentEngine } from './segment-engine.js';
-import { simdRmsprop, wasmMemory, type RmspropKernel } from '../simd-rmsprop.js';
+import { simdRmsprop, type RmspropKernel } from '../simd-rmsprop.js';
+import { wasmMemory } from '../wasm-simd.js';
 
 export interface FineTuneTrainerOptions {
   seed: number;

@@ -1,0 +1,73 @@
+/**
+ * Adam's fused update as a hand-assembled WebAssembly SIMD function (f32x4), as simd-rmsprop.ts
+ * does for RMSprop. The JS loop took 3.9-4.7 ms a step a worker for the default recipe's
+ * 1.8M-weight Dense layer (now 0.8-1.4 ms) and 114-144 ms for the lab's 38.5M (now 26-33 ms).
+ *
+ * adam(w, m, v, g, n4, alpha, 1-beta1, 1-beta2, eps): for n4 groups of 4 floats at byte offsets:
+ *   m += (g - m)(1 - beta1);  v += (g^2 - v)(1 - beta2);  w -= alpha * m / (sqrt(v) + eps)
+ * (Keras's formulas; alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t), optimizers.ts adamAlpha),
+ * with gradients and slot values too small to matter flushed to zero as RMSprop's are.
+ */
+import { adamElements, FLUSH_GRADIENT_BELOW, FLUSH_SLOT_BELOW } from './optimizers.js';
+import { ADD, bump, checkInMemory, DIV, F32, f32const, flushAbsBelow, get, I32, instantiateKernel, kernelModule, LOAD, MUL, set, SPLAT, SQRT, STORE, SUB, V128, type WasmMemory } from './wasm-simd.js';
+
+function moduleBytes(): Uint8Array {
+  // params: 0 w, 1 m, 2 v, 3 g, 4 n4, 5 alpha, 6 1-beta1, 7 1-beta2, 8 eps;
+  // locals: 9 alpha, 10 1-beta1, 11 1-beta2, 12 eps (splatted), 13 g, 14 m, 15 v, 16 gradient flush threshold, 17 slot flush threshold
+  const body = [
+    1, 9, V128,
+    ...f32const(FLUSH_GRADIENT_BELOW), ...SPLAT, ...set(16),
+    ...f32const(FLUSH_SLOT_BELOW), ...SPLAT, ...set(17),
+    ...get(5), ...SPLAT, ...set(9),
+    ...get(6), ...SPLAT, ...set(10),
+    ...get(7), ...SPLAT, ...set(11),
+    ...get(8), ...SPLAT, ...set(12),
+    0x02, 0x40, 0x03, 0x40,
+    ...get(4), 0x45, 0x0d, 1,
+    ...get(3), ...LOAD, ...set(13),
+    ...flushAbsBelow(13, 16),
+    // m = m + (g - m) * (1 - beta1)
+    ...get(1), ...LOAD,
+    ...get(13), ...get(1), ...LOAD, ...SUB, ...get(10), ...MUL,
+    ...ADD, ...set(14),
+    ...flushAbsBelow(14, 17),
+    ...get(1), ...get(14), ...STORE,
+    // v = v + (g*g - v) * (1 - beta2)
+    ...get(2), ...LOAD,
+    ...get(13), ...get(13), ...MUL, ...get(2), ...LOAD, ...SUB, ...get(11), ...MUL,
+    ...ADD, ...set(15),
+    ...flushAbsBelow(15, 17),
+    ...get(2), ...get(15), ...STORE,
+    // w = w - alpha * m / (sqrt(v) + eps)
+    ...get(0),
+    ...get(0), ...LOAD,
+    ...get(9), ...get(14), ...MUL,
+    ...get(15), ...SQRT, ...get(12), ...ADD,
+    ...DIV, ...SUB,
+    ...STORE,
+    ...bump(0, 16), ...bump(1, 16), ...bump(2, 16), ...bump(3, 16),
+    ...get(4), 0x41, 1, 0x6b, ...set(4),
+    0x0c, 0,
+    0x0b, 0x0b,
+  ];
+  return kernelModule('adam', [I32, I32, I32, I32, I32, F32, F32, F32, F32], body);
+}
+
+/** alpha: this step's bias-corrected rate (adamAlpha); b1, b2: 1 - beta1, 1 - beta2. */
+export type AdamKernel = (w: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, alpha: number, b1: number, b2: number, eps: number) => void;
+
+/**
+ * A kernel over arrays that all lie in `memory`, or null where the engine lacks WebAssembly
+ * SIMD. Lengths need not be multiples of 4 (the tail runs in JS, with the same formulas).
+ */
+export function simdAdam(memory: WasmMemory): AdamKernel | null {
+  const fn = instantiateKernel<(w: number, m: number, v: number, g: number, n4: number, alpha: number, b1: number, b2: number, eps: number) => void>(moduleBytes(), 'adam', memory);
+  if (!fn) return null;
+  return (w, m, v, g, alpha, b1, b2, eps) => {
+    checkInMemory('simdAdam', memory, [w, m, v, g]);
+    const n = w.length, n4 = n >>> 2;
+    fn(w.byteOffset, m.byteOffset, v.byteOffset, g.byteOffset, n4, alpha, b1, b2, eps);
+    const tail = n4 * 4;
+    if (tail < n) adamElements(w, m, v, g, tail, n, 0, alpha, b1, b2, eps);
+  };
+}
