@@ -9,46 +9,38 @@
  * with gradients and slot values too small to matter flushed to zero as RMSprop's are.
  */
 import { adamElements, FLUSH_GRADIENT_BELOW, FLUSH_SLOT_BELOW } from './optimizers.js';
-import { ADD, bump, checkInMemory, DIV, F32, f32const, flushAbsBelow, get, I32, instantiateKernel, kernelModule, LOAD, MUL, set, SPLAT, SQRT, STORE, SUB, V128, type WasmMemory } from './wasm-simd.js';
+import { ADD, checkInMemory, DIV, F32, flushAbsBelow, get, I32, instantiateKernel, kernelModule, LOAD, loopOverGroups, MUL, set, splatArguments, splatFlushThresholds, SQRT, STORE, SUB, V128, type WasmMemory } from './wasm-simd.js';
 
 function moduleBytes(): Uint8Array {
   // params: 0 w, 1 m, 2 v, 3 g, 4 n4, 5 alpha, 6 1-beta1, 7 1-beta2, 8 eps;
   // locals: 9 alpha, 10 1-beta1, 11 1-beta2, 12 eps (splatted), 13 g, 14 m, 15 v, 16 gradient flush threshold, 17 slot flush threshold
   const body = [
     1, 9, V128,
-    ...f32const(FLUSH_GRADIENT_BELOW), ...SPLAT, ...set(16),
-    ...f32const(FLUSH_SLOT_BELOW), ...SPLAT, ...set(17),
-    ...get(5), ...SPLAT, ...set(9),
-    ...get(6), ...SPLAT, ...set(10),
-    ...get(7), ...SPLAT, ...set(11),
-    ...get(8), ...SPLAT, ...set(12),
-    0x02, 0x40, 0x03, 0x40,
-    ...get(4), 0x45, 0x0d, 1,
-    ...get(3), ...LOAD, ...set(13),
-    ...flushAbsBelow(13, 16),
-    // m = m + (g - m) * (1 - beta1)
-    ...get(1), ...LOAD,
-    ...get(13), ...get(1), ...LOAD, ...SUB, ...get(10), ...MUL,
-    ...ADD, ...set(14),
-    ...flushAbsBelow(14, 17),
-    ...get(1), ...get(14), ...STORE,
-    // v = v + (g*g - v) * (1 - beta2)
-    ...get(2), ...LOAD,
-    ...get(13), ...get(13), ...MUL, ...get(2), ...LOAD, ...SUB, ...get(11), ...MUL,
-    ...ADD, ...set(15),
-    ...flushAbsBelow(15, 17),
-    ...get(2), ...get(15), ...STORE,
-    // w = w - alpha * m / (sqrt(v) + eps)
-    ...get(0),
-    ...get(0), ...LOAD,
-    ...get(9), ...get(14), ...MUL,
-    ...get(15), ...SQRT, ...get(12), ...ADD,
-    ...DIV, ...SUB,
-    ...STORE,
-    ...bump(0, 16), ...bump(1, 16), ...bump(2, 16), ...bump(3, 16),
-    ...get(4), 0x41, 1, 0x6b, ...set(4),
-    0x0c, 0,
-    0x0b, 0x0b,
+    ...splatFlushThresholds(FLUSH_GRADIENT_BELOW, FLUSH_SLOT_BELOW, 16),
+    ...splatArguments(5, 4, 9),
+    ...loopOverGroups(4, [0, 1, 2, 3], [
+      ...get(3), ...LOAD, ...set(13),
+      ...flushAbsBelow(13, 16),
+      // m = m + (g - m) * (1 - beta1)
+      ...get(1), ...LOAD,
+      ...get(13), ...get(1), ...LOAD, ...SUB, ...get(10), ...MUL,
+      ...ADD, ...set(14),
+      ...flushAbsBelow(14, 17),
+      ...get(1), ...get(14), ...STORE,
+      // v = v + (g*g - v) * (1 - beta2)
+      ...get(2), ...LOAD,
+      ...get(13), ...get(13), ...MUL, ...get(2), ...LOAD, ...SUB, ...get(11), ...MUL,
+      ...ADD, ...set(15),
+      ...flushAbsBelow(15, 17),
+      ...get(2), ...get(15), ...STORE,
+      // w = w - alpha * m / (sqrt(v) + eps)
+      ...get(0),
+      ...get(0), ...LOAD,
+      ...get(9), ...get(14), ...MUL,
+      ...get(15), ...SQRT, ...get(12), ...ADD,
+      ...DIV, ...SUB,
+      ...STORE,
+    ]),
   ];
   return kernelModule('adam', [I32, I32, I32, I32, I32, F32, F32, F32, F32], body);
 }

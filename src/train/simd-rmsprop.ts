@@ -8,41 +8,33 @@
  * with gradients and ms values too small to matter flushed to zero (see FLUSH_GRADIENT_BELOW).
  */
 import { applyUpdate, FLUSH_GRADIENT_BELOW, FLUSH_SLOT_BELOW } from './optimizers.js';
-import { ADD, checkInMemory, DIV, F32, f32const, flushAbsBelow, get, I32, instantiateKernel, kernelModule, LOAD, LT, ANDNOT, MUL, set, SPLAT, SQRT, STORE, SUB, tee, bump, V128, type WasmMemory } from './wasm-simd.js';
+import { ADD, ANDNOT, checkInMemory, DIV, F32, flushAbsBelow, get, I32, instantiateKernel, kernelModule, LOAD, loopOverGroups, LT, MUL, set, splatArguments, splatFlushThresholds, SQRT, STORE, SUB, tee, V128, type WasmMemory } from './wasm-simd.js';
 
 function moduleBytes(legacy: boolean): Uint8Array {
   // params: 0 w, 1 ms, 2 g, 3 n4, 4 lr, 5 rho, 6 omr, 7 eps;
   // locals: 8 vlr, 9 vrho, 10 vomr, 11 veps, 12 g, 13 ms, 14 flush-g threshold, 15 flush-ms threshold
   const body = [
     1, 8, V128,
-    ...f32const(FLUSH_GRADIENT_BELOW), ...SPLAT, ...set(14),
-    ...f32const(FLUSH_SLOT_BELOW), ...SPLAT, ...set(15),
-    ...get(4), ...SPLAT, ...set(8),
-    ...get(5), ...SPLAT, ...set(9),
-    ...get(6), ...SPLAT, ...set(10),
-    ...get(7), ...SPLAT, ...set(11),
-    0x02, 0x40, 0x03, 0x40,
-    ...get(3), 0x45, 0x0d, 1,
-    ...get(2), ...LOAD, ...set(12),
-    // g = g & ~(|g| < flush): keeps NaN, drops values whose square would be subnormal
-    ...flushAbsBelow(12, 14),
-    ...get(1),
-    ...get(9), ...get(1), ...LOAD, ...MUL,
-    ...get(10), ...get(12), ...get(12), ...MUL, ...MUL,
-    ...ADD, ...tee(13),
-    // ms = ms & ~(ms < flush)
-    ...get(13), ...get(15), ...LT, ...ANDNOT, ...tee(13),
-    ...STORE,
-    ...get(0),
-    ...get(0), ...LOAD,
-    ...get(8), ...get(12), ...MUL,
-    ...(legacy ? [...get(13), ...SQRT, ...get(11), ...ADD] : [...get(13), ...get(11), ...ADD, ...SQRT]),
-    ...DIV, ...SUB,
-    ...STORE,
-    ...bump(0, 16), ...bump(1, 16), ...bump(2, 16),
-    ...get(3), 0x41, 1, 0x6b, ...set(3),
-    0x0c, 0,
-    0x0b, 0x0b,
+    ...splatFlushThresholds(FLUSH_GRADIENT_BELOW, FLUSH_SLOT_BELOW, 14),
+    ...splatArguments(4, 4, 8),
+    ...loopOverGroups(3, [0, 1, 2], [
+      ...get(2), ...LOAD, ...set(12),
+      // g = g & ~(|g| < flush): keeps NaN, drops values whose square would be subnormal
+      ...flushAbsBelow(12, 14),
+      ...get(1),
+      ...get(9), ...get(1), ...LOAD, ...MUL,
+      ...get(10), ...get(12), ...get(12), ...MUL, ...MUL,
+      ...ADD, ...tee(13),
+      // ms = ms & ~(ms < flush)
+      ...get(13), ...get(15), ...LT, ...ANDNOT, ...tee(13),
+      ...STORE,
+      ...get(0),
+      ...get(0), ...LOAD,
+      ...get(8), ...get(12), ...MUL,
+      ...(legacy ? [...get(13), ...SQRT, ...get(11), ...ADD] : [...get(13), ...get(11), ...ADD, ...SQRT]),
+      ...DIV, ...SUB,
+      ...STORE,
+    ]),
   ];
   return kernelModule('rmsprop', [I32, I32, I32, I32, F32, F32, F32, F32], body);
 }

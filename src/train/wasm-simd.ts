@@ -15,6 +15,25 @@ export const f32const = (x: number) => [0x43, ...new Uint8Array(new Float32Array
 export const get = (i: number) => [0x20, i], set = (i: number) => [0x21, i], tee = (i: number) => [0x22, i];
 /** local i += by (an i32 byte offset). */
 export const bump = (i: number, by: number) => [...get(i), 0x41, by, 0x6a, ...set(i)];
+/** Locals to, to+1, ...: f32x4 splats of the function's scalar arguments first .. first+count-1. */
+export const splatArguments = (first: number, count: number, to: number) =>
+  Array.from({ length: count }, (_, i) => [...get(first + i), ...SPLAT, ...set(to + i)]).flat();
+/** Locals to, to+1: splats of the optimisers' flush thresholds (gradients, then slots; optimizers.ts). */
+export const splatFlushThresholds = (gradientBelow: number, slotBelow: number, to: number) =>
+  [...f32const(gradientBelow), ...SPLAT, ...set(to), ...f32const(slotBelow), ...SPLAT, ...set(to + 1)];
+/**
+ * `while (count--) { body; each pointer += 16 }`: the loop over groups of 4 floats every kernel
+ * runs, `count` and `pointers` being i32 locals (byte offsets into the memory).
+ */
+export const loopOverGroups = (count: number, pointers: number[], body: number[]) => [
+  0x02, 0x40, 0x03, 0x40, // block, loop
+  ...get(count), 0x45, 0x0d, 1, // if count == 0 break
+  ...body,
+  ...pointers.flatMap((p) => bump(p, 16)),
+  ...get(count), 0x41, 1, 0x6b, ...set(count),
+  0x0c, 0, // continue
+  0x0b, 0x0b, // end loop, end block
+];
 /** x = x & ~(|x| < threshold): flushes values too small to matter to zero, keeps NaN. */
 export const flushAbsBelow = (x: number, threshold: number) => [...get(x), ...get(x), ...ABS, ...get(threshold), ...LT, ...ANDNOT, ...set(x)];
 
