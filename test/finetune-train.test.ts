@@ -109,9 +109,10 @@ test('cached fine-tuning: history marks the phases, the block after mixed6 is tu
   assert.equal(same, 260);
 });
 
-test('a run interrupted in the fine-tuning phase resumes to the same history and weights, its schedule and class weights too; a bad layer is refused before training', async () => {
+test('a run interrupted in the fine-tuning phase resumes to the same history and weights, with Adam, its schedule and class weights too; a bad layer is refused before training', async () => {
   // The schedule runs again over the fine-tuning epochs from the fine-tuning rate (cosine over 2: 1e-4, then half).
-  const scheduled = { lrSchedule: { kind: 'cosine' }, classWeight: { cats: 3, dogs: 1 } } as const;
+  // Adam: its SIMD kernel updates head and segment, and both of its slots go through the checkpoints.
+  const scheduled = { lrSchedule: { kind: 'cosine' }, classWeight: { cats: 3, dogs: 1 }, optimizer: { kind: 'adam', learningRate: 1e-4 } } as const;
   const straight = await trainClassifier(options('straight', scheduled));
   assert.deepEqual(straight.history.learning_rate, [1e-4, 1e-4, 5e-5]);
   const stop = new AbortController();
