@@ -13,7 +13,7 @@ import { OrtMatMul } from './ort-matmul.js';
 import { adamAlpha, applyUpdate, slotCount, type ResolvedOptimizer } from './optimizers.js';
 import { simdRmsprop, type RmspropKernel } from './simd-rmsprop.js';
 import { simdAdam, type AdamKernel } from './simd-adam.js';
-import { wasmMemory } from './wasm-simd.js';
+import { alignedBytes, arrayAllocator, wasmMemory } from './wasm-simd.js';
 import { transposeInto } from '../util/transpose.js';
 
 export interface ShardInit {
@@ -60,13 +60,8 @@ const S = slotCount(optimizer);
 // One memory for everything the kernels touch; 16-byte aligned arrays. kernel and slots are
 // [C, K] (transposed); h and dh are this shard's columns as [C, B] (transposed) and [B, C].
 const sizes = { kernel: K * C, slots: S * K * C, scratch: CB * K, x: B * K, dh: B * C, dht: C * B, ht: C * B, dx: init.dx ? B * K : 0 };
-const memory = wasmMemory(Object.values(sizes).reduce((a, n) => a + Math.ceil(n / 4) * 16, 0));
-let offset = 0;
-const take = (n: number) => {
-  const a = new Float32Array(memory.buffer, offset, n);
-  offset += Math.ceil(n / 4) * 16;
-  return a;
-};
+const memory = wasmMemory(Object.values(sizes).reduce((a, n) => a + alignedBytes(n), 0));
+const take = arrayAllocator(memory);
 const kernel = take(sizes.kernel);
 const slotArea = take(sizes.slots);
 const slots = Array.from({ length: S }, (_, s) => slotArea.subarray(s * K * C, (s + 1) * K * C));

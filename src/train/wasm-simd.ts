@@ -85,6 +85,19 @@ export function wasmMemory(bytes: number): WasmMemory {
   return new wasm.Memory({ initial: Math.max(1, Math.ceil(bytes / 65536)) });
 }
 
+/** Bytes an array of n floats takes in a kernel memory: rounded up to whole groups of 4, 16-byte aligned. */
+export const alignedBytes = (n: number) => Math.ceil(n / 4) * 16;
+
+/** Consecutive 16-byte aligned float arrays carved out of `memory`, in the order asked for. */
+export function arrayAllocator(memory: WasmMemory): (n: number) => Float32Array {
+  let offset = 0;
+  return (n) => {
+    const a = new Float32Array(memory.buffer, offset, n);
+    offset += alignedBytes(n);
+    return a;
+  };
+}
+
 /** The module's exported function, bound to `memory`, or null where the engine lacks WebAssembly SIMD. */
 export function instantiateKernel<F>(bytes: Uint8Array, name: string, memory: WasmMemory): F | null {
   if (!wasm.validate(bytes)) return null;

@@ -16,7 +16,7 @@ import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCro
 import type { SegmentEngine } from './segment-engine.js';
 import { simdRmsprop, type RmspropKernel } from '../simd-rmsprop.js';
 import { simdAdam, type AdamKernel } from '../simd-adam.js';
-import { wasmMemory } from '../wasm-simd.js';
+import { alignedBytes, arrayAllocator, wasmMemory } from '../wasm-simd.js';
 
 export interface FineTuneTrainerOptions {
   seed: number;
@@ -49,20 +49,14 @@ export class FineTuneTrainer implements FitTrainer {
     // RMSprop (the lab's) and Adam update the 2M+ segment weights in place with their SIMD kernels,
     // ~8 ms a step faster than the JS loop: weights, gradients and slots then live in one
     // WebAssembly memory.
-    let alloc = (n: number) => new Float32Array(n);
+    let alloc: (n: number) => Float32Array = (n) => new Float32Array(n);
     if (this.opt.kind === 'rmsprop' || this.opt.kind === 'adam') {
       const arrays = 2 + slotCount(this.opt); // weights, gradients, slots
-      const floats = engine.params.reduce((a, p) => a + Math.ceil(p.length / 4) * 4, 0) * arrays;
-      const memory = wasmMemory(floats * 4);
+      const memory = wasmMemory(engine.params.reduce((a, p) => a + alignedBytes(p.length), 0) * arrays);
       if (this.opt.kind === 'rmsprop') this.rmsprop = simdRmsprop(memory, this.opt.legacy);
       else this.adam = simdAdam(memory);
       if (this.rmsprop || this.adam) {
-        let offset = 0;
-        alloc = (n: number) => {
-          const a = new Float32Array(memory.buffer, offset, n);
-          offset += Math.ceil(n / 4) * 16;
-          return a;
-        };
+        alloc = arrayAllocator(memory);
         engine.adoptMemory(alloc);
       }
     }
