@@ -9,13 +9,12 @@ import { GraftError } from '../../util/errors.js';
 import type { HeadSpec } from '../../model/head-spec.js';
 import type { HeadParams } from '../../model/head.js';
 import { HeadTrainer, type StepResult } from '../head-trainer.js';
-import { adamAlpha, applyUpdate, resolveOptimizer, slotCount, type OptimizerConfig, type OptimizerState, type ResolvedOptimizer } from '../optimizers.js';
+import { applyUpdate, resolveOptimizer, slotCount, type OptimizerConfig, type OptimizerState, type ResolvedOptimizer } from '../optimizers.js';
 import type { ParamShapes, SavedOptimizerState, SavedParams, TrainedParams } from '../checkpoint.js';
 import type { FitTrainer } from '../fit.js';
 import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from '../losses.js';
 import type { SegmentEngine } from './segment-engine.js';
-import { simdRmsprop, type RmspropKernel } from '../simd-rmsprop.js';
-import { simdAdam, type AdamKernel } from '../simd-adam.js';
+import { hasSimdUpdate, simdUpdate, type SimdUpdate } from '../simd-update.js';
 import { alignedBytes, arrayAllocator, wasmMemory } from '../wasm-simd.js';
 
 export interface FineTuneTrainerOptions {
@@ -35,8 +34,8 @@ export class FineTuneTrainer implements FitTrainer {
   private iterations = 0;
   private readonly featureGrad: Float32Array;
   private pending: Promise<unknown> = Promise.resolve();
-  private readonly rmsprop: RmspropKernel | null = null;
-  private readonly adam: AdamKernel | null = null;
+  /** The SIMD update of the segment's weights (RMSprop, Adam), or null: the JS loop. */
+  private readonly update: SimdUpdate | null = null;
 
   private constructor(
     readonly head: HeadTrainer,
@@ -50,12 +49,11 @@ export class FineTuneTrainer implements FitTrainer {
     // ~8 ms a step faster than the JS loop: weights, gradients and slots then live in one
     // WebAssembly memory.
     let alloc: (n: number) => Float32Array = (n) => new Float32Array(n);
-    if (this.opt.kind === 'rmsprop' || this.opt.kind === 'adam') {
+    if (hasSimdUpdate(this.opt)) {
       const arrays = 2 + slotCount(this.opt); // weights, gradients, slots
       const memory = wasmMemory(engine.params.reduce((a, p) => a + alignedBytes(p.length), 0) * arrays);
-      if (this.opt.kind === 'rmsprop') this.rmsprop = simdRmsprop(memory, this.opt.legacy);
-      else this.adam = simdAdam(memory);
-      if (this.rmsprop || this.adam) {
+      this.update = simdUpdate(this.opt, memory);
+      if (this.update) {
         alloc = arrayAllocator(memory);
         engine.adoptMemory(alloc);
       }
@@ -101,10 +99,7 @@ export class FineTuneTrainer implements FitTrainer {
       const step = ++this.iterations;
       const opt = this.opt;
       grads.forEach((g, i) => {
-        const w = this.engine.params[i]!, slots = this.slots[i]!;
-        if (this.rmsprop && opt.kind === 'rmsprop') this.rmsprop(w, slots[0]!, g, opt.learningRate, opt.rho, opt.epsilon);
-        else if (this.adam && opt.kind === 'adam') this.adam(w, slots[0]!, slots[1]!, g, adamAlpha(opt, step), 1 - opt.beta1, 1 - opt.beta2, opt.epsilon);
-        else applyUpdate(opt, step, w, g, slots);
+        (this.update ?? applyUpdate)(opt, step, this.engine.params[i]!, g, this.slots[i]!);
       });
       return result;
     });
