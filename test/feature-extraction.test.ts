@@ -121,6 +121,16 @@ test('graft train --features trains as --mode cached on the same images; a store
   assert.match(other.err, /^graft: error: the feature store .*train\.features holds features of other settings than this run's \(preprocess rescale, now inception\): train with the settings it was written with, or write it again with graft features$/);
   const flatten = await trainClassifier(trainOptions('x', { features: store, validationData: join(root, 'data', 'validation'), head: parseHeadSpec('flatten,dense:8:relu') })).catch((e: Error) => e);
   assert.match(String(flatten), /other settings than this run's \(pooling avg, now none; row shape \[256\], now \[7, 7, 256\]\)/);
+  // A grid-pooled head, as the default recipe's (avgpool:7:5 there): the store names its pooling
+  // as a string, the run's backbone holds it as an object; the same pooling must be accepted.
+  const gridHead = parseHeadSpec('avgpool:3:2,flatten,dense:8:relu');
+  await extract('grid.features', { head: gridHead });
+  await extractFeatures({ data: join(root, 'data', 'validation'), out: join(root, 'grid-val.features'), ...settings, head: gridHead });
+  const grid = await trainClassifier(trainOptions('grid', { data: join(root, 'data'), head: gridHead, mode: { kind: 'cached' } }));
+  const gridFromStore = await trainClassifier(trainOptions('grid-from-store', { features: join(root, 'grid.features'), validationFeatures: join(root, 'grid-val.features'), head: gridHead }));
+  assert.deepEqual(gridFromStore.history, grid.history);
+  const gridOther = await trainClassifier(trainOptions('x', { features: join(root, 'grid.features'), validationFeatures: join(root, 'grid-val.features'), head: parseHeadSpec('avgpool:2:2,flatten,dense:8:relu') })).catch((e: Error) => e);
+  assert.match(String(gridOther), /other settings than this run's \(pooling avgpool:3:2, now avgpool:2:2\)/);
   const faithful = await trainClassifier(trainOptions('x', { features: store, validationData: join(root, 'data', 'validation'), mode: { kind: 'faithful' } })).catch((e: Error) => e);
   assert.match(String(faithful), /reads cached features: use (--mode cached|mode: \{ kind: 'cached' \}), not faithful/);
 

@@ -5,7 +5,7 @@
  * pooling) must be this run's, else the run is refused naming what differs.
  */
 import { basename, resolve } from 'node:path';
-import type { Backbone } from '../backbone/backbone.js';
+import { poolingName, type Backbone } from '../backbone/backbone.js';
 import type { ImageStore } from '../data/image-store.js';
 import type { DatasetListing } from '../data/listing.js';
 import { GraftError } from '../util/errors.js';
@@ -103,7 +103,8 @@ export function checkStoredSettings(set: StoredFeatureSet, backbone: Backbone, s
     interpolation: settings.interpolation,
     orientation: settings.orientation,
     preprocess: settings.preprocess,
-    pooling: backbone.pooling ?? 'none',
+    // Named as the store's fingerprint names it (a grid pooling is an object here, 'avgpool:7:5' there).
+    pooling: backbone.pooling ? poolingName(backbone.pooling) : 'none',
   };
   const stored = Object.fromEntries(SETTINGS.map((k) => [k, set.fingerprint[k]]));
   const changes = fingerprintChanges(stored, run);
