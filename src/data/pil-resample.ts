@@ -86,52 +86,75 @@ function precomputeCoeffs(inSize: number, outSize: number, filter: PilFilter): C
   return { ksize, k, bounds };
 }
 
-function clip8(v: number): number {
-  const s = v >> PRECISION_BITS;
-  return s < 0 ? 0 : s > 255 ? 255 : s;
-}
+/**
+ * Rows of the horizontal pass, reused from image to image: a fresh array per image costs more
+ * than the pass itself (first touch of new memory).
+ */
+let midScratch = new Uint8Array(0);
+/** One output row's sums in the vertical pass, reused likewise. */
+let sums = new Int32Array(0);
 
-/** Resizes RGB HWC `src` to width x height into `out`, bit-exact with PIL's resize(filter). */
+/**
+ * Resizes RGB HWC `src` to width x height into `out`, bit-exact with PIL's resize(filter).
+ * PIL's sums are 32-bit integers; so are these (a pixel times a 22-bit weight fits). Stores go
+ * through Uint8ClampedArray, whose clamping of an integer is PIL's clip8.
+ */
 export function resizePil(src: RgbImage, width: number, height: number, filter: PilFilter, out: Uint8Array): void {
   const half = 1 << (PRECISION_BITS - 1);
   // Horizontal pass (skipped when the width is unchanged, as PIL does).
   let mid = src.data;
   if (width !== src.width) {
-    const c = precomputeCoeffs(src.width, width, filter);
-    mid = new Uint8Array(src.height * width * 3);
+    const { ksize, k, bounds } = precomputeCoeffs(src.width, width, filter);
+    const bytes = src.height * width * 3;
+    if (midScratch.length < bytes) midScratch = new Uint8Array(bytes);
+    // Written through a clamping view, read (below) through the plain one: one array type at
+    // each access keeps the engine's element loads monomorphic.
+    const rows = new Uint8ClampedArray(midScratch.buffer, 0, bytes);
+    const data = src.data;
+    const rowBytes = src.width * 3;
+    let o = 0;
     for (let y = 0; y < src.height; y++) {
-      const row = y * src.width * 3;
+      const row = y * rowBytes;
       for (let x = 0; x < width; x++) {
-        const xmin = c.bounds[x * 2]!;
-        const n = c.bounds[x * 2 + 1]!;
+        const n = bounds[2 * x + 1]!;
+        const kk = x * ksize;
+        let p = row + bounds[2 * x]! * 3;
         let r = half, g = half, b = half;
-        for (let i = 0; i < n; i++) {
-          const kv = c.k[x * c.ksize + i]!;
-          const p = row + (xmin + i) * 3;
-          r += src.data[p]! * kv;
-          g += src.data[p + 1]! * kv;
-          b += src.data[p + 2]! * kv;
+        for (let i = 0; i < n; i++, p += 3) {
+          const kv = k[kk + i]!;
+          r = (r + data[p]! * kv) | 0;
+          g = (g + data[p + 1]! * kv) | 0;
+          b = (b + data[p + 2]! * kv) | 0;
         }
-        const o = (y * width + x) * 3;
-        mid[o] = clip8(r);
-        mid[o + 1] = clip8(g);
-        mid[o + 2] = clip8(b);
+        rows[o] = r >> PRECISION_BITS;
+        rows[o + 1] = g >> PRECISION_BITS;
+        rows[o + 2] = b >> PRECISION_BITS;
+        o += 3;
       }
     }
+    mid = midScratch;
   }
+  const stride = width * 3;
   if (height === src.height) {
-    out.set(mid.subarray(0, width * height * 3));
+    out.set(mid.subarray(0, stride * height));
     return;
   }
-  const c = precomputeCoeffs(src.height, height, filter);
-  const stride = width * 3;
+  const { ksize, k, bounds } = precomputeCoeffs(src.height, height, filter);
+  const clamped = new Uint8ClampedArray(out.buffer, out.byteOffset, stride * height);
+  if (sums.length < stride) sums = new Int32Array(stride);
+  const acc = sums;
+  // Row by row: each source row, times its weight, is added to the output row's sums.
   for (let y = 0; y < height; y++) {
-    const ymin = c.bounds[y * 2]!;
-    const n = c.bounds[y * 2 + 1]!;
-    for (let x = 0; x < stride; x++) {
-      let s = half;
-      for (let i = 0; i < n; i++) s += mid[(ymin + i) * stride + x]! * c.k[y * c.ksize + i]!;
-      out[y * stride + x] = clip8(s);
+    const n = bounds[2 * y + 1]!;
+    const kk = y * ksize;
+    const first = bounds[2 * y]! * stride;
+    acc.fill(half, 0, stride);
+    for (let i = 0; i < n; i++) {
+      const kv = k[kk + i]!;
+      const base = first + i * stride;
+      for (let x = 0; x < stride; x++) acc[x] = (acc[x]! + mid[base + x]! * kv) | 0;
     }
+    const o = y * stride;
+    for (let x = 0; x < stride; x++) clamped[o + x] = acc[x]! >> PRECISION_BITS;
   }
 }
