@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, readFile, rm, writeFile, symlink } from 'node:fs/promises';
+import { copyFile, mkdtemp, mkdir, readdir, readFile, rm, writeFile, symlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import sharp from 'sharp';
 import { GraftError } from '../src/util/errors.js';
 import { listImageFolder, listImageFiles, listValidationFolder, resolveDataset, classCounts, splitListing } from '../src/data/listing.js';
 import { decodeImage, BadImageError, pilNearestIndices } from '../src/data/decode.js';
-import { buildImageStore } from '../src/data/image-store.js';
+import { buildImageStore, type BuildStoreOptions } from '../src/data/image-store.js';
 import { BatchOrder, batchIndices, encodeLabels, readBatches, stepsPerEpoch } from '../src/data/batches.js';
 import { formatDatasetReport, inspectDataset } from '../src/data/inspect.js';
 import { sharedLabDataDir } from '../src/util/paths.js';
@@ -482,6 +482,43 @@ test('image store: decoded once, bad files skipped or fatal, streaming matches m
   assert.match(run.errLines[0]!, /^graft: error: bad image .*cats\/bad\.jpg: a text file, not an image \(2 bad files in all\)$/);
 });
 
+
+test('image store on decode workers: the same pixels, order and bad files as on the calling thread alone', { skip: !existsSync(sharedLabDataDir()) }, async () => {
+  const root = join(dir, 'store-workers');
+  for (const cls of ['cats', 'dogs']) {
+    await mkdir(join(root, cls), { recursive: true });
+    const from = join(sharedLabDataDir(), 'train', cls);
+    for (const f of (await readdir(from)).sort().slice(0, 12)) await copyFile(join(from, f), join(root, cls, f));
+  }
+  await writeFile(join(root, 'cats', 'cat.broken.jpg'), 'not an image at all');
+  await writeFile(join(root, 'dogs', 'dog.empty.jpg'), '');
+  const listing = await listImageFolder(root);
+  const build = async (decodeWorkers: number, extra: Partial<BuildStoreOptions> = {}) => {
+    const warnings: string[] = [];
+    const store = await buildImageStore(listing, { width: 40, height: 30, interpolation: 'bilinear', decodeWorkers, onWarning: (w) => warnings.push(w), ...extra });
+    return { store, warnings };
+  };
+  const alone = await build(0);
+  for (const workers of [1, 2]) {
+    const pooled = await build(workers);
+    assert.equal(pooled.store.count, 24);
+    assert.deepEqual(pooled.store.pixels, alone.store.pixels, `${workers} workers`);
+    assert.deepEqual(pooled.store.labels, alone.store.labels);
+    assert.deepEqual(pooled.store.bad, alone.store.bad);
+    assert.deepEqual(pooled.warnings.sort(), alone.warnings.sort());
+  }
+  assert.deepEqual(alone.store.bad.map((b) => b.reason), ['a text file, not an image', 'empty file (0 bytes)']);
+  // Streaming (over the budget): the check pass runs on the workers too; loads give the same images.
+  const streamed = await build(2, { memoryBudgetBytes: 1000 });
+  assert.equal(streamed.store.inMemory, false);
+  const a = new Uint8Array(3 * 3600), b = new Uint8Array(3 * 3600);
+  await alone.store.load([23, 0, 11], a);
+  await streamed.store.load([23, 0, 11], b);
+  assert.deepEqual(a, b);
+  // A bad file met on a worker stops the build with its name, as on the calling thread.
+  await assert.rejects(build(2, { onBadImage: 'error' }), (err: unknown) =>
+    err instanceof GraftError && /^bad image .*(cat\.broken|dog\.empty)\.jpg: (a text file, not an image|empty file \(0 bytes\)) \(leave bad images out/.test(err.message));
+});
 test('batch order: per-epoch deterministic shuffle, partial last batch, label encodings', async () => {
   assert.equal(stepsPerEpoch(10, 4), 3);
   const e0 = batchIndices(10, 4, 0, { seed: 3 });

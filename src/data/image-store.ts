@@ -7,6 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { GraftError } from '../util/errors.js';
 import { BadImageError, decodeImageInto, type DecodeOptions, type Interpolation, type Orientation } from './decode.js';
+import { DecodePool, defaultDecodeWorkers } from './decode-pool.js';
 import type { DatasetListing, SkippedFile } from './listing.js';
 import { setting } from '../util/option-names.js';
 
@@ -43,6 +44,11 @@ export interface BuildStoreOptions {
   fast?: boolean;
   /** Decodes in flight at once (default 3 per core; sharp decodes on libuv's thread pool). */
   concurrency?: number;
+  /**
+   * Worker threads that decode beside the calling thread (default: defaultDecodeWorkers). The
+   * images, their order and the bad files found are the same with any number.
+   */
+  decodeWorkers?: number;
   /** Keep images in memory only if they fit in this many bytes (default 1 GiB). */
   memoryBudgetBytes?: number;
   /** 'skip' (default): warn and leave the file out; 'error': stop with a GraftError. */
@@ -174,22 +180,31 @@ export async function buildImageStore(listing: DatasetListing, opts: BuildStoreO
   const ok = new Uint8Array(n);
   const badByIndex = new Map<number, string>();
   let done = 0;
-  await runPool(n, concurrency, async (i, slot) => {
-    const at = inMemory ? i : slot;
-    const path = listing.files[i]!.path;
-    try {
-      await decodeImageInto(path, decode, pixels.subarray(at * imageBytes, (at + 1) * imageBytes));
-      ok[i] = 1;
-    } catch (err) {
-      if (!(err instanceof BadImageError)) throw err;
-      if (onBad === 'error') {
-        throw new GraftError(`${err.message} (leave bad images out with ${setting('onBadImage', 'skip')})`, { file: path, cause: err });
+  const workers = Math.min(opts.decodeWorkers ?? defaultDecodeWorkers(n, decode.interpolation), Math.max(0, concurrency - 1));
+  const pool = workers > 0 ? DecodePool.start(workers) : null;
+  // Slots in flight take turns: the calling thread's, then each worker's.
+  const share = workers + 1;
+  try {
+    await runPool(n, concurrency, async (i, slot) => {
+      const at = inMemory ? i : slot;
+      const path = listing.files[i]!.path;
+      try {
+        if (pool && slot % share !== 0) await pool.decodeInto(slot % share - 1, path, decode, pixels.buffer as SharedArrayBuffer, pixels.byteOffset + at * imageBytes, imageBytes);
+        else await decodeImageInto(path, decode, pixels.subarray(at * imageBytes, (at + 1) * imageBytes));
+        ok[i] = 1;
+      } catch (err) {
+        if (!(err instanceof BadImageError)) throw err;
+        if (onBad === 'error') {
+          throw new GraftError(`${err.message} (leave bad images out with ${setting('onBadImage', 'skip')})`, { file: path, cause: err });
+        }
+        badByIndex.set(i, err.reason);
+        warn(`warning: skipping ${path}: ${err.reason}`);
       }
-      badByIndex.set(i, err.reason);
-      warn(`warning: skipping ${path}: ${err.reason}`);
-    }
-    opts.onProgress?.(++done, n);
-  });
+      opts.onProgress?.(++done, n);
+    });
+  } finally {
+    await pool?.close();
+  }
 
   const bad: SkippedFile[] = [...badByIndex.entries()].sort((a, b) => a[0] - b[0]).map(([i, reason]) => ({ path: listing.files[i]!.path, reason }));
   const count = n - bad.length;
