@@ -13,7 +13,7 @@ import * as ort from 'onnxruntime-node';
 import { kerasToOnnx } from '../src/backbone/onnx/convert.js';
 import { calibrateRanges, type CalibrationSource } from '../src/backbone/calibrate.js';
 import { createOrtExtractor } from '../src/backbone/engine.js';
-import { calibrationTargets, decodeModel, int8Form, quantizePerChannel, quantizeQdq, uint8Params } from '../src/backbone/onnx/quantize-qdq.js';
+import { calibrationTargets, decodeModel, int8Form, quantizePerChannel, quantizeQdq, uint8Params, withProbeOutputs } from '../src/backbone/onnx/quantize-qdq.js';
 import { loadTfjsLayersModel } from '../src/backbone/weights/tfjs-layers.js';
 import { Random } from '../src/util/random.js';
 import { tinyLayers, tinyWeights, writeTinyModel } from './support/tiny-model.js';
@@ -37,6 +37,26 @@ function floats(t: onnxProto.onnx.ITensorProto): Float32Array {
   const r = t.rawData!;
   return new Float32Array(r.buffer.slice(r.byteOffset, r.byteOffset + r.byteLength));
 }
+
+test("minmax calibration's in-graph reductions give each tensor's exact range over the images", async () => {
+  const ranges = await calibrateRanges(fp32, SHAPE, source, { threads: 1, batchSize: 24 });
+  // The reference: every target exposed as an output, scanned here over the same 64 images.
+  const model = int8Form(fp32);
+  const targets = calibrationTargets(model);
+  const s = await ort.InferenceSession.create(withProbeOutputs(model, targets), { intraOpNumThreads: 1 });
+  const expected: Record<string, [number, number]> = Object.fromEntries(targets.map((t) => [t, [Infinity, -Infinity]]));
+  for (let at = 0; at < 64; at += 10) {
+    const n = Math.min(10, 64 - at);
+    const out = await s.run({ [s.inputNames[0]!]: new ort.Tensor('float32', calib.slice(at * per, (at + n) * per), [n, ...SHAPE]) }, targets);
+    for (const t of targets) for (const v of out[t]!.data as Float32Array) expected[t] = [Math.min(expected[t]![0], v), Math.max(expected[t]![1], v)];
+  }
+  await s.release();
+  assert.ok(targets.length >= 4);
+  assert.deepEqual(ranges, expected);
+  // The images past the first batch count: a range over 24 images alone differs.
+  const first = await calibrateRanges(fp32, SHAPE, { count: 24, read: source.read }, { threads: 1 });
+  assert.notDeepEqual(first, expected);
+});
 
 test('the QDQ graph loads, onnxruntime fuses its Convs into QLinearConv, and its output stays close to fp32', async () => {
   const ranges = await calibrateRanges(fp32, SHAPE, source, { threads: 1 });

@@ -1,7 +1,7 @@
 /**
  * Calibration for the int8 backbone: runs the float backbone on a few hundred of the run's own
- * training images, with every tensor the QDQ graph quantises exposed as an output, and keeps each
- * tensor's range. 'minmax' keeps the whole range; 'percentile' clips a non-negative tensor's top at
+ * training images and keeps the range of every tensor the QDQ graph quantises ('minmax': reduced
+ * to its minimum and maximum inside the graph; 'percentile': each tensor exposed as an output). 'minmax' keeps the whole range; 'percentile' clips a non-negative tensor's top at
  * the 99.99th percentile of its values (a histogram, re-binned as the maximum grows), so a few
  * outliers do not spend the 256 levels.
  */
@@ -11,7 +11,7 @@ import * as ort from 'onnxruntime-node';
 import type { ImageStore } from '../data/image-store.js';
 import type { PreprocessParams } from '../data/preprocess.js';
 import { GraftError } from '../util/errors.js';
-import { calibrationTargets, int8Form, withProbeOutputs, type Ranges } from './onnx/quantize-qdq.js';
+import { calibrationTargets, int8Form, rangeOutputNames, withProbeOutputs, withRangeOutputs, type Ranges } from './onnx/quantize-qdq.js';
 
 export type CalibrationMethod = 'minmax' | 'percentile';
 export const CALIBRATION_METHODS: readonly CalibrationMethod[] = ['minmax', 'percentile'];
@@ -108,7 +108,8 @@ export async function calibrateRanges(
   const method = opts.method ?? DEFAULT_CALIBRATION_METHOD;
   const model = int8Form(onnxBytes);
   const targets = calibrationTargets(model);
-  const session = await ort.InferenceSession.create(withProbeOutputs(model, targets), {
+  const minmax = method === 'minmax';
+  const session = await ort.InferenceSession.create(minmax ? withRangeOutputs(model, targets) : withProbeOutputs(model, targets), {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
     intraOpNumThreads: opts.threads ?? availableParallelism(),
@@ -116,18 +117,23 @@ export async function calibrateRanges(
   });
   try {
     const perImage = inputShape[0] * inputShape[1] * inputShape[2];
-    // InceptionV3 to mixed7 exposes ~20x its input's values at each image.
-    const batch = Math.max(1, opts.batchSize ?? Math.min(32, Math.floor((256 << 20) / (perImage * 4 * 20 * 4))));
+    // Exposed, InceptionV3 to mixed7's activations are ~20x its input's values at each image;
+    // reduced in the graph, a batch holds what a feature extraction's does.
+    const batch = Math.max(1, opts.batchSize ?? (minmax ? 16 : Math.min(32, Math.floor((256 << 20) / (perImage * 4 * 20 * 4)))));
     const input = new Float32Array(batch * perImage);
     const stats = new Map(targets.map((t) => [t, new TensorStats(method === 'percentile')]));
+    const fetches = minmax ? targets.flatMap(rangeOutputNames) : targets;
     const inputName = session.inputNames[0]!;
     for (let at = 0; at < source.count; at += batch) {
       const n = Math.min(batch, source.count - at);
       await source.read(at, n, input);
-      const outputs = await session.run({ [inputName]: new ort.Tensor('float32', input.subarray(0, n * perImage), [n, ...inputShape]) }, targets);
+      const outputs = await session.run({ [inputName]: new ort.Tensor('float32', input.subarray(0, n * perImage), [n, ...inputShape]) }, fetches);
       for (const t of targets) {
-        stats.get(t)!.add(outputs[t]!.data as Float32Array);
-        outputs[t]!.dispose();
+        const names = minmax ? rangeOutputNames(t) : [t];
+        for (const name of names) {
+          stats.get(t)!.add(outputs[name]!.data as Float32Array);
+          outputs[name]!.dispose();
+        }
       }
     }
     return Object.fromEntries(targets.map((t) => [t, stats.get(t)!.range(method)]));

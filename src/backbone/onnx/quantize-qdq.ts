@@ -91,6 +91,26 @@ export function withProbeOutputs(model: Model, names: string[]): Uint8Array {
   return onnx.ModelProto.encode(probe).finish();
 }
 
+/** The outputs withRangeOutputs adds for tensor `name`: its minimum and its maximum. */
+export const rangeOutputNames = (name: string): [string, string] => [`${name}/graft_min`, `${name}/graft_max`];
+
+/**
+ * `model` with each of `names` reduced, in the graph, to its minimum and maximum over all its
+ * values (scalar outputs, named by rangeOutputNames): what 'minmax' calibration needs, without
+ * every activation copied out of onnxruntime and scanned in JS.
+ */
+export function withRangeOutputs(model: Model, names: string[]): Uint8Array {
+  const probe = onnx.ModelProto.decode(onnx.ModelProto.encode(model).finish());
+  const keepdims = { name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 };
+  for (const name of names) {
+    rangeOutputNames(name).forEach((out, i) => {
+      probe.graph!.node!.push(onnx.NodeProto.create({ opType: i === 0 ? 'ReduceMin' : 'ReduceMax', input: [name], output: [out], attribute: [keepdims] }));
+      probe.graph!.output!.push(onnx.ValueInfoProto.create({ name: out, type: { tensorType: { elemType: T.FLOAT, shape: { dim: [] } } } }));
+    });
+  }
+  return onnx.ModelProto.encode(probe).finish();
+}
+
 /** uint8 scale and zero point covering [min, max] (widened to hold 0, as ONNX requires). */
 export function uint8Params([min, max]: Range): { scale: number; zeroPoint: number } {
   const lo = Math.min(0, min);
