@@ -1,8 +1,8 @@
 /**
  * Decoding on worker threads beside the calling one. sharp decodes on libuv's thread pool either
- * way, but the resize to the run's size (PIL's, in JS: 3.4 ms for a 500x375 photo at 299x299)
- * runs on the thread that asked, so one thread caps a store's build at ~250 images/s, using 1.4 of
- * 2 cores. Workers write straight into the store's SharedArrayBuffer: no pixels are copied back.
+ * way, but the resize to the run's size (PIL's, in JS: ~2.5 ms for a 500x375 photo at 299x299)
+ * runs on the thread that asked, which caps a store's build near 400 images/s however many cores
+ * decode. Workers write straight into the store's SharedArrayBuffer: no pixels are copied back.
  */
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
@@ -32,9 +32,11 @@ export const MIN_IMAGES_FOR_WORKERS = 100;
 
 /**
  * Worker threads a store of `images` images decodes on besides the calling thread: one per further
- * core (at most 3), where a convolution resize runs; none for 'nearest', whose sampling is cheap
- * (measured on 2 cores: 2,000 of the lab's photos at 150x150 took 2.3-2.6 s either way, and at
- * 299x299 bilinear 5.5 s with a worker against 6.2 s without).
+ * core (at most 3), where a convolution resize runs; none for 'nearest', whose sampling is cheap.
+ * Measured on 2 cores, 2,000 of the lab's photos: at 150x150 nearest 2.3-2.6 s with or without a
+ * worker; at 299x299 bilinear 5.5 s against 6.2 s with the earlier 3.4 ms resize, and level
+ * (4.6-4.75 s against 4.7-4.8 s) with the current one, when the main thread no longer limits two
+ * cores. With more cores it does.
  */
 export function defaultDecodeWorkers(images: number, interpolation: Interpolation = 'nearest'): number {
   if (interpolation === 'nearest' || images < MIN_IMAGES_FOR_WORKERS) return 0;
