@@ -1,9 +1,10 @@
 /**
  * Calibration for the int8 backbone: runs the float backbone on a few hundred of the run's own
- * training images and keeps the range of every tensor the QDQ graph quantises ('minmax': reduced
- * to its minimum and maximum inside the graph; 'percentile': each tensor exposed as an output). 'minmax' keeps the whole range; 'percentile' clips a non-negative tensor's top at
- * the 99.99th percentile of its values (a histogram, re-binned as the maximum grows), so a few
- * outliers do not spend the 256 levels.
+ * training images and keeps the range of every tensor the QDQ graph quantises. 'minmax' keeps the
+ * whole range, reduced to each tensor's minimum and maximum inside the graph; 'percentile' exposes
+ * each tensor as an output and clips a non-negative tensor's top at the 99.99th percentile of its
+ * values (a histogram, re-binned as the maximum grows), so a few outliers do not spend the 256
+ * levels.
  */
 import { availableParallelism } from 'node:os';
 import '../util/onnxruntime-telemetry.js';

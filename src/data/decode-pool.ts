@@ -68,10 +68,6 @@ export class DecodePool {
     return new DecodePool(Array.from({ length: threads }, () => startWorker(workerUrl())));
   }
 
-  get size(): number {
-    return this.workers.length;
-  }
-
   /** Decodes `path` on worker `worker` into target bytes [byteOffset, byteOffset + length); rejects with BadImageError as decodeImageInto does. */
   decodeInto(worker: number, path: string, opts: DecodeOptions, target: SharedArrayBuffer, byteOffset: number, length: number): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
