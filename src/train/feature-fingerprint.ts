@@ -47,6 +47,25 @@ export async function imagesDigest(root: string, store: ImageSet): Promise<strin
 }
 
 /**
+ * The settings `backbone`'s features depend on, as a store's fingerprint records them (after the
+ * images): the weights as a digest of their values (`weights`, when already computed), the cut,
+ * input size, resize, orientation, preprocessing and pooling, and for int8 the calibration.
+ */
+export function backboneFeatureSettings(backbone: Backbone, settings: FeatureSettings, weights = weightsDigest(backbone.weights)): Record<string, unknown> {
+  return {
+    weights,
+    cut: backbone.graph.outputs[0],
+    'input size': settings.inputSize.join('x'),
+    interpolation: settings.interpolation,
+    orientation: settings.orientation,
+    preprocess: settings.preprocess,
+    pooling: backbone.pooling ? poolingName(backbone.pooling) : 'none',
+    // int8 features depend on the calibration too (fp32 stores keep their fingerprint).
+    ...(backbone.precision === 'int8' ? { precision: 'int8', calibration: createHash('sha256').update(JSON.stringify(backbone.int8Ranges)).digest('hex').slice(0, 16) } : {}),
+  };
+}
+
+/**
  * The fingerprint function of FeatureStorage for `backbone` and `settings`; `rootOf` says which
  * folder a store's image names are relative to. The weights are hashed once, when first needed.
  */
@@ -54,17 +73,6 @@ export function featureFingerprint<S extends ImageSet = ImageStore>(backbone: Ba
   let weights: string | undefined;
   return async (store) => {
     weights ??= weightsDigest(backbone.weights);
-    return {
-      images: await imagesDigest(rootOf(store), store),
-      weights,
-      cut: backbone.graph.outputs[0],
-      'input size': settings.inputSize.join('x'),
-      interpolation: settings.interpolation,
-      orientation: settings.orientation,
-      preprocess: settings.preprocess,
-      pooling: backbone.pooling ? poolingName(backbone.pooling) : 'none',
-      // int8 features depend on the calibration too (fp32 stores keep their fingerprint).
-      ...(backbone.precision === 'int8' ? { precision: 'int8', calibration: createHash('sha256').update(JSON.stringify(backbone.int8Ranges)).digest('hex').slice(0, 16) } : {}),
-    };
+    return { images: await imagesDigest(rootOf(store), store), ...backboneFeatureSettings(backbone, settings, weights) };
   };
 }

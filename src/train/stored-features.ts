@@ -5,12 +5,12 @@
  * pooling) must be this run's, else the run is refused naming what differs.
  */
 import { basename, resolve } from 'node:path';
-import { poolingName, type Backbone } from '../backbone/backbone.js';
+import type { Backbone } from '../backbone/backbone.js';
 import type { ImageStore } from '../data/image-store.js';
 import type { DatasetListing } from '../data/listing.js';
 import { GraftError } from '../util/errors.js';
 import { decodeLabelRuns } from './feature-extraction.js';
-import { weightsDigest } from './feature-fingerprint.js';
+import { backboneFeatureSettings, type FeatureSettings } from './feature-fingerprint.js';
 import { FeatureStoreFile, fingerprintChanges } from './feature-store.js';
 import type { FileSetSetting } from './checkpoint.js';
 import type { ClassMode } from '../data/batches.js';
@@ -95,17 +95,10 @@ export async function openStoredFeatures(file: string, what: 'training' | 'valid
  * Refuses a store of other settings than the run's, in one line naming each difference (the
  * backbone's weights as a digest of their values, wherever they were loaded from).
  */
-export function checkStoredSettings(set: StoredFeatureSet, backbone: Backbone, settings: { inputSize: [number, number]; interpolation: string; orientation: string; preprocess: string }): void {
-  const run: Record<string, unknown> = {
-    weights: weightsDigest(backbone.weights),
-    cut: backbone.graph.outputs[0],
-    'input size': settings.inputSize.join('x'),
-    interpolation: settings.interpolation,
-    orientation: settings.orientation,
-    preprocess: settings.preprocess,
-    // Named as the store's fingerprint names it (a grid pooling is an object here, 'avgpool:7:5' there).
-    pooling: backbone.pooling ? poolingName(backbone.pooling) : 'none',
-  };
+export function checkStoredSettings(set: StoredFeatureSet, backbone: Backbone, settings: FeatureSettings): void {
+  // The same record graft features wrote into the store, so that the two cannot drift apart.
+  const recorded = backboneFeatureSettings(backbone, settings);
+  const run = Object.fromEntries(SETTINGS.map((k) => [k, recorded[k]]));
   const stored = Object.fromEntries(SETTINGS.map((k) => [k, set.fingerprint[k]]));
   const changes = fingerprintChanges(stored, run);
   if (JSON.stringify(set.rows.header.rowShape) !== JSON.stringify(backbone.extractor.outputShape)) changes.push(`row shape [${set.rows.header.rowShape.join(', ')}], now [${backbone.extractor.outputShape.join(', ')}]`);
