@@ -44,7 +44,7 @@ async function gradientCheck(spec: HeadSpec, featureShape: number[], n: number, 
   for (const p of params.dense) for (let i = 0; i < p.bias.length; i++) p.bias[i] = rng.uniform(-0.1, 0.1);
   const fsize = featureShape.reduce((a, b) => a * b, 1);
   const x = new Float32Array(n * fsize).map(() => rng.uniform(-1, 1));
-  const trainer = await HeadTrainer.create(spec, params, { kind: 'sgd', learningRate: 0.1 }, { seed, threads: 2, featureShape, blockColumns: 3 });
+  const trainer = await HeadTrainer.create(spec, params, { kind: 'sgd', learningRate: 0.1 }, { seed, threads: 2, featureShape, blockInputs: 3 });
   try {
     const analytic = await trainer.gradients(x, labels, n, masks);
     const w = params.dense.map((p) => ({ kernel: Array.from(p.kernel), bias: Array.from(p.bias) }));

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { adamAlpha, applyUpdate, resolveOptimizer, type OptimizerConfig } from '../src/train/optimizers.js';
 import { simdRmsprop } from '../src/train/simd-rmsprop.js';
 import { simdAdam } from '../src/train/simd-adam.js';
+import { applyUpdateRows, simdUpdate } from '../src/train/simd-update.js';
 import { wasmMemory } from '../src/train/wasm-simd.js';
 import { binaryAccuracy, binaryCrossentropy, categoricalAccuracy, categoricalCrossentropy } from '../src/train/losses.js';
 import { HeadTrainer } from '../src/train/head-trainer.js';
@@ -123,6 +124,43 @@ test('the SIMD Adam kernel matches the JS kernel over several steps, including a
   assert.ok(w.filter((x, i) => x !== start[i]).length > n / 2, 'the weights moved');
 });
 
+test('the SIMD updates of a band of rows (RMSprop, Adam) match the JS loop and touch nothing outside the band', () => {
+  // A [5, 23] kernel whose band of columns [6, 17) is updated from a packed [5, 11] gradient: rows of
+  // 11 floats, so each row has a SIMD part and a JS tail, and the band starts off a group of 4.
+  const rows = 5, stride = 23, k0 = 6, cols = 11, n = rows * stride;
+  const mem = wasmMemory(4 * (4 * n + rows * cols) + 64);
+  const at = (i: number, len: number) => new Float32Array(mem.buffer, i * 4 * n, len);
+  const w = at(0, n), m = at(1, n), v = at(2, n), g = at(3, rows * cols);
+  const band = { rows, cols, stride, gradientStride: cols };
+  for (const cfg of [{ kind: 'rmsprop', learningRate: 0.01 }, { kind: 'adam', learningRate: 0.01 }] as const) {
+    const opt = resolveOptimizer(cfg);
+    const update = simdUpdate(opt, mem);
+    assert.ok(update, 'WebAssembly SIMD available');
+    const rng = new Random(12);
+    for (const a of [w, g]) for (let i = 0; i < a.length; i++) a[i] = rng.uniform(-1, 1);
+    for (const a of [m, v]) for (let i = 0; i < n; i++) a[i] = rng.next() * 1e-3;
+    const slots = opt.kind === 'adam' ? [m, v] : [m];
+    const before = [w, ...slots].map((a) => a.slice());
+    const expected = before.map((a) => a.slice());
+    for (let s = 1; s <= 2; s++) {
+      update(opt, s, w.subarray(k0), g, slots.map((a) => a.subarray(k0)), band);
+      applyUpdateRows(opt, s, expected[0]!.subarray(k0), g, expected.slice(1).map((a) => a.subarray(k0)), band);
+    }
+    [w, ...slots].forEach((a, j) => {
+      for (let i = 0; i < n; i++) {
+        const col = i % stride, inBand = col >= k0 && col < k0 + cols;
+        if (!inBand) assert.equal(a[i], before[j]![i], `${cfg.kind} array ${j}[${i}] outside the band is untouched`);
+        else {
+          assert.notEqual(a[i], before[j]![i], `${cfg.kind} array ${j}[${i}] inside the band moved`);
+          // float32 SIMD against float64 JS: weights as in the tests above, slots relative
+          const tolerance = j === 0 ? 1e-6 * Math.max(1, Math.abs(expected[j]![i]!)) : 1e-6 * Math.abs(expected[j]![i]!) + 1e-12;
+          assert.ok(Math.abs(a[i]! - expected[j]![i]!) <= tolerance, `${cfg.kind} array ${j}[${i}]: ${a[i]} vs ${expected[j]![i]}`);
+        }
+      }
+    });
+  }
+});
+
 test('RMSprop flushes values headed for subnormal floats to zero, in SIMD and JS alike, and keeps NaN', () => {
   const n = 9, mem = wasmMemory(n * 12 + 64);
   const kernel = simdRmsprop(mem)!;
@@ -177,10 +215,10 @@ function separable(count: number, seed: number): ArrayData {
   return { features, labels, count };
 }
 
-async function makeTrainer(seed = 11, blockColumns: number | undefined = 5): Promise<HeadTrainer> {
+async function makeTrainer(seed = 11, blockInputs: number | undefined = 5): Promise<HeadTrainer> {
   // Checkpoint blocks of 3 rows (the kernel has more), so streamed slots cross block boundaries.
   const checkpointBlockFloats = 3 * (SPEC.layers.find((l) => l.kind === 'dense') as { units: number }).units;
-  return HeadTrainer.create(SPEC, initHead(SPEC, SHAPE, seed), { kind: 'rmsprop', learningRate: 0.01 }, { seed, threads: 2, featureShape: SHAPE, blockColumns, checkpointBlockFloats });
+  return HeadTrainer.create(SPEC, initHead(SPEC, SHAPE, seed), { kind: 'rmsprop', learningRate: 0.01 }, { seed, threads: 2, featureShape: SHAPE, blockInputs, checkpointBlockFloats });
 }
 
 test('a tiny head learns linearly separable features (>95% validation accuracy)', async () => {
@@ -517,7 +555,7 @@ test('early stopping in fit: stops patience epochs after the best, restores its 
 });
 
 test('the first Dense layer trains the same whatever its shard count and block size (one, two or three workers), with every optimiser', async () => {
-  // 7 units: shards of 7, 4+3 and 2+3+2 columns; blocks of 7, 2 and 3 columns (with a short last block).
+  // 7 units: shards of 7, 4+3 and 2+3+2 columns; 20 inputs: blocks of 7, 2 and 3 (short last blocks, rows not multiples of 4).
   const spec: HeadSpec = { layers: [{ kind: 'flatten' }, { kind: 'dense', units: 7, activation: 'relu' }, { kind: 'dense', units: 3, activation: 'softmax' }] };
   const shape = [5, 4], n = 6, size = 20;
   const rng = new Random(21);
@@ -527,8 +565,8 @@ test('the first Dense layer trains the same whatever its shard count and block s
   }));
   for (const kind of ['rmsprop', 'adam', 'sgd'] as const) {
     const results: { kernel: Float32Array; slots: Float32Array[]; dx: Float32Array }[] = [];
-    for (const [threads, blockColumns] of [[1, 7], [2, 2], [3, 3]] as const) {
-      const trainer = await HeadTrainer.create(spec, initHead(spec, shape, 4), { kind, learningRate: 0.05 }, { seed: 4, threads, featureShape: shape, blockColumns, inputGradient: true });
+    for (const [threads, blockInputs] of [[1, 7], [2, 2], [3, 3]] as const) {
+      const trainer = await HeadTrainer.create(spec, initHead(spec, shape, 4), { kind, learningRate: 0.05 }, { seed: 4, threads, featureShape: shape, blockInputs, inputGradient: true });
       try {
         const dx = new Float32Array(n * size);
         for (const { x, y } of batches) await trainer.trainStep(x, y, n, dx);

@@ -37,13 +37,15 @@ export interface HeadTrainerOptions {
   /** Largest batch trainStep accepts (default DEFAULT_MAX_BATCH, 64); evaluate/predict split bigger inputs. */
   maxBatch?: number;
   /**
-   * Kernel columns per dWᵀ product in the workers. onnxruntime-node allocates every output afresh
-   * (a preallocated output is copied into), so the block size is about the allocator: under
-   * graft's malloc settings (util/malloc-tunables.ts), outputs of 64 columns (9.6 MiB in the lab)
-   * are recycled from the heap and measured fastest; otherwise each block's memory is faulted in
-   * anew and one product per step is fastest. Default: 64 under those settings, else all columns.
+   * Inputs per dWᵀ product in the workers: each product is the gradient of that many rows of the
+   * kernel over a worker's columns, updated at once. onnxruntime-node allocates every output afresh
+   * (a preallocated output is copied into), so the block size is about the allocator and the cache:
+   * under graft's malloc settings (util/malloc-tunables.ts) outputs of ~2 MiB are recycled from
+   * the heap and still in cache when the update reads them; otherwise each block's memory is
+   * faulted in anew and one product per step is fastest. Default: ~2 MiB of output under those
+   * settings, else all inputs.
    */
-  blockColumns?: number;
+  blockInputs?: number;
   /** Floats per block when the first kernel's optimiser slots are streamed to a checkpoint (default 1M, 4 MB). */
   checkpointBlockFloats?: number;
   /** trainStep can also give dL/d(features), for fine-tuning the backbone beneath (default false). */
@@ -215,7 +217,7 @@ export class HeadTrainer {
     for (let s = 0; s < count; s++) {
       const col0 = Math.round((s * N) / count), cols = Math.round(((s + 1) * N) / count) - col0;
       const dx = options.inputGradient ? new SharedArrayBuffer(maxBatch * K * 4) : undefined;
-      const data: ShardInit = { inputSize: K, units: N, col0, cols, maxBatch, optimizer: opt, blockColumns: options.blockColumns ?? defaultBlockColumns(N), ortThreads: options.ortThreads ?? 1, ...shared, dx };
+      const data: ShardInit = { inputSize: K, units: N, col0, cols, maxBatch, optimizer: opt, blockInputs: options.blockInputs ?? defaultBlockInputs(K, cols), ortThreads: options.ortThreads ?? 1, ...shared, dx };
       const worker = startWorker(url, data);
       shards.push({ worker, col0, cols, dx: dx ? new Float32Array(dx) : null });
     }
@@ -621,9 +623,10 @@ export class HeadTrainer {
   }
 }
 
-function defaultBlockColumns(units: number): number {
-  // Measured with glibc only; elsewhere the allocator is another one.
-  return process.platform === 'linux' && mallocTunablesSet() ? Math.min(64, units) : units;
+function defaultBlockInputs(inputs: number, cols: number): number {
+  // Measured with glibc only; elsewhere the allocator is another one. 2^19 floats of gradient:
+  // 1024 inputs a block for the lab's 512 columns a worker (512 measured 10% slower, 2048 level).
+  return process.platform === 'linux' && mallocTunablesSet() ? Math.min(inputs, Math.max(4, Math.floor(2 ** 19 / cols / 4) * 4)) : inputs;
 }
 
 /** Columns [col0, col0+cols) of a row-major [rows, width] matrix, transposed: a contiguous [cols, rows] copy (a worker's layout). */

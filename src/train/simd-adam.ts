@@ -9,7 +9,7 @@
  * with gradients and slot values too small to matter flushed to zero as RMSprop's are.
  */
 import { adamElements, FLUSH_GRADIENT_BELOW, FLUSH_SLOT_BELOW } from './optimizers.js';
-import { ADD, checkInMemory, DIV, F32, flushAbsBelow, get, I32, instantiateKernel, kernelModule, LOAD, loopOverGroups, MUL, set, splatArguments, splatFlushThresholds, SQRT, STORE, SUB, V128, type WasmMemory } from './wasm-simd.js';
+import { ADD, checkInMemory, DIV, F32, flushAbsBelow, forEachRow, get, I32, instantiateKernel, kernelModule, LOAD, loopOverGroups, MUL, set, splatArguments, splatFlushThresholds, SQRT, STORE, SUB, V128, wholeArray, type RowBlock, type WasmMemory } from './wasm-simd.js';
 
 function moduleBytes(): Uint8Array {
   // params: 0 w, 1 m, 2 v, 3 g, 4 n4, 5 alpha, 6 1-beta1, 7 1-beta2, 8 eps;
@@ -45,21 +45,22 @@ function moduleBytes(): Uint8Array {
   return kernelModule('adam', [I32, I32, I32, I32, I32, F32, F32, F32, F32], body);
 }
 
-/** alpha: this step's bias-corrected rate (adamAlpha); b1, b2: 1 - beta1, 1 - beta2. */
-export type AdamKernel = (w: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, alpha: number, b1: number, b2: number, eps: number) => void;
+/** alpha: this step's bias-corrected rate (adamAlpha); b1, b2: 1 - beta1, 1 - beta2; every element, or the rows of `block`. */
+export type AdamKernel = (w: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, alpha: number, b1: number, b2: number, eps: number, block?: RowBlock) => void;
 
 /**
  * A kernel over arrays that all lie in `memory`, or null where the engine lacks WebAssembly
- * SIMD. Lengths need not be multiples of 4 (the tail runs in JS, with the same formulas).
+ * SIMD. Row lengths need not be multiples of 4 (the tails run in JS, with the same formulas).
  */
 export function simdAdam(memory: WasmMemory): AdamKernel | null {
   const fn = instantiateKernel<(w: number, m: number, v: number, g: number, n4: number, alpha: number, b1: number, b2: number, eps: number) => void>(moduleBytes(), 'adam', memory);
   if (!fn) return null;
-  return (w, m, v, g, alpha, b1, b2, eps) => {
+  return (w, m, v, g, alpha, b1, b2, eps, block = wholeArray(w.length)) => {
     checkInMemory('simdAdam', memory, [w, m, v, g]);
-    const n = w.length, n4 = n >>> 2;
-    fn(w.byteOffset, m.byteOffset, v.byteOffset, g.byteOffset, n4, alpha, b1, b2, eps);
-    const tail = n4 * 4;
-    if (tail < n) adamElements(w, m, v, g, tail, n, 0, alpha, b1, b2, eps);
+    forEachRow(
+      block,
+      (lo, gLo, n4) => fn(w.byteOffset + lo * 4, m.byteOffset + lo * 4, v.byteOffset + lo * 4, g.byteOffset + gLo * 4, n4, alpha, b1, b2, eps),
+      (lo, hi, gLo) => adamElements(w, m, v, g, lo, hi, gLo - lo, alpha, b1, b2, eps),
+    );
   };
 }

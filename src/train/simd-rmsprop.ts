@@ -8,7 +8,7 @@
  * with gradients and ms values too small to matter flushed to zero (see FLUSH_GRADIENT_BELOW).
  */
 import { applyUpdate, FLUSH_GRADIENT_BELOW, FLUSH_SLOT_BELOW } from './optimizers.js';
-import { ADD, ANDNOT, checkInMemory, DIV, F32, flushAbsBelow, get, I32, instantiateKernel, kernelModule, LOAD, loopOverGroups, LT, MUL, set, splatArguments, splatFlushThresholds, SQRT, STORE, SUB, tee, V128, type WasmMemory } from './wasm-simd.js';
+import { ADD, ANDNOT, checkInMemory, DIV, F32, flushAbsBelow, forEachRow, get, I32, instantiateKernel, kernelModule, LOAD, loopOverGroups, LT, MUL, set, splatArguments, splatFlushThresholds, SQRT, STORE, SUB, tee, V128, wholeArray, type RowBlock, type WasmMemory } from './wasm-simd.js';
 
 function moduleBytes(legacy: boolean): Uint8Array {
   // params: 0 w, 1 ms, 2 g, 3 n4, 4 lr, 5 rho, 6 omr, 7 eps;
@@ -39,21 +39,24 @@ function moduleBytes(legacy: boolean): Uint8Array {
   return kernelModule('rmsprop', [I32, I32, I32, I32, F32, F32, F32, F32], body);
 }
 
-export type RmspropKernel = (w: Float32Array, ms: Float32Array, g: Float32Array, lr: number, rho: number, eps: number) => void;
+/** Updates w and ms from g in place: every element, or the rows of `block` (all views of the kernel memory). */
+export type RmspropKernel = (w: Float32Array, ms: Float32Array, g: Float32Array, lr: number, rho: number, eps: number, block?: RowBlock) => void;
 
 /**
  * A kernel over arrays that all lie in `memory` (views of memory.buffer), or null where the
- * engine lacks WebAssembly SIMD; `legacy` selects tf.keras's legacy epsilon placement. Lengths
- * need not be multiples of 4 (the tail runs in JS).
+ * engine lacks WebAssembly SIMD; `legacy` selects tf.keras's legacy epsilon placement. Row
+ * lengths need not be multiples of 4 (the tails run in JS).
  */
 export function simdRmsprop(memory: WasmMemory, legacy = false): RmspropKernel | null {
   const fn = instantiateKernel<(w: number, m: number, g: number, n4: number, lr: number, rho: number, omr: number, eps: number) => void>(moduleBytes(legacy), 'rmsprop', memory);
   if (!fn) return null;
-  return (w, ms, g, lr, rho, eps) => {
+  return (w, ms, g, lr, rho, eps, block = wholeArray(w.length)) => {
     checkInMemory('simdRmsprop', memory, [w, ms, g]);
-    const n = w.length, n4 = n >>> 2;
-    fn(w.byteOffset, ms.byteOffset, g.byteOffset, n4, lr, rho, 1 - rho, eps);
-    const tail = n4 * 4;
-    if (tail < n) applyUpdate({ kind: 'rmsprop', learningRate: lr, rho, epsilon: eps, legacy }, 0, w, g, [ms], tail, n, tail);
+    const opt = { kind: 'rmsprop', learningRate: lr, rho, epsilon: eps, legacy } as const;
+    forEachRow(
+      block,
+      (lo, gLo, n4) => fn(w.byteOffset + lo * 4, ms.byteOffset + lo * 4, g.byteOffset + gLo * 4, n4, lr, rho, 1 - rho, eps),
+      (lo, hi, gLo) => applyUpdate(opt, 0, w, g, [ms], lo, hi, gLo),
+    );
   };
 }

@@ -104,6 +104,35 @@ export function instantiateKernel<F>(bytes: Uint8Array, name: string, memory: Wa
   return new wasm.Instance(new wasm.Module(bytes), { env: { mem: memory } }).exports[name] as F;
 }
 
+/**
+ * A 2-D block of weights that a kernel updates row by row: `rows` rows of `cols` floats, row r of
+ * the weights (and of their optimiser slots) starting at r * stride, of the gradient at
+ * r * gradientStride. The head's workers update a column band of their [cols, inputs] kernel from
+ * one gradient product, whose rows are packed.
+ */
+export interface RowBlock {
+  rows: number;
+  cols: number;
+  stride: number;
+  gradientStride: number;
+}
+
+/** The whole of an array of n floats as a block of one row. */
+export const wholeArray = (n: number): RowBlock => ({ rows: 1, cols: n, stride: n, gradientStride: n });
+
+/**
+ * Calls `simd(lo, gradientLo, n4)` for each row's groups of 4 floats and `tail(lo, hi, gradientLo)`
+ * for the 1-3 floats past them (indices into the weights' and the gradient's views).
+ */
+export function forEachRow(block: RowBlock, simd: (lo: number, gradientLo: number, n4: number) => void, tail: (lo: number, hi: number, gradientLo: number) => void): void {
+  const { rows, cols, stride, gradientStride } = block, n4 = cols >>> 2, rest = n4 * 4;
+  for (let r = 0; r < rows; r++) {
+    const lo = r * stride, gLo = r * gradientStride;
+    simd(lo, gLo, n4);
+    if (rest < cols) tail(lo + rest, lo + cols, gLo + rest);
+  }
+}
+
 /** Throws unless every array is a view of `memory` (the kernels address it by byte offset). */
 export function checkInMemory(kernel: string, memory: WasmMemory, arrays: Float32Array[]): void {
   if (arrays.some((a) => a.buffer !== memory.buffer)) throw new Error(`${kernel}: arrays must lie in the kernel memory`);
