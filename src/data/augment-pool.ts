@@ -6,7 +6,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { GraftError } from '../util/errors.js';
-import { startWorker } from '../util/worker-calls.js';
+import { RequestsById, startWorker } from '../util/worker-calls.js';
 import { applyTransform, type FillMode, type PixelAffine, type TransformParams } from './augment.js';
 
 /** N images of h x w x 3 uint8 (HWC), one after another, in one buffer (best: on a SharedArrayBuffer). */
@@ -62,28 +62,14 @@ function workerUrl(): URL {
 
 export class AugmentPool {
   private readonly workers: Worker[];
-  private nextId = 1;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private readonly requests: RequestsById<WorkerReply>;
   private staging: Uint8Array | null = null;
   private busy = 0;
   private closed = false;
 
   private constructor(workers: Worker[]) {
     this.workers = workers;
-    for (const wk of workers) {
-      wk.on('message', (msg: WorkerReply) => {
-        const p = this.pending.get(msg.id);
-        if (!p) return;
-        this.pending.delete(msg.id);
-        if (msg.error) p.reject(new Error(`augment worker: ${msg.error}`));
-        else p.resolve();
-      });
-      wk.on('error', (err) => {
-        for (const p of this.pending.values()) p.reject(err);
-        this.pending.clear();
-      });
-      wk.unref();
-    }
+    this.requests = new RequestsById(workers, 'augment worker');
   }
 
   /** Starts `threads` workers (default: 2). */
@@ -159,8 +145,7 @@ export class AugmentPool {
         const from = t * chunk;
         const to = Math.min(count, from + chunk);
         if (from >= to) break;
-        const id = this.nextId++;
-        const task: WorkerTask = {
+        const task = (id: number): WorkerTask => ({
           id,
           src: src.buffer as SharedArrayBuffer,
           srcByteOffset: src.byteOffset,
@@ -176,9 +161,10 @@ export class AugmentPool {
           fillMode: opts.fillMode,
           cval: opts.cval,
           pre: { scale: opts.pre.scale, offset: opts.pre.offset },
-        };
-        jobs.push(new Promise<void>((resolve, reject) => this.pending.set(id, { resolve, reject })));
-        this.workers[t]!.postMessage(task);
+        });
+        jobs.push(this.requests.send(this.workers[t]!, task).then((reply) => {
+          if (reply.error) throw new GraftError(`augment worker: ${reply.error}`);
+        }));
       }
       if (opts.useCallingThread) {
         const cfg = { fillMode: opts.fillMode, cval: opts.cval };
@@ -207,13 +193,13 @@ export class AugmentPool {
     return this.staging.subarray(0, bytes);
   }
 
-  // Workers keep the process alive only while a batch is running.
+  // Batches running now (the staging buffer serves one at a time); the workers are ref'd by their requests.
   private acquire(): void {
-    if (this.busy++ === 0) for (const wk of this.workers) wk.ref();
+    this.busy++;
   }
 
   private release(): void {
-    if (--this.busy === 0) for (const wk of this.workers) wk.unref();
+    this.busy--;
   }
 }
 

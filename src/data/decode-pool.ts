@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { GraftError } from '../util/errors.js';
-import { startWorker } from '../util/worker-calls.js';
+import { RequestsById, startWorker } from '../util/worker-calls.js';
 import { BadImageError, type DecodeOptions, type Interpolation } from './decode.js';
 
 /** A decode request: the file, and where in `target` its height*width*3 bytes go. */
@@ -49,18 +49,10 @@ function workerUrl(): URL {
 }
 
 export class DecodePool {
-  private nextId = 1;
-  private readonly pending = new Map<number, { path: string; resolve: () => void; reject: (e: Error) => void }>();
-  private failure: Error | null = null;
+  private readonly requests: RequestsById<DecodeReply>;
 
   private constructor(private readonly workers: Worker[]) {
-    for (const worker of workers) {
-      worker.on('message', (reply: DecodeReply) => this.settle(reply));
-      worker.on('error', (err) => this.fail(new GraftError(`image decoding worker failed: ${err.message}`)));
-      worker.on('exit', (code) => {
-        if (this.pending.size > 0) this.fail(new GraftError(`image decoding worker exited (code ${code})`));
-      });
-    }
+    this.requests = new RequestsById(workers, 'image decoding worker');
   }
 
   static start(threads: number): DecodePool {
@@ -69,36 +61,14 @@ export class DecodePool {
   }
 
   /** Decodes `path` on worker `worker` into target bytes [byteOffset, byteOffset + length); rejects with BadImageError as decodeImageInto does. */
-  decodeInto(worker: number, path: string, opts: DecodeOptions, target: SharedArrayBuffer, byteOffset: number, length: number): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
-    const id = this.nextId++;
+  async decodeInto(worker: number, path: string, opts: DecodeOptions, target: SharedArrayBuffer, byteOffset: number, length: number): Promise<void> {
     const w = this.workers[worker % this.workers.length]!;
-    return new Promise<void>((resolve, reject) => {
-      if (this.pending.size === 0) for (const x of this.workers) x.ref();
-      this.pending.set(id, { path, resolve, reject });
-      const task: DecodeTask = { id, path, opts, target, byteOffset, length };
-      w.postMessage(task);
-    });
+    const reply = await this.requests.send(w, (id): DecodeTask => ({ id, path, opts, target, byteOffset, length }));
+    if (reply.bad !== undefined) throw new BadImageError(path, reply.bad);
+    if (reply.error !== undefined) throw new GraftError(reply.error, { file: path });
   }
 
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.terminate()));
-  }
-
-  private settle(reply: DecodeReply): void {
-    const p = this.pending.get(reply.id);
-    if (!p) return;
-    this.pending.delete(reply.id);
-    if (this.pending.size === 0) for (const x of this.workers) x.unref();
-    if (reply.bad !== undefined) p.reject(new BadImageError(p.path, reply.bad));
-    else if (reply.error !== undefined) p.reject(new GraftError(reply.error, { file: p.path }));
-    else p.resolve();
-  }
-
-  private fail(err: Error): void {
-    this.failure ??= err;
-    const waiting = [...this.pending.values()];
-    this.pending.clear();
-    for (const p of waiting) p.reject(err);
   }
 }

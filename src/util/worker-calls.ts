@@ -1,7 +1,8 @@
 /**
- * Worker threads for graft's pools (the head trainer's shards, augmentation): started so that they run
- * under tsx as well as compiled, idle ones do not keep the process alive, and a request is a
- * promise of the worker's one reply.
+ * Worker threads for graft's pools (the head trainer's shards, augmentation, decoding): started so
+ * that they run under tsx as well as compiled, idle ones do not keep the process alive, and a
+ * request is a promise of the worker's reply: the next one (nextReply, one request in flight per
+ * worker) or the one carrying its id (RequestsById, many in flight).
  */
 import { Worker } from 'node:worker_threads';
 import { GraftError } from './errors.js';
@@ -76,4 +77,52 @@ export function callWorker(worker: Worker, request: unknown, what: string, trans
   const reply = nextReply(worker, what);
   worker.postMessage(request, transfer);
   return reply;
+}
+
+/**
+ * Requests in flight to a pool's workers, answered by replies that carry the request's id: a pool
+ * that keeps several requests in flight per worker gets its replies in any order. The workers are
+ * ref'd while any request waits. A worker's error or exit fails every waiting request and every
+ * later one, with `what` ("image decoding worker") in the message.
+ */
+export class RequestsById<Reply extends { id: number }> {
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (reply: Reply) => void; reject: (err: Error) => void }>();
+  private failure: Error | null = null;
+
+  constructor(private readonly workers: readonly Worker[], what: string) {
+    for (const worker of workers) {
+      worker.on('message', (reply: Reply) => this.settle(reply));
+      worker.on('error', (err) => this.fail(new GraftError(`${what} failed: ${err.message}`)));
+      worker.on('exit', (code) => {
+        if (this.waiting.size > 0) this.fail(new GraftError(`${what} exited (code ${code})`));
+      });
+    }
+  }
+
+  /** Posts `request(id)` to `worker` and resolves with the reply carrying that id. */
+  send(worker: Worker, request: (id: number) => unknown): Promise<Reply> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise<Reply>((resolve, reject) => {
+      if (this.waiting.size === 0) for (const w of this.workers) w.ref();
+      this.waiting.set(id, { resolve, reject });
+      worker.postMessage(request(id));
+    });
+  }
+
+  private settle(reply: Reply): void {
+    const request = this.waiting.get(reply.id);
+    if (!request) return;
+    this.waiting.delete(reply.id);
+    if (this.waiting.size === 0) for (const w of this.workers) w.unref();
+    request.resolve(reply);
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    const waiting = [...this.waiting.values()];
+    this.waiting.clear();
+    for (const request of waiting) request.reject(err);
+  }
 }
