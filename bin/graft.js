@@ -3,6 +3,15 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
+// A reader that went away (`graft train --help | head`): end quietly, as a command killed by
+// SIGPIPE does (status 141), instead of an unhandled 'error' event and its stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err) => {
+    if (err.code === 'EPIPE') process.exit(141);
+    throw err;
+  });
+}
+
 const dist = new URL('../dist/src/', import.meta.url);
 if (!existsSync(fileURLToPath(new URL('cli/main.js', dist)))) {
   console.error('graft: the package is not built yet; run `npm run build` first.');
