@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { RequestsById, startWorker } from '../src/util/worker-calls.js';
 
 const echoWorker = () => startWorker(new URL('./support/echo-worker.ts', import.meta.url));
@@ -22,4 +24,12 @@ test('RequestsById matches replies that come back out of order to their requests
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }
+});
+
+test('after a worker exits, the pool\'s surviving workers no longer keep the process alive', () => {
+  const child = fileURLToPath(new URL('./support/requests-after-exit-child.ts', import.meta.url));
+  const run = spawnSync(process.execPath, ['--import', 'tsx', child], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(run.signal, null, 'the process ended on its own, not killed at the timeout');
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout), ['echo worker exited (code 3)', 'echo worker exited (code 3)']);
 });

@@ -123,6 +123,8 @@ export class RequestsById<Reply extends { id: number }> {
     this.failure ??= err;
     const waiting = [...this.waiting.values()];
     this.waiting.clear();
+    // Nothing waits any more: the surviving workers must not keep the process alive either.
+    if (waiting.length > 0) for (const w of this.workers) w.unref();
     for (const request of waiting) request.reject(err);
   }
 }
